@@ -1,0 +1,614 @@
+//! Logical models → deployments: balancing, circuit breakers, retries and fallbacks before the first byte.
+//!
+//! A call walks an ordered list of candidate deployments (the model's own, ordered by its
+//! balancer, then each fallback model's). Transient failures retry the same deployment with
+//! exponential backoff and jitter; other retryable failures move on to the next one. For a
+//! stream, the first chunk is awaited before the call counts as a success, so a stream that
+//! breaks before its first byte is retried too. Once a byte has gone to the client nothing is
+//! retried: the stream ends with an error event instead.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+
+use crate::config::{Balance, BreakerConfig, Capability, Config, DeploymentConfig, ModelKind, ProviderKind, RetryConfig};
+use crate::error::ApiError;
+use crate::providers::{
+    self, CallLimits, ChatOutcome, Chunk, ChunkStream, Complete, Provider, UpstreamError,
+};
+use crate::request::{ChatRequest, EmbeddingsRequest, Needs};
+use crate::tokens::Encoding;
+
+/// Consecutive failures and the moment a tripped breaker lets a trial call through.
+#[derive(Debug, Default)]
+pub struct Breaker {
+    failures: AtomicU32,
+    /// Milliseconds since the gateway's epoch until which the deployment is skipped (0 = closed).
+    open_until_ms: AtomicU64,
+}
+
+impl Breaker {
+    fn allows(&self, now_ms: u64) -> bool {
+        let until = self.open_until_ms.load(Ordering::Relaxed);
+        until == 0 || now_ms >= until
+    }
+
+    fn success(&self) {
+        self.failures.store(0, Ordering::Relaxed);
+        self.open_until_ms.store(0, Ordering::Relaxed);
+    }
+
+    /// Records a failure; returns true when this failure opened the breaker.
+    fn failure(&self, cfg: &BreakerConfig, now_ms: u64) -> bool {
+        let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if n >= cfg.failure_threshold {
+            // Half-open after the cooldown: one more failure re-opens it at once.
+            self.failures.store(cfg.failure_threshold.saturating_sub(1), Ordering::Relaxed);
+            self.open_until_ms
+                .store(now_ms + cfg.cooldown_secs * 1000, Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
+
+    pub fn is_open(&self, now_ms: u64) -> bool {
+        !self.allows(now_ms)
+    }
+}
+
+/// One deployment with its live state.
+pub struct Deployment {
+    pub config: DeploymentConfig,
+    pub provider_name: String,
+    pub provider_kind: ProviderKind,
+    pub encoding: Encoding,
+    provider: Arc<dyn Provider>,
+    limits: CallLimits,
+    inflight: AtomicU32,
+    pub breaker: Breaker,
+}
+
+impl Deployment {
+    pub fn limits(&self) -> CallLimits {
+        self.limits
+    }
+
+    pub fn inflight(&self) -> u32 {
+        self.inflight.load(Ordering::Relaxed)
+    }
+
+    fn serves(&self, needs: Needs) -> bool {
+        let has = |c| self.config.capabilities.contains(&c);
+        (!needs.tools || has(Capability::Tools))
+            && (!needs.vision || has(Capability::Vision))
+            && (!needs.json || has(Capability::Json))
+    }
+}
+
+/// Keeps a deployment's in-flight count up for as long as a call (or its stream) lives.
+pub struct InflightGuard(Arc<Deployment>);
+
+impl InflightGuard {
+    fn new(d: &Arc<Deployment>) -> Self {
+        d.inflight.fetch_add(1, Ordering::Relaxed);
+        InflightGuard(d.clone())
+    }
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A logical model as clients name it.
+pub struct LogicalModel {
+    pub name: String,
+    pub kind: ModelKind,
+    pub balance: Balance,
+    pub fallbacks: Vec<String>,
+    pub description: Option<String>,
+    pub deployments: Vec<Arc<Deployment>>,
+}
+
+/// What a successful dispatch returns: the answer and where it came from.
+pub struct Routed<T> {
+    pub value: T,
+    pub deployment: Arc<Deployment>,
+    pub guard: InflightGuard,
+    pub attempts: u32,
+}
+
+/// The first chunk of a stream, already received, and the rest.
+pub struct StartedStream {
+    pub first: Chunk,
+    pub rest: ChunkStream,
+}
+
+pub enum ChatAnswer {
+    Complete(Complete),
+    Stream(StartedStream),
+}
+
+/// Why a request could not be dispatched, with what was learnt on the way.
+#[derive(Debug)]
+pub struct DispatchError {
+    pub error: ApiError,
+    pub attempts: u32,
+    pub last_deployment: Option<Arc<Deployment>>,
+    pub kind: &'static str,
+}
+
+impl std::fmt::Debug for Deployment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deployment").field("id", &self.config.id).finish()
+    }
+}
+
+pub struct Gateway {
+    pub models: HashMap<String, Arc<LogicalModel>>,
+    /// Model names in config order, for `/v1/models`.
+    pub model_names: Vec<String>,
+    retry: RetryConfig,
+    breaker: BreakerConfig,
+    epoch: Instant,
+}
+
+impl Gateway {
+    pub fn new(config: &Config, client: reqwest::Client) -> Gateway {
+        let mut providers: HashMap<String, (Arc<dyn Provider>, ProviderKind, Arc<crate::config::ProviderConfig>)> =
+            HashMap::new();
+        for (name, p) in &config.providers {
+            let pc = Arc::new(p.clone());
+            let provider: Arc<dyn Provider> = match p.kind {
+                ProviderKind::Openai => Arc::new(providers::openai::OpenAi::new(client.clone(), pc.clone())),
+                ProviderKind::Anthropic => Arc::new(providers::anthropic::Anthropic::new(client.clone(), pc.clone())),
+                ProviderKind::Mock => Arc::new(providers::mock::Mock::new(pc.clone())),
+            };
+            providers.insert(name.clone(), (provider, p.kind, pc));
+        }
+        let mut models = HashMap::new();
+        let mut model_names = Vec::new();
+        for (name, m) in &config.models {
+            let deployments = m
+                .deployments
+                .iter()
+                .filter_map(|d| {
+                    let (provider, kind, pc) = providers.get(&d.provider)?;
+                    Some(Arc::new(Deployment {
+                        config: d.clone(),
+                        provider_name: d.provider.clone(),
+                        provider_kind: *kind,
+                        encoding: Encoding::for_model(&d.model),
+                        provider: provider.clone(),
+                        limits: CallLimits {
+                            timeout: Duration::from_millis(d.timeout_ms.unwrap_or(pc.timeout_ms)),
+                            idle_timeout: Duration::from_millis(pc.stream_idle_timeout_ms),
+                            max_response_bytes: config.server.max_response_bytes,
+                        },
+                        inflight: AtomicU32::new(0),
+                        breaker: Breaker::default(),
+                    }))
+                })
+                .collect();
+            model_names.push(name.clone());
+            models.insert(
+                name.clone(),
+                Arc::new(LogicalModel {
+                    name: name.clone(),
+                    kind: m.kind,
+                    balance: m.balance,
+                    fallbacks: m.fallbacks.clone(),
+                    description: m.description.clone(),
+                    deployments,
+                }),
+            );
+        }
+        Gateway {
+            models,
+            model_names,
+            retry: config.server.retry.clone(),
+            breaker: config.server.breaker.clone(),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Milliseconds since the gateway started (never 0), the clock of the circuit breakers.
+    pub fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64 + 1
+    }
+
+    pub fn model(&self, name: &str) -> Option<&Arc<LogicalModel>> {
+        self.models.get(name)
+    }
+
+    /// Orders one model's deployments by its balancing policy.
+    fn order(model: &LogicalModel, candidates: Vec<Arc<Deployment>>) -> Vec<Arc<Deployment>> {
+        match model.balance {
+            Balance::LeastBusy => {
+                let mut c = candidates;
+                // Ties go to the larger weight, then to a random pick so equal deployments share load.
+                let mut keyed: Vec<(u32, std::cmp::Reverse<u32>, u32, Arc<Deployment>)> = c
+                    .drain(..)
+                    .map(|d| (d.inflight(), std::cmp::Reverse(d.config.weight), fastrand::u32(..), d))
+                    .collect();
+                keyed.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+                keyed.into_iter().map(|k| k.3).collect()
+            }
+            Balance::Weighted => {
+                // Weighted random order without replacement.
+                let mut pool = candidates;
+                let mut out = Vec::with_capacity(pool.len());
+                while !pool.is_empty() {
+                    let total: u64 = pool.iter().map(|d| u64::from(d.config.weight)).sum();
+                    let mut pick = fastrand::u64(..total.max(1));
+                    let mut idx = 0;
+                    for (i, d) in pool.iter().enumerate() {
+                        let w = u64::from(d.config.weight);
+                        if pick < w {
+                            idx = i;
+                            break;
+                        }
+                        pick -= w;
+                    }
+                    out.push(pool.swap_remove(idx));
+                }
+                out
+            }
+        }
+    }
+
+    /// Candidate deployments for a chat request, in the order they will be tried.
+    fn chat_candidates(&self, model: &LogicalModel, req: &ChatRequest) -> Result<Vec<Arc<Deployment>>, ApiError> {
+        let mut chain: Vec<&LogicalModel> = vec![model];
+        for fb in &model.fallbacks {
+            if let Some(m) = self.models.get(fb) {
+                chain.push(m);
+            }
+        }
+        let mut capable = 0usize;
+        let mut counted: Vec<(Encoding, u64)> = Vec::new();
+        let mut smallest_window = u64::MAX;
+        let mut prompt_tokens_seen = 0u64;
+        let mut out = Vec::new();
+        for m in chain {
+            let mut fits = Vec::new();
+            for d in &m.deployments {
+                if !d.serves(req.needs) {
+                    continue;
+                }
+                capable += 1;
+                let window = u64::from(d.config.context_window);
+                let reserve = u64::from(req.max_output_tokens.unwrap_or(0));
+                let limit = window.saturating_sub(reserve);
+                // The byte bound settles almost every request; count exactly only when it might not fit.
+                let fits_window = if req.prompt.upper_bound() <= limit {
+                    true
+                } else {
+                    let n = match counted.iter().find(|(e, _)| *e == d.encoding) {
+                        Some((_, n)) => *n,
+                        None => {
+                            let n = req.prompt.count(d.encoding);
+                            counted.push((d.encoding, n));
+                            n
+                        }
+                    };
+                    prompt_tokens_seen = n;
+                    n <= limit
+                };
+                if fits_window {
+                    fits.push(d.clone());
+                } else {
+                    smallest_window = smallest_window.min(window);
+                }
+            }
+            out.extend(Self::order(m, fits));
+        }
+        if capable == 0 {
+            let (param, what) = if req.needs.tools {
+                ("tools", "tool calls")
+            } else if req.needs.vision {
+                ("messages", "image input")
+            } else {
+                ("response_format", "JSON mode")
+            };
+            return Err(ApiError::invalid_param(
+                param,
+                format!("The model `{}` does not support {what}.", model.name),
+            ));
+        }
+        if out.is_empty() {
+            return Err(ApiError::context_length_exceeded(format!(
+                "This model's maximum context length is {smallest_window} tokens. However, your messages resulted in {prompt_tokens_seen} tokens{}. Please reduce the length of the messages.",
+                match req.max_output_tokens {
+                    Some(m) => format!(" plus {m} requested for the completion"),
+                    None => String::new(),
+                }
+            )));
+        }
+        Ok(out)
+    }
+
+    fn embedding_candidates(&self, model: &LogicalModel) -> Vec<Arc<Deployment>> {
+        let mut out = Self::order(model, model.deployments.clone());
+        for fb in &model.fallbacks {
+            if let Some(m) = self.models.get(fb) {
+                out.extend(Self::order(m, m.deployments.clone()));
+            }
+        }
+        out
+    }
+
+    fn backoff(&self, attempt_on_deployment: u32, hint: Option<Duration>) -> Duration {
+        let base = self.retry.backoff_ms.saturating_mul(1u64 << attempt_on_deployment.min(16));
+        let capped = base.min(self.retry.max_backoff_ms);
+        let jittered = capped / 2 + fastrand::u64(..=capped / 2 + 1);
+        let d = Duration::from_millis(jittered);
+        match hint {
+            Some(h) if h <= Duration::from_millis(self.retry.max_backoff_ms) => h.max(d),
+            _ => d,
+        }
+    }
+
+    /// Dispatches a chat request, retrying and falling back before the first byte.
+    pub async fn chat(&self, model: &LogicalModel, req: &ChatRequest) -> Result<Routed<ChatAnswer>, DispatchError> {
+        let candidates = self.chat_candidates(model, req).map_err(|error| DispatchError {
+            kind: error.kind(),
+            error,
+            attempts: 0,
+            last_deployment: None,
+        })?;
+        self.run_attempts(&model.name, candidates, |d| {
+            let d = d.clone();
+            let fut = d.provider.chat(&d.config, req, d.limits);
+            async move {
+                match fut.await? {
+                    ChatOutcome::Complete(c) => Ok(ChatAnswer::Complete(c)),
+                    ChatOutcome::Stream(mut s) => {
+                        // The first chunk decides whether the attempt succeeded.
+                        match tokio::time::timeout(d.limits.idle_timeout, s.next()).await {
+                            Err(_) => Err(UpstreamError::Timeout),
+                            Ok(None) => Err(UpstreamError::Cut),
+                            Ok(Some(Err(e))) => Err(e),
+                            Ok(Some(Ok(first))) => Ok(ChatAnswer::Stream(StartedStream { first, rest: s })),
+                        }
+                    }
+                }
+            }
+        })
+        .await
+    }
+
+    /// Dispatches an embeddings request with the same retry rules.
+    pub async fn embeddings(
+        &self,
+        model: &LogicalModel,
+        req: &EmbeddingsRequest,
+    ) -> Result<Routed<Complete>, DispatchError> {
+        let candidates = self.embedding_candidates(model);
+        self.run_attempts(&model.name, candidates, |d| d.provider.embeddings(&d.config, req, d.limits))
+            .await
+    }
+
+    async fn run_attempts<T, F, Fut>(
+        &self,
+        model: &str,
+        candidates: Vec<Arc<Deployment>>,
+        mut call: F,
+    ) -> Result<Routed<T>, DispatchError>
+    where
+        F: FnMut(&Arc<Deployment>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, UpstreamError>>,
+    {
+        let mut attempts = 0u32;
+        let mut last: Option<(UpstreamError, Arc<Deployment>)> = None;
+        let mut min_retry_after: Option<Duration> = None;
+        let mut all_rate_limited = true;
+        'deployments: for d in &candidates {
+            if !d.breaker.allows(self.now_ms()) {
+                continue;
+            }
+            for try_no in 0..self.retry.attempts_per_deployment {
+                if attempts >= self.retry.max_total_attempts {
+                    break 'deployments;
+                }
+                attempts += 1;
+                let guard = InflightGuard::new(d);
+                match call(d).await {
+                    Ok(value) => {
+                        d.breaker.success();
+                        return Ok(Routed {
+                            value,
+                            deployment: d.clone(),
+                            guard,
+                            attempts,
+                        });
+                    }
+                    Err(e) => {
+                        drop(guard);
+                        metrics::counter!("switchyard_upstream_errors_total",
+                            "deployment" => d.config.id.clone(), "kind" => e.kind())
+                        .increment(1);
+                        tracing::warn!(model, deployment = %d.config.id, attempt = attempts, error = %e, "upstream attempt failed");
+                        if e.counts_against_deployment() && d.breaker.failure(&self.breaker, self.now_ms()) {
+                            tracing::warn!(deployment = %d.config.id, cooldown_secs = self.breaker.cooldown_secs, "circuit breaker opened");
+                            metrics::counter!("switchyard_breaker_opened_total", "deployment" => d.config.id.clone())
+                                .increment(1);
+                        }
+                        if let UpstreamError::Status { status: 429, retry_after, .. } = &e {
+                            if let Some(r) = retry_after {
+                                min_retry_after = Some(min_retry_after.map_or(*r, |m: Duration| m.min(*r)));
+                            }
+                        } else {
+                            all_rate_limited = false;
+                        }
+                        let retryable = e.retryable();
+                        let transient = e.transient();
+                        let hint = match &e {
+                            UpstreamError::Status { retry_after, .. } => *retry_after,
+                            _ => None,
+                        };
+                        last = Some((e, d.clone()));
+                        if !retryable {
+                            break 'deployments;
+                        }
+                        if !transient || try_no + 1 >= self.retry.attempts_per_deployment {
+                            continue 'deployments;
+                        }
+                        tokio::time::sleep(self.backoff(try_no, hint)).await;
+                        if !d.breaker.allows(self.now_ms()) {
+                            continue 'deployments;
+                        }
+                    }
+                }
+            }
+        }
+        let (error, kind, last_deployment) = match last {
+            None => (ApiError::no_healthy_deployment(model), "no_healthy_deployment", None),
+            Some((e, d)) => {
+                let kind = e.kind();
+                let api = match &e {
+                    UpstreamError::Status { status: 429, .. } if all_rate_limited => {
+                        ApiError::upstream_rate_limited(min_retry_after)
+                    }
+                    UpstreamError::Status { status, message, .. } if (400..500).contains(status) && !e.retryable() => {
+                        ApiError::upstream_bad_request(
+                            http::StatusCode::from_u16(*status).unwrap_or(http::StatusCode::BAD_REQUEST),
+                            message.clone(),
+                        )
+                    }
+                    UpstreamError::Timeout => ApiError::upstream_timeout(),
+                    UpstreamError::Status { status, .. } => {
+                        ApiError::upstream_error(format!("The upstream provider failed (status {status})"))
+                    }
+                    UpstreamError::Connect(_) => ApiError::upstream_error("Could not reach the upstream provider"),
+                    UpstreamError::Protocol(_) => {
+                        ApiError::upstream_error("The upstream provider sent a malformed response")
+                    }
+                    UpstreamError::Cut => ApiError::upstream_error("The upstream provider closed the connection early"),
+                };
+                (api, kind, Some(d))
+            }
+        };
+        Err(DispatchError {
+            error,
+            attempts,
+            last_deployment,
+            kind,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn breaker_opens_after_threshold_and_half_opens_after_cooldown() {
+        let cfg = BreakerConfig {
+            failure_threshold: 3,
+            cooldown_secs: 10,
+        };
+        let b = Breaker::default();
+        assert!(!b.failure(&cfg, 1));
+        assert!(!b.failure(&cfg, 2));
+        assert!(b.failure(&cfg, 3));
+        assert!(!b.allows(5_000));
+        assert!(b.allows(10_003), "half-open after the cooldown");
+        assert!(b.failure(&cfg, 10_004), "one failure while half-open re-opens");
+        assert!(!b.allows(10_005));
+        b.success();
+        assert!(b.allows(10_006));
+    }
+
+    fn gateway(balance: &str) -> Gateway {
+        let text = format!(
+            r#"
+            [providers.p]
+            kind = "mock"
+            [models.m]
+            balance = "{balance}"
+            [[models.m.deployments]]
+            id = "heavy"
+            provider = "p"
+            model = "a"
+            weight = 9
+            input_per_mtok = 1
+            output_per_mtok = 1
+            context_window = 100
+            [[models.m.deployments]]
+            id = "light"
+            provider = "p"
+            model = "b"
+            weight = 1
+            input_per_mtok = 1
+            output_per_mtok = 1
+            context_window = 1000
+            capabilities = ["tools"]
+            "#
+        );
+        let c = Config::from_toml(&text, &|_| None, std::iter::empty()).unwrap();
+        Gateway::new(&c, providers::http_client())
+    }
+
+    #[test]
+    fn weighted_order_follows_weights() {
+        let g = gateway("weighted");
+        let m = g.model("m").unwrap().clone();
+        let mut heavy_first = 0;
+        for _ in 0..2000 {
+            let o = Gateway::order(&m, m.deployments.clone());
+            assert_eq!(o.len(), 2);
+            if o[0].config.id == "heavy" {
+                heavy_first += 1;
+            }
+        }
+        assert!((1650..=1950).contains(&heavy_first), "heavy first {heavy_first}/2000, expected ~1800");
+    }
+
+    #[test]
+    fn least_busy_prefers_idle_deployments() {
+        let g = gateway("least_busy");
+        let m = g.model("m").unwrap().clone();
+        let _busy = InflightGuard::new(&m.deployments[0]);
+        let o = Gateway::order(&m, m.deployments.clone());
+        assert_eq!(o[0].config.id, "light");
+        drop(_busy);
+        let o = Gateway::order(&m, m.deployments.clone());
+        assert_eq!(o[0].config.id, "heavy", "equal load: larger weight first");
+    }
+
+    fn chat(v: serde_json::Value) -> ChatRequest {
+        let serde_json::Value::Object(m) = v else { panic!() };
+        ChatRequest::from_body(m).unwrap()
+    }
+
+    #[test]
+    fn candidates_respect_capabilities_and_context_windows() {
+        let g = gateway("weighted");
+        let m = g.model("m").unwrap().clone();
+        let tools = chat(serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}],
+            "tools": [{"type": "function", "function": {"name": "f"}}]}));
+        let c = g.chat_candidates(&m, &tools).unwrap();
+        assert_eq!(c.iter().map(|d| d.config.id.as_str()).collect::<Vec<_>>(), vec!["light"]);
+
+        // About 200 tokens: too long for the 100-token window, fine for the 1000-token one.
+        let long = "word ".repeat(200);
+        let req = chat(serde_json::json!({"model": "m", "messages": [{"role": "user", "content": long}]}));
+        let c = g.chat_candidates(&m, &req).unwrap();
+        assert_eq!(c.iter().map(|d| d.config.id.as_str()).collect::<Vec<_>>(), vec!["light"]);
+
+        let huge = "word ".repeat(2000);
+        let req = chat(serde_json::json!({"model": "m", "messages": [{"role": "user", "content": huge}]}));
+        let err = g.chat_candidates(&m, &req).unwrap_err();
+        assert_eq!(err.code, Some("context_length_exceeded"));
+
+        let vision = chat(serde_json::json!({"model": "m", "messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}]}));
+        let err = g.chat_candidates(&m, &vision).unwrap_err();
+        assert!(err.message.contains("image"), "{}", err.message);
+    }
+}

@@ -1,0 +1,185 @@
+//! `POST /v1/chat/completions`: validate, dispatch, answer as JSON or SSE with routing, token and cost headers.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+
+use super::{hv, read_json_body, AppState, Received, RequestId};
+use crate::error::ApiError;
+use crate::gateway::{ChatAnswer, Deployment};
+use crate::config::ModelKind;
+use crate::providers::{completion_text_of_body, Usage};
+use crate::relay;
+use crate::request::{parse_object, ChatRequest};
+use crate::usage::{Meter, Outcome, UsageSource};
+
+pub(crate) const H_DEPLOYMENT: HeaderName = HeaderName::from_static("x-switchyard-deployment");
+pub(crate) const H_PROVIDER: HeaderName = HeaderName::from_static("x-switchyard-provider");
+pub(crate) const H_MODEL: HeaderName = HeaderName::from_static("x-switchyard-model");
+pub(crate) const H_PROCESS_MS: HeaderName = HeaderName::from_static("x-switchyard-process-ms");
+pub(crate) const H_TOKENS_IN: HeaderName = HeaderName::from_static("x-switchyard-tokens-in");
+pub(crate) const H_TOKENS_OUT: HeaderName = HeaderName::from_static("x-switchyard-tokens-out");
+pub(crate) const H_CACHED_IN: HeaderName = HeaderName::from_static("x-switchyard-tokens-cached");
+pub(crate) const H_COST: HeaderName = HeaderName::from_static("x-switchyard-cost-usd");
+pub(crate) const H_USAGE_SOURCE: HeaderName = HeaderName::from_static("x-switchyard-usage-source");
+pub(crate) const H_REQ_BYTES: HeaderName = HeaderName::from_static("x-switchyard-request-bytes");
+pub(crate) const H_RESP_BYTES: HeaderName = HeaderName::from_static("x-switchyard-response-bytes");
+pub(crate) const H_ATTEMPTS: HeaderName = HeaderName::from_static("x-switchyard-attempts");
+
+/// Headers every routed answer carries.
+pub(crate) fn routing_headers(
+    h: &mut HeaderMap,
+    d: &Deployment,
+    model: &str,
+    attempts: u32,
+    received: Instant,
+    request_bytes: usize,
+) {
+    h.insert(H_DEPLOYMENT, hv(&d.config.id));
+    h.insert(H_PROVIDER, hv(&d.provider_name));
+    h.insert(H_MODEL, hv(model));
+    h.insert(H_ATTEMPTS, HeaderValue::from(attempts));
+    h.insert(H_REQ_BYTES, HeaderValue::from(request_bytes));
+    h.insert(
+        H_PROCESS_MS,
+        hv(format!("{:.3}", received.elapsed().as_secs_f64() * 1000.0)),
+    );
+}
+
+/// Token and cost headers of a complete answer.
+pub(crate) fn usage_headers(h: &mut HeaderMap, usage: &Usage, cost: crate::pricing::Nanos, source: UsageSource, body_len: usize) {
+    h.insert(H_TOKENS_IN, HeaderValue::from(usage.prompt_tokens));
+    h.insert(H_TOKENS_OUT, HeaderValue::from(usage.completion_tokens));
+    h.insert(H_CACHED_IN, HeaderValue::from(usage.cached_tokens));
+    h.insert(H_COST, hv(cost.to_string()));
+    h.insert(
+        H_USAGE_SOURCE,
+        HeaderValue::from_static(match source {
+            UsageSource::Reported => "reported",
+            UsageSource::Estimated => "estimated",
+            UsageSource::None => "none",
+        }),
+    );
+    h.insert(H_RESP_BYTES, HeaderValue::from(body_len));
+}
+
+pub(crate) async fn chat_completions(
+    State(state): State<Arc<AppState>>,
+    Extension(rid): Extension<RequestId>,
+    Extension(Received(received)): Extension<Received>,
+    req: Request,
+) -> Response {
+    match handle(&state, &rid.0, received, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn handle(state: &Arc<AppState>, request_id: &str, received: Instant, req: Request) -> Result<Response, ApiError> {
+    let (_headers, bytes) = read_json_body(req, state.max_body_bytes).await?;
+    let request_bytes = bytes.len();
+    let request = ChatRequest::from_body(parse_object(&bytes)?)?;
+    drop(bytes);
+    let model = state
+        .gateway
+        .model(&request.model)
+        .ok_or_else(|| ApiError::model_not_found(&request.model))?
+        .clone();
+    if model.kind != ModelKind::Chat {
+        return Err(ApiError::invalid_param(
+            "model",
+            format!("`{}` is an embedding model; use /v1/embeddings.", model.name),
+        ));
+    }
+
+    // From here on the request is accepted: it yields exactly one usage event.
+    let mut meter = Meter::start(
+        state.usage.clone(),
+        received,
+        request_id,
+        "chat",
+        &request.model,
+        request.stream,
+        request_bytes,
+    );
+    meter.set_prompt(request.prompt.clone());
+
+    let routed = match state.gateway.chat(&model, &request).await {
+        Ok(r) => r,
+        Err(de) => {
+            meter.set_attempts(de.attempts);
+            let outcome = if de.attempts == 0 && de.last_deployment.is_none() && de.error.status.as_u16() < 500 {
+                Outcome::Rejected
+            } else {
+                Outcome::UpstreamError
+            };
+            meter.finish(de.error.status.as_u16(), outcome, Some(de.kind));
+            let mut resp = de.error.into_response();
+            resp.headers_mut().insert(H_ATTEMPTS, HeaderValue::from(de.attempts));
+            if let Some(d) = &de.last_deployment {
+                resp.headers_mut().insert(H_DEPLOYMENT, hv(&d.config.id));
+                resp.headers_mut().insert(H_PROVIDER, hv(&d.provider_name));
+            }
+            return Ok(resp);
+        }
+    };
+    let deployment = routed.deployment.clone();
+    meter.set_deployment(&deployment, routed.attempts);
+
+    match routed.value {
+        ChatAnswer::Complete(c) => {
+            let (usage, source) = match c.usage {
+                Some(u) => (u, UsageSource::Reported),
+                None => {
+                    // Rare: an upstream that reports no usage. Count so the headers stay honest.
+                    let enc = deployment.encoding;
+                    (
+                        Usage {
+                            prompt_tokens: request.prompt.count(enc),
+                            completion_tokens: enc.count(&completion_text_of_body(&c.body)),
+                            cached_tokens: 0,
+                        },
+                        UsageSource::Estimated,
+                    )
+                }
+            };
+            let cost = deployment
+                .config
+                .price
+                .cost(usage.prompt_tokens, usage.cached_tokens, usage.completion_tokens);
+            meter.set_counted(usage.prompt_tokens, usage.cached_tokens, usage.completion_tokens, cost, source);
+            meter.add_response_bytes(c.body.len());
+            let mut resp = Response::new(Body::from(c.body.clone()));
+            let h = resp.headers_mut();
+            h.insert(http::header::CONTENT_TYPE, super::JSON);
+            routing_headers(h, &deployment, &model.name, routed.attempts, received, request_bytes);
+            usage_headers(h, &usage, cost, source, c.body.len());
+            drop(routed.guard);
+            meter.finish(200, Outcome::Success, None);
+            Ok(resp)
+        }
+        ChatAnswer::Stream(started) => {
+            let body = relay::sse_body(
+                started,
+                request.include_usage,
+                meter,
+                routed.guard,
+                deployment.config.id.clone(),
+                deployment.limits().idle_timeout,
+            );
+            let mut resp = Response::new(Body::from_stream(body));
+            *resp.status_mut() = StatusCode::OK;
+            let h = resp.headers_mut();
+            h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+            h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            h.insert(HeaderName::from_static("x-accel-buffering"), HeaderValue::from_static("no"));
+            routing_headers(h, &deployment, &model.name, routed.attempts, received, request_bytes);
+            Ok(resp)
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! `/v1/models`, `/v1/embeddings`, health, readiness and Prometheus metrics.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use serde_json::{json, Value};
+
+use super::chat::{routing_headers, usage_headers, H_ATTEMPTS};
+use super::{hv, json_response, read_json_body, AppState, Received, RequestId};
+use crate::config::ModelKind;
+use crate::error::ApiError;
+use crate::gateway::LogicalModel;
+use crate::providers::Usage;
+use crate::request::{parse_object, EmbeddingsRequest};
+use crate::usage::{Meter, Outcome, UsageSource};
+
+fn model_json(m: &LogicalModel) -> Value {
+    let mut v = json!({"id": m.name, "object": "model", "created": 0, "owned_by": "switchyard"});
+    if let Some(d) = &m.description {
+        v["description"] = Value::String(d.clone());
+    }
+    v
+}
+
+pub(crate) async fn list_models(State(state): State<Arc<AppState>>) -> Response {
+    let data: Vec<Value> = state
+        .gateway
+        .model_names
+        .iter()
+        .filter_map(|n| state.gateway.model(n))
+        .map(|m| model_json(m))
+        .collect();
+    json_response(StatusCode::OK, json!({"object": "list", "data": data}).to_string().into())
+}
+
+pub(crate) async fn get_model(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    match state.gateway.model(&id) {
+        Some(m) => json_response(StatusCode::OK, model_json(m).to_string().into()),
+        None => ApiError::model_not_found(&id).into_response(),
+    }
+}
+
+pub(crate) async fn embeddings(
+    State(state): State<Arc<AppState>>,
+    Extension(rid): Extension<RequestId>,
+    Extension(Received(received)): Extension<Received>,
+    req: Request,
+) -> Response {
+    match handle_embeddings(&state, &rid.0, received, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn handle_embeddings(
+    state: &Arc<AppState>,
+    request_id: &str,
+    received: Instant,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let (_headers, bytes) = read_json_body(req, state.max_body_bytes).await?;
+    let request_bytes = bytes.len();
+    let request = EmbeddingsRequest::from_body(parse_object(&bytes)?)?;
+    let model = state
+        .gateway
+        .model(&request.model)
+        .ok_or_else(|| ApiError::model_not_found(&request.model))?
+        .clone();
+    if model.kind != ModelKind::Embedding {
+        return Err(ApiError::invalid_param(
+            "model",
+            format!("`{}` is a chat model; use /v1/chat/completions.", model.name),
+        ));
+    }
+    let mut meter = Meter::start(
+        state.usage.clone(),
+        received,
+        request_id,
+        "embeddings",
+        &request.model,
+        false,
+        request_bytes,
+    );
+    let routed = match state.gateway.embeddings(&model, &request).await {
+        Ok(r) => r,
+        Err(de) => {
+            meter.set_attempts(de.attempts);
+            meter.finish(de.error.status.as_u16(), Outcome::UpstreamError, Some(de.kind));
+            let mut resp = de.error.into_response();
+            resp.headers_mut().insert(H_ATTEMPTS, HeaderValue::from(de.attempts));
+            return Ok(resp);
+        }
+    };
+    let d = routed.deployment.clone();
+    meter.set_deployment(&d, routed.attempts);
+    let c = routed.value;
+    let (usage, source) = match c.usage {
+        Some(u) => (u, UsageSource::Reported),
+        None => {
+            let n: u64 = request.texts.iter().map(|t| d.encoding.count(t)).sum::<u64>() + request.token_inputs;
+            (
+                Usage {
+                    prompt_tokens: n,
+                    completion_tokens: 0,
+                    cached_tokens: 0,
+                },
+                UsageSource::Estimated,
+            )
+        }
+    };
+    let cost = d.config.price.cost(usage.prompt_tokens, 0, 0);
+    meter.set_counted(usage.prompt_tokens, 0, 0, cost, source);
+    meter.add_response_bytes(c.body.len());
+    let len = c.body.len();
+    let mut resp = Response::new(Body::from(c.body));
+    let h = resp.headers_mut();
+    h.insert(http::header::CONTENT_TYPE, super::JSON);
+    routing_headers(h, &d, &model.name, routed.attempts, received, request_bytes);
+    usage_headers(h, &usage, cost, source, len);
+    drop(routed.guard);
+    meter.finish(200, Outcome::Success, None);
+    Ok(resp)
+}
+
+pub(crate) async fn healthz() -> Response {
+    json_response(StatusCode::OK, r#"{"status":"ok"}"#.into())
+}
+
+/// Ready unless draining; lists each deployment's breaker state and load for operators.
+pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let mut deployments = serde_json::Map::new();
+    let now = state.gateway.now_ms();
+    for name in &state.gateway.model_names {
+        if let Some(m) = state.gateway.model(name) {
+            for d in &m.deployments {
+                deployments.insert(
+                    d.config.id.clone(),
+                    json!({
+                        "model": name,
+                        "provider": d.provider_name,
+                        "breaker": if d.breaker.is_open(now) { "open" } else { "closed" },
+                        "inflight": d.inflight(),
+                    }),
+                );
+            }
+        }
+    }
+    let draining = state.is_draining();
+    let status = if draining {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    let body = json!({"status": if draining { "draining" } else { "ready" }, "deployments": deployments});
+    json_response(status, body.to_string().into())
+}
+
+pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    match &state.metrics {
+        Some(h) => {
+            let mut r = Response::new(Body::from(h.render()));
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                hv("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        }
+        None => ApiError::not_found("Metrics are not enabled in this process").into_response(),
+    }
+}

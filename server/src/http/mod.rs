@@ -1,0 +1,196 @@
+//! The HTTP surface: the only module that knows axum, routes and status codes.
+//!
+//! Layers, outermost first: request context (request id kept or made, `x-request-id` on every
+//! response, access log, request metrics) → router → handler. Handlers are thin: read and
+//! validate the body, ask the gateway, shape the answer and its headers. Every error leaves as
+//! OpenAI-shaped JSON through [`ApiError`]'s `IntoResponse`.
+
+mod chat;
+mod misc;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use bytes::Bytes;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::error::ApiError;
+use crate::gateway::Gateway;
+use crate::usage::UsageSink;
+
+/// Shared state of a running gateway.
+pub struct AppState {
+    pub gateway: Gateway,
+    pub usage: Arc<dyn UsageSink>,
+    pub max_body_bytes: usize,
+    pub metrics: Option<PrometheusHandle>,
+    /// Set when shutdown begins: `/readyz` turns 503 so load balancers stop sending traffic.
+    pub draining: AtomicBool,
+}
+
+impl AppState {
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+}
+
+/// The request id, as sent by the client or made here.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub Arc<str>);
+
+/// When the request reached the gateway.
+#[derive(Clone, Copy, Debug)]
+pub struct Received(pub Instant);
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut resp = Response::new(Body::from(self.to_json()));
+        *resp.status_mut() = self.status;
+        let h = resp.headers_mut();
+        h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(ra) = self.retry_after {
+            let secs = ra.as_secs_f64().ceil().max(1.0) as u64;
+            h.insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        h.insert(
+            HeaderName::from_static("x-switchyard-error-kind"),
+            HeaderValue::from_static(self.kind()),
+        );
+        resp
+    }
+}
+
+fn new_request_id() -> String {
+    format!("req_{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
+}
+
+/// Accepts a client's request id only if it is short, visible ASCII.
+fn client_request_id(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get(&REQUEST_ID)?.to_str().ok()?;
+    (!v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic())).then(|| v.to_string())
+}
+
+async fn request_context(mut req: Request, next: Next) -> Response {
+    let received = Instant::now();
+    let id: Arc<str> = client_request_id(req.headers()).unwrap_or_else(new_request_id).into();
+    let method = req.method().clone();
+    let path = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    req.extensions_mut().insert(Received(received));
+    let mut resp = next.run(req).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(REQUEST_ID, v);
+    }
+    let status = resp.status().as_u16();
+    let elapsed = received.elapsed();
+    metrics::histogram!("switchyard_http_request_duration_seconds", "path" => path.clone())
+        .record(elapsed.as_secs_f64());
+    metrics::counter!("switchyard_http_requests_total", "path" => path.clone(), "status" => status_class(status))
+        .increment(1);
+    if status >= 500 {
+        tracing::warn!(request_id = %id, %method, path, status, ms = elapsed.as_millis() as u64, "request failed");
+    } else {
+        tracing::debug!(request_id = %id, %method, path, status, us = elapsed.as_micros() as u64, "request");
+    }
+    resp
+}
+
+fn status_class(s: u16) -> &'static str {
+    match s {
+        200..=299 => "2xx",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        413 => "413",
+        429 => "429",
+        400..=499 => "4xx",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        _ => "5xx",
+    }
+}
+
+/// Reads a JSON body: checks the content type and the size limit, returns the bytes.
+pub(crate) async fn read_json_body(req: Request, limit: usize) -> Result<(HeaderMap, Bytes), ApiError> {
+    let (parts, body) = req.into_parts();
+    if let Some(ct) = parts.headers.get(http::header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("");
+        let mime = ct.split(';').next().unwrap_or("").trim();
+        if !mime.eq_ignore_ascii_case("application/json") && !mime.to_ascii_lowercase().ends_with("+json") {
+            return Err(ApiError::unsupported_media_type(ct));
+        }
+    }
+    if let Some(len) = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        if len > limit {
+            return Err(ApiError::body_too_large(limit));
+        }
+    }
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        // `to_bytes` fails either on the limit or on a broken connection; both end the request.
+        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>()) {
+            ApiError::body_too_large(limit)
+        } else {
+            ApiError::invalid_request("Could not read the request body")
+        }
+    })?;
+    Ok((parts.headers, bytes))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("Unknown path. Switchyard serves the OpenAI API under /v1.")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::method_not_allowed()
+}
+
+/// Builds the router for a gateway state.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat::chat_completions))
+        .route("/v1/embeddings", post(misc::embeddings))
+        .route("/v1/models", get(misc::list_models))
+        .route("/v1/models/{*id}", get(misc::get_model))
+        .route("/healthz", get(misc::healthz))
+        .route("/readyz", get(misc::readyz))
+        .route("/metrics", get(misc::metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(request_context))
+        .with_state(state)
+}
+
+/// A header value from text that is known to be valid header text (numbers, ids, decimal amounts).
+pub(crate) fn hv(s: impl AsRef<str>) -> HeaderValue {
+    HeaderValue::from_str(s.as_ref()).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+pub(crate) const JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+pub(crate) fn json_response(status: StatusCode, body: Bytes) -> Response {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(http::header::CONTENT_TYPE, JSON);
+    r
+}

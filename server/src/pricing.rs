@@ -1,0 +1,174 @@
+//! Prices and costs in integer money: picodollars per token for prices, nanodollars for costs.
+//!
+//! Floating point never touches money. A price written as `"0.15"` USD per million tokens is
+//! exactly 150,000 picodollars per token (1 USD/Mtok = 10^6 pico/token), so every published
+//! price with up to six decimals is represented exactly. A request's cost is summed in
+//! picodollars and rounded once, half up, to nanodollars, which keeps the rounding error of one
+//! request below half a nanodollar.
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// A price in picodollars (10^-12 USD) per token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize)]
+pub struct PicoPerToken(pub i64);
+
+impl PicoPerToken {
+    /// Parses a decimal USD-per-million-tokens amount such as `"2.50"` exactly.
+    pub fn parse_usd_per_mtok(text: &str) -> Result<Self, String> {
+        let t = text.trim();
+        if t.starts_with('-') {
+            return Err(format!("price `{t}` must not be negative"));
+        }
+        let (whole, frac) = match t.split_once('.') {
+            Some((w, f)) => (w, f),
+            None => (t, ""),
+        };
+        let digits_ok = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        if (whole.is_empty() && frac.is_empty()) || !digits_ok(whole) || !digits_ok(frac) {
+            return Err(format!("price `{t}` is not a decimal number of USD per million tokens"));
+        }
+        let frac = frac.trim_end_matches('0');
+        if frac.len() > 6 {
+            return Err(format!("price `{t}` has more than 6 decimals (below 1 picodollar per token)"));
+        }
+        let whole: i64 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().map_err(|_| format!("price `{t}` is too large"))?
+        };
+        let mut frac_val: i64 = if frac.is_empty() { 0 } else { frac.parse().expect("digits only") };
+        for _ in frac.len()..6 {
+            frac_val *= 10;
+        }
+        whole
+            .checked_mul(1_000_000)
+            .and_then(|w| w.checked_add(frac_val))
+            .filter(|v| *v <= 100_000_000_000)
+            .map(PicoPerToken)
+            .ok_or_else(|| format!("price `{t}` is implausibly large (over $100,000 per million tokens)"))
+    }
+}
+
+/// What a deployment charges, per token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Price {
+    pub input: PicoPerToken,
+    pub output: PicoPerToken,
+    /// Input tokens served from the provider's prompt cache.
+    pub cached_input: PicoPerToken,
+}
+
+impl Price {
+    /// A price of zero on every kind of token: such a model costs nothing.
+    pub fn is_free(&self) -> bool {
+        self.input.0 == 0 && self.output.0 == 0 && self.cached_input.0 == 0
+    }
+
+    /// The cost of one call. `prompt_tokens` includes `cached_tokens`, as in OpenAI's usage.
+    pub fn cost(&self, prompt_tokens: u64, cached_tokens: u64, completion_tokens: u64) -> Nanos {
+        let cached = cached_tokens.min(prompt_tokens);
+        let uncached = prompt_tokens - cached;
+        let pico = i128::from(uncached) * i128::from(self.input.0)
+            + i128::from(cached) * i128::from(self.cached_input.0)
+            + i128::from(completion_tokens) * i128::from(self.output.0);
+        Nanos::from_pico_round(pico)
+    }
+}
+
+/// An amount of money in nanodollars (10^-9 USD).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Hash, Serialize)]
+pub struct Nanos(pub i64);
+
+impl Nanos {
+    pub const ZERO: Nanos = Nanos(0);
+
+    /// Rounds picodollars half away from zero to nanodollars, saturating at the i64 range.
+    pub fn from_pico_round(pico: i128) -> Nanos {
+        let q = if pico >= 0 { (pico + 500) / 1000 } else { (pico - 500) / 1000 };
+        Nanos(q.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64)
+    }
+
+    pub fn saturating_add(self, other: Nanos) -> Nanos {
+        Nanos(self.0.saturating_add(other.0))
+    }
+}
+
+/// Formats as a plain decimal USD amount with nine decimals, e.g. `0.000012345`.
+impl fmt::Display for Nanos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let abs = self.0.unsigned_abs();
+        write!(f, "{sign}{}.{:09}", abs / 1_000_000_000, abs % 1_000_000_000)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_prices_exactly() {
+        let cases = [
+            ("0.15", 150_000),
+            ("2.50", 2_500_000),
+            ("10", 10_000_000),
+            ("0.0375", 37_500),
+            ("0.000001", 1),
+            (".5", 500_000),
+            ("3.", 3_000_000),
+            ("0", 0),
+            ("15.000000000", 15_000_000),
+        ];
+        for (text, want) in cases {
+            assert_eq!(PicoPerToken::parse_usd_per_mtok(text), Ok(PicoPerToken(want)), "{text}");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_prices() {
+        for text in ["-1", "abc", "", ".", "1.2.3", "0.0000001", "1e3", "999999999999"] {
+            assert!(PicoPerToken::parse_usd_per_mtok(text).is_err(), "{text} accepted");
+        }
+    }
+
+    #[test]
+    fn cost_splits_cached_input_and_rounds_once() {
+        let price = Price {
+            input: PicoPerToken(2_500_000),
+            output: PicoPerToken(10_000_000),
+            cached_input: PicoPerToken(1_250_000),
+        };
+        // 1000 prompt tokens of which 200 cached, 500 completion tokens:
+        // 800*2.5e6 + 200*1.25e6 + 500*10e6 pico = 2e9 + 2.5e8 + 5e9 = 7.25e9 pico = 7_250_000 nanos.
+        assert_eq!(price.cost(1000, 200, 500), Nanos(7_250_000));
+        // Cached tokens can never exceed prompt tokens.
+        assert_eq!(price.cost(10, 50, 0), Nanos(12_500));
+        let tiny = Price {
+            input: PicoPerToken(37_500),
+            output: PicoPerToken(0),
+            cached_input: PicoPerToken(37_500),
+        };
+        assert_eq!(tiny.cost(1, 0, 0), Nanos(38), "37.5 nanos rounds half up");
+        assert_eq!(tiny.cost(3, 0, 0), Nanos(113), "112.5 nanos rounds half up");
+    }
+
+    #[test]
+    fn formats_usd() {
+        assert_eq!(Nanos(7_250_000).to_string(), "0.007250000");
+        assert_eq!(Nanos(12_345_678_901).to_string(), "12.345678901");
+        assert_eq!(Nanos(-5).to_string(), "-0.000000005");
+        assert_eq!(Nanos::ZERO.to_string(), "0.000000000");
+    }
+
+    #[test]
+    fn free_models() {
+        assert!(Price::default().is_free());
+        assert!(!Price {
+            output: PicoPerToken(1),
+            ..Price::default()
+        }
+        .is_free());
+    }
+}

@@ -1,0 +1,413 @@
+//! Upstream providers behind one trait: OpenAI-compatible servers, Anthropic (translated), and the in-process mock.
+//!
+//! A provider turns a validated request into either a complete OpenAI-shaped JSON body or a
+//! stream of OpenAI `chat.completion.chunk`s. Everything vendor-specific stays in its own file;
+//! the gateway above sees only [`ChatOutcome`], [`Chunk`] and [`UpstreamError`].
+
+pub mod anthropic;
+pub mod mock;
+pub mod openai;
+mod sse;
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::Stream;
+use serde::Deserialize;
+
+use crate::config::DeploymentConfig;
+use crate::request::{ChatRequest, EmbeddingsRequest};
+
+/// Token usage as an upstream reported it, in OpenAI's terms.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// All input tokens, cached ones included.
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// Input tokens read from the provider's prompt cache (priced separately).
+    pub cached_tokens: u64,
+}
+
+#[derive(Deserialize)]
+struct WireUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+    #[serde(default)]
+    prompt_tokens_details: Option<WireDetails>,
+}
+
+#[derive(Deserialize)]
+struct WireDetails {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
+}
+
+impl From<WireUsage> for Usage {
+    fn from(w: WireUsage) -> Usage {
+        Usage {
+            prompt_tokens: w.prompt_tokens,
+            completion_tokens: w.completion_tokens,
+            cached_tokens: w.prompt_tokens_details.and_then(|d| d.cached_tokens).unwrap_or(0),
+        }
+    }
+}
+
+/// One `chat.completion.chunk`, its JSON kept as bytes so pass-through needs no re-serialization.
+#[derive(Debug, Clone)]
+pub struct Chunk {
+    pub data: Bytes,
+    pub info: ChunkInfo,
+}
+
+/// What the gateway needs to know about a chunk, read once when it arrives.
+#[derive(Debug, Clone, Default)]
+pub struct ChunkInfo {
+    pub usage: Option<Usage>,
+    /// At least one choice has a `finish_reason`.
+    pub finish: bool,
+    /// The chunk has no choices: OpenAI's usage-only chunk.
+    pub no_choices: bool,
+    /// The generated text in this chunk (content and tool-call arguments), for estimates.
+    pub text: String,
+}
+
+#[derive(Deserialize)]
+struct PeekChunk<'a> {
+    #[serde(default, borrow)]
+    choices: Vec<PeekChoice<'a>>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+}
+
+#[derive(Deserialize)]
+struct PeekChoice<'a> {
+    #[serde(default, borrow)]
+    delta: Option<PeekDelta<'a>>,
+    #[serde(default, borrow)]
+    finish_reason: Option<std::borrow::Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct PeekDelta<'a> {
+    #[serde(default, borrow)]
+    content: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    tool_calls: Option<Vec<PeekToolCall<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct PeekToolCall<'a> {
+    #[serde(default, borrow)]
+    function: Option<PeekFunction<'a>>,
+}
+
+#[derive(Deserialize)]
+struct PeekFunction<'a> {
+    #[serde(default, borrow)]
+    name: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    arguments: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl ChunkInfo {
+    /// Reads the parts of a chunk's JSON the gateway needs; `None` if it is not a chunk object.
+    pub fn peek(data: &[u8]) -> Option<ChunkInfo> {
+        let c: PeekChunk<'_> = serde_json::from_slice(data).ok()?;
+        let mut info = ChunkInfo {
+            usage: c.usage.map(Usage::from),
+            finish: false,
+            no_choices: c.choices.is_empty(),
+            text: String::new(),
+        };
+        for ch in c.choices {
+            info.finish |= ch.finish_reason.is_some();
+            if let Some(d) = ch.delta {
+                if let Some(t) = d.content {
+                    info.text.push_str(&t);
+                }
+                for tc in d.tool_calls.unwrap_or_default() {
+                    if let Some(f) = tc.function {
+                        if let Some(n) = f.name {
+                            info.text.push_str(&n);
+                        }
+                        if let Some(a) = f.arguments {
+                            info.text.push_str(&a);
+                        }
+                    }
+                }
+            }
+        }
+        Some(info)
+    }
+}
+
+/// Reads `usage` from a complete response body.
+pub fn usage_of_body(body: &[u8]) -> Option<Usage> {
+    #[derive(Deserialize)]
+    struct OnlyUsage {
+        #[serde(default)]
+        usage: Option<WireUsage>,
+    }
+    serde_json::from_slice::<OnlyUsage>(body).ok()?.usage.map(Usage::from)
+}
+
+/// The generated text of a complete chat response, for estimating when no usage was reported.
+pub fn completion_text_of_body(body: &[u8]) -> String {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return String::new();
+    };
+    let mut out = String::new();
+    for c in v["choices"].as_array().into_iter().flatten() {
+        if let Some(t) = c["message"]["content"].as_str() {
+            out.push_str(t);
+        }
+        for tc in c["message"]["tool_calls"].as_array().into_iter().flatten() {
+            out.push_str(tc["function"]["name"].as_str().unwrap_or(""));
+            out.push_str(tc["function"]["arguments"].as_str().unwrap_or(""));
+        }
+    }
+    out
+}
+
+pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<Chunk, UpstreamError>> + Send>>;
+
+/// A complete (non-streaming) answer: an OpenAI-shaped JSON body.
+#[derive(Debug, Clone)]
+pub struct Complete {
+    pub body: Bytes,
+    pub usage: Option<Usage>,
+}
+
+pub enum ChatOutcome {
+    Complete(Complete),
+    Stream(ChunkStream),
+}
+
+/// Why an upstream call failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamError {
+    /// The upstream answered with an error status.
+    Status {
+        status: u16,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// No answer (or no next chunk) in time.
+    Timeout,
+    /// Could not connect or the connection broke.
+    Connect(String),
+    /// The upstream answered with something that is not the expected protocol.
+    Protocol(String),
+    /// The stream ended before its end marker.
+    Cut,
+}
+
+impl UpstreamError {
+    /// Worth another attempt (same or another deployment) before the first byte reached the client.
+    pub fn retryable(&self) -> bool {
+        match self {
+            UpstreamError::Status { status, .. } => {
+                matches!(status, 401 | 403 | 404 | 408 | 409 | 429 | 529) || *status >= 500
+            }
+            UpstreamError::Timeout | UpstreamError::Connect(_) | UpstreamError::Cut | UpstreamError::Protocol(_) => true,
+        }
+    }
+
+    /// Worth retrying on the same deployment (transient), as opposed to moving on at once.
+    pub fn transient(&self) -> bool {
+        match self {
+            UpstreamError::Status { status, .. } => matches!(status, 408 | 409 | 529) || *status >= 500,
+            UpstreamError::Timeout | UpstreamError::Connect(_) | UpstreamError::Cut => true,
+            UpstreamError::Protocol(_) => false,
+        }
+    }
+
+    /// A sign that the deployment itself is unwell (counts toward its circuit breaker).
+    pub fn counts_against_deployment(&self) -> bool {
+        match self {
+            UpstreamError::Status { status, .. } => *status >= 500 || matches!(status, 401 | 403 | 404),
+            _ => true,
+        }
+    }
+
+    /// Low-cardinality name for metrics and usage rows.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UpstreamError::Status { status: 429, .. } => "upstream_rate_limited",
+            UpstreamError::Status { status, .. } if *status >= 500 => "upstream_5xx",
+            UpstreamError::Status { .. } => "upstream_4xx",
+            UpstreamError::Timeout => "upstream_timeout",
+            UpstreamError::Connect(_) => "upstream_connect",
+            UpstreamError::Protocol(_) => "upstream_protocol",
+            UpstreamError::Cut => "upstream_cut",
+        }
+    }
+}
+
+impl std::fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpstreamError::Status { status, message, .. } => write!(f, "upstream status {status}: {message}"),
+            UpstreamError::Timeout => write!(f, "upstream timed out"),
+            UpstreamError::Connect(e) => write!(f, "upstream connection failed: {e}"),
+            UpstreamError::Protocol(e) => write!(f, "upstream protocol error: {e}"),
+            UpstreamError::Cut => write!(f, "upstream stream ended early"),
+        }
+    }
+}
+
+/// Limits for one call.
+#[derive(Debug, Clone, Copy)]
+pub struct CallLimits {
+    /// Whole call (non-streaming) or until the response headers (streaming).
+    pub timeout: Duration,
+    /// Longest silence between two chunks of a stream.
+    pub idle_timeout: Duration,
+    /// Largest complete body read.
+    pub max_response_bytes: usize,
+}
+
+/// One upstream vendor protocol.
+pub trait Provider: Send + Sync + 'static {
+    /// Sends a chat request to `deployment` (its `model` is the upstream name).
+    fn chat(
+        &self,
+        deployment: &DeploymentConfig,
+        request: &ChatRequest,
+        limits: CallLimits,
+    ) -> BoxFuture<'static, Result<ChatOutcome, UpstreamError>>;
+
+    /// Sends an embeddings request; providers without embeddings answer with a 400 status.
+    fn embeddings(
+        &self,
+        deployment: &DeploymentConfig,
+        request: &EmbeddingsRequest,
+        limits: CallLimits,
+    ) -> BoxFuture<'static, Result<Complete, UpstreamError>>;
+}
+
+/// Reads `retry-after` (seconds or HTTP date; only seconds are honoured) or `retry-after-ms`.
+pub(crate) fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    if let Some(ms) = headers
+        .get("retry-after-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+    {
+        if ms.is_finite() && ms >= 0.0 {
+            return Some(Duration::from_millis(ms as u64));
+        }
+    }
+    headers
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+/// Extracts a human message from an upstream error body of any common shape.
+pub(crate) fn error_message(status: u16, body: &[u8]) -> String {
+    let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    let msg = parsed.as_ref().and_then(|v| {
+        v["error"]["message"]
+            .as_str()
+            .or_else(|| v["error"].as_str())
+            .or_else(|| v["message"].as_str())
+            .map(str::to_string)
+    });
+    let mut m = msg.unwrap_or_else(|| format!("upstream returned status {status}"));
+    if m.len() > 1000 {
+        let mut cut = 1000;
+        while !m.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        m.truncate(cut);
+    }
+    m
+}
+
+/// Reads a response body up to `limit` bytes.
+pub(crate) async fn read_limited(resp: reqwest::Response, limit: usize) -> Result<Bytes, UpstreamError> {
+    use futures_util::StreamExt;
+    if resp.content_length().is_some_and(|n| n as usize > limit) {
+        return Err(UpstreamError::Protocol("response body too large".into()));
+    }
+    let mut stream = resp.bytes_stream();
+    let mut buf = bytes::BytesMut::new();
+    while let Some(part) = stream.next().await {
+        let part = part.map_err(map_reqwest)?;
+        if buf.len() + part.len() > limit {
+            return Err(UpstreamError::Protocol("response body too large".into()));
+        }
+        buf.extend_from_slice(&part);
+    }
+    Ok(buf.freeze())
+}
+
+pub(crate) fn map_reqwest(e: reqwest::Error) -> UpstreamError {
+    if e.is_timeout() {
+        UpstreamError::Timeout
+    } else if e.is_connect() {
+        UpstreamError::Connect("connection refused or unreachable".into())
+    } else if e.is_body() || e.is_decode() {
+        UpstreamError::Cut
+    } else {
+        UpstreamError::Connect("request failed".into())
+    }
+}
+
+/// The HTTP client shared by every provider: pooled connections, bounded connect time.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        .tcp_nodelay(true)
+        .build()
+        .expect("building a reqwest client with static settings succeeds")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peeks_chunks() {
+        let c = br#"{"id":"x","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"Hel"},"finish_reason":null}],"usage":null}"#;
+        let i = ChunkInfo::peek(c).unwrap();
+        assert_eq!(i.text, "Hel");
+        assert!(!i.finish && !i.no_choices && i.usage.is_none());
+        let u = br#"{"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15,"prompt_tokens_details":{"cached_tokens":4}}}"#;
+        let i = ChunkInfo::peek(u).unwrap();
+        assert!(i.no_choices);
+        assert_eq!(i.usage, Some(Usage { prompt_tokens: 10, completion_tokens: 5, cached_tokens: 4 }));
+        let t = br#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"a\""}}]},"finish_reason":"tool_calls"}]}"#;
+        let i = ChunkInfo::peek(t).unwrap();
+        assert!(i.finish);
+        assert_eq!(i.text, "{\"a\"");
+        assert!(ChunkInfo::peek(b"not json").is_none());
+    }
+
+    #[test]
+    fn classifies_errors() {
+        let s = |status| UpstreamError::Status { status, message: String::new(), retry_after: None };
+        assert!(s(429).retryable() && !s(429).transient());
+        assert!(s(503).retryable() && s(503).transient());
+        assert!(!s(400).retryable());
+        assert!(!s(422).retryable());
+        assert!(UpstreamError::Timeout.transient());
+        assert_eq!(s(500).kind(), "upstream_5xx");
+    }
+
+    #[test]
+    fn reads_error_messages() {
+        assert_eq!(error_message(400, br#"{"error":{"message":"bad thing"}}"#), "bad thing");
+        assert_eq!(error_message(500, b"<html>"), "upstream returned status 500");
+        let mut h = http::HeaderMap::new();
+        h.insert("retry-after", "7".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+    }
+}

@@ -1,0 +1,224 @@
+//! OpenAI-compatible upstreams (OpenAI, vLLM, Ollama, llama.cpp, Groq, Together…): pass-through with two edits.
+//!
+//! The body goes upstream as the client sent it, unknown fields included, with two changes:
+//! `model` becomes the deployment's upstream name, and streams always ask for usage
+//! (`stream_options.include_usage = true`) so a stream is never billed blind. The response body
+//! (or each chunk) comes back byte for byte.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::StreamExt;
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::{
+    error_message, map_reqwest, read_limited, retry_after, sse, CallLimits, ChatOutcome, Chunk, ChunkInfo, Complete,
+    Provider, UpstreamError,
+};
+use crate::config::{DeploymentConfig, ProviderConfig};
+use crate::request::{ChatRequest, EmbeddingsRequest};
+
+pub struct OpenAi {
+    client: reqwest::Client,
+    config: Arc<ProviderConfig>,
+}
+
+impl OpenAi {
+    pub fn new(client: reqwest::Client, config: Arc<ProviderConfig>) -> Self {
+        OpenAi { client, config }
+    }
+
+    fn post(&self, path: &str, body: Vec<u8>, limits: CallLimits) -> reqwest::RequestBuilder {
+        let mut rb = self
+            .client
+            .post(format!("{}{}", self.config.base_url, path))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .timeout(limits.timeout)
+            .body(body);
+        if let Some(key) = &self.config.api_key {
+            rb = rb.bearer_auth(key.expose());
+        }
+        for (k, v) in &self.config.headers {
+            rb = rb.header(k.as_str(), v.as_str());
+        }
+        rb
+    }
+}
+
+/// The client's body, serialized with `model` replaced and, for streams, usage requested.
+pub struct ForwardBody<'a> {
+    pub body: &'a Map<String, Value>,
+    pub model: &'a str,
+    pub force_stream_usage: bool,
+}
+
+impl Serialize for ForwardBody<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        for (k, v) in self.body {
+            match k.as_str() {
+                "model" => map.serialize_entry(k, self.model)?,
+                "stream_options" if self.force_stream_usage => {}
+                _ => map.serialize_entry(k, v)?,
+            }
+        }
+        if self.force_stream_usage {
+            let mut opts = match self.body.get("stream_options") {
+                Some(Value::Object(o)) => o.clone(),
+                _ => Map::new(),
+            };
+            opts.insert("include_usage".into(), Value::Bool(true));
+            map.serialize_entry("stream_options", &opts)?;
+        }
+        map.end()
+    }
+}
+
+async fn send(rb: reqwest::RequestBuilder) -> Result<reqwest::Response, UpstreamError> {
+    let resp = rb.send().await.map_err(map_reqwest)?;
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let retry = retry_after(resp.headers());
+    let body = resp.bytes().await.unwrap_or_default();
+    Err(UpstreamError::Status {
+        status: status.as_u16(),
+        message: error_message(status.as_u16(), &body),
+        retry_after: retry,
+    })
+}
+
+/// Turns an OpenAI-style SSE body into chunks. `[DONE]` ends it; an end without `[DONE]` is
+/// [`UpstreamError::Cut`]; an `error` payload mid-stream becomes an error.
+pub fn chunk_stream(resp: reqwest::Response, limits: CallLimits) -> super::ChunkStream {
+    let events = Box::pin(sse::events(resp, limits.idle_timeout));
+    Box::pin(futures_util::stream::unfold(Some(events), |state| async move {
+        let mut events = state?;
+        loop {
+            match events.next().await {
+                None => return Some((Err(UpstreamError::Cut), None)),
+                Some(Err(e)) => return Some((Err(e), None)),
+                Some(Ok(e)) if e.data.is_empty() => continue,
+                Some(Ok(e)) if e.data.trim() == "[DONE]" => return None,
+                Some(Ok(e)) => {
+                    let data = Bytes::from(e.data);
+                    let item = match ChunkInfo::peek(&data) {
+                        Some(info) => Ok(Chunk { data, info }),
+                        None => Err(stream_error(&data)),
+                    };
+                    let next = if item.is_ok() { Some(events) } else { None };
+                    return Some((item, next));
+                }
+            }
+        }
+    }))
+}
+
+/// An error payload sent inside a stream, or a chunk that is not JSON.
+fn stream_error(data: &[u8]) -> UpstreamError {
+    let v: Option<Value> = serde_json::from_slice(data).ok();
+    match v.as_ref().and_then(|v| v.get("error")) {
+        Some(err) => UpstreamError::Status {
+            status: err["code"].as_u64().filter(|c| (400..600).contains(c)).unwrap_or(502) as u16,
+            message: err["message"].as_str().unwrap_or("upstream stream error").to_string(),
+            retry_after: None,
+        },
+        None => UpstreamError::Protocol("unparsable stream chunk".into()),
+    }
+}
+
+impl Provider for OpenAi {
+    fn chat(
+        &self,
+        deployment: &DeploymentConfig,
+        request: &ChatRequest,
+        limits: CallLimits,
+    ) -> BoxFuture<'static, Result<ChatOutcome, UpstreamError>> {
+        let body = serde_json::to_vec(&ForwardBody {
+            body: &request.body,
+            model: &deployment.model,
+            force_stream_usage: request.stream,
+        })
+        .expect("a JSON map serializes");
+        let stream = request.stream;
+        let rb = self.post("/chat/completions", body, limits);
+        let rb = if stream {
+            // The timeout covers the wait for headers only; chunks have their own idle timeout.
+            rb.timeout(std::time::Duration::from_secs(24 * 3600))
+        } else {
+            rb
+        };
+        Box::pin(async move {
+            if stream {
+                let resp = tokio::time::timeout(limits.timeout, send(rb))
+                    .await
+                    .map_err(|_| UpstreamError::Timeout)??;
+                Ok(ChatOutcome::Stream(chunk_stream(resp, limits)))
+            } else {
+                let resp = send(rb).await?;
+                let body = read_limited(resp, limits.max_response_bytes).await?;
+                let usage = super::usage_of_body(&body);
+                if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() {
+                    return Err(UpstreamError::Protocol("response is not JSON".into()));
+                }
+                Ok(ChatOutcome::Complete(Complete { body, usage }))
+            }
+        })
+    }
+
+    fn embeddings(
+        &self,
+        deployment: &DeploymentConfig,
+        request: &EmbeddingsRequest,
+        limits: CallLimits,
+    ) -> BoxFuture<'static, Result<Complete, UpstreamError>> {
+        let body = serde_json::to_vec(&ForwardBody {
+            body: &request.body,
+            model: &deployment.model,
+            force_stream_usage: false,
+        })
+        .expect("a JSON map serializes");
+        let rb = self.post("/embeddings", body, limits);
+        Box::pin(async move {
+            let resp = send(rb).await?;
+            let body = read_limited(resp, limits.max_response_bytes).await?;
+            let usage = super::usage_of_body(&body);
+            Ok(Complete { body, usage })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn forward_body_swaps_model_and_forces_usage() {
+        let Value::Object(body) = json!({
+            "model": "logical", "stream": true, "stream_options": {"include_usage": false, "x": 1}, "extra": [1]
+        }) else {
+            panic!()
+        };
+        let out: Value = serde_json::to_value(ForwardBody {
+            body: &body,
+            model: "upstream",
+            force_stream_usage: true,
+        })
+        .unwrap();
+        assert_eq!(out["model"], "upstream");
+        assert_eq!(out["stream_options"], json!({"include_usage": true, "x": 1}));
+        assert_eq!(out["extra"], json!([1]));
+        let out: Value = serde_json::to_value(ForwardBody {
+            body: &body,
+            model: "u",
+            force_stream_usage: false,
+        })
+        .unwrap();
+        assert_eq!(out["stream_options"]["include_usage"], false);
+    }
+}

@@ -1,0 +1,285 @@
+//! Relays an upstream chunk stream to the client as SSE, chunk by chunk, and meters it.
+//!
+//! Nothing is buffered beyond one held chunk: the body is pulled by the client's connection, so
+//! a slow reader slows the upstream read (backpressure), and a client that disconnects drops this
+//! stream, which drops the upstream request and lets the [`Meter`] record the disconnect.
+//!
+//! Usage: upstreams are always asked for a usage chunk. If the client did not ask for one, it is
+//! removed, and the cost travels instead on the last chunk that carries a `finish_reason`, which
+//! is held back until the stream's end is known (it carries no text, so holding it costs no
+//! latency the reader can see). If the client asked, the cost rides on the usage chunk. The cost
+//! is an extra top-level `switchyard` object, which SDKs ignore.
+
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+
+use crate::error::ApiError;
+use crate::gateway::{InflightGuard, StartedStream};
+use crate::pricing::Nanos;
+use crate::providers::{Chunk, ChunkStream, Usage, UpstreamError};
+use crate::usage::{Meter, Outcome, UsageSource};
+
+/// Generated text kept for estimates when an upstream reports no usage; beyond it, counting stops growing.
+const MAX_TEXT_FOR_ESTIMATE: usize = 1024 * 1024;
+
+struct Relay {
+    first: Option<Chunk>,
+    rest: ChunkStream,
+    include_usage: bool,
+    held: Option<Chunk>,
+    usage: Option<Usage>,
+    text: String,
+    meter: Option<Meter>,
+    _guard: InflightGuard,
+    deployment: String,
+    idle: Duration,
+    finished: bool,
+    /// The extension object once usage is settled; usage is settled exactly once.
+    settled: Option<String>,
+}
+
+/// Frames one SSE `data:` event.
+fn frame(out: &mut BytesMut, data: &[u8]) {
+    out.reserve(data.len() + 8);
+    out.put_slice(b"data: ");
+    out.put_slice(data);
+    out.put_slice(b"\n\n");
+}
+
+/// Adds `"switchyard":{…}` as the last member of a JSON object without re-serializing the rest.
+pub fn with_extension(data: &[u8], ext: &str) -> Bytes {
+    let trimmed = match data.iter().rposition(|b| !b.is_ascii_whitespace()) {
+        Some(i) => &data[..=i],
+        None => data,
+    };
+    if trimmed.last() != Some(&b'}') {
+        return Bytes::copy_from_slice(data);
+    }
+    let body = &trimmed[..trimmed.len() - 1];
+    let empty = body.iter().rev().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let mut out = Vec::with_capacity(trimmed.len() + ext.len() + 16);
+    out.extend_from_slice(body);
+    if !empty {
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"switchyard\":");
+    out.extend_from_slice(ext.as_bytes());
+    out.push(b'}');
+    Bytes::from(out)
+}
+
+/// The `switchyard` extension object for the final chunk.
+pub fn extension_json(cost: Nanos, usage: &Usage, source: UsageSource, deployment: &str) -> String {
+    serde_json::json!({
+        "cost_usd": cost.to_string(),
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "cached_tokens": usage.cached_tokens,
+        "usage_source": source,
+        "deployment": deployment,
+    })
+    .to_string()
+}
+
+impl Relay {
+    fn take_chunk(&mut self, c: Chunk, out: &mut BytesMut) {
+        if let Some(u) = c.info.usage {
+            self.usage = Some(u);
+        }
+        if self.text.len() < MAX_TEXT_FOR_ESTIMATE {
+            self.text.push_str(&c.info.text);
+        }
+        if c.info.no_choices && c.info.usage.is_some() {
+            // The usage chunk: the stream's last data chunk.
+            if let Some(h) = self.held.take() {
+                frame(out, &h.data);
+            }
+            if self.include_usage {
+                let ext = self.settle_extension();
+                frame(out, &with_extension(&c.data, &ext));
+            } else {
+                self.held_with_cost(out);
+            }
+            return;
+        }
+        if c.info.finish {
+            if let Some(h) = self.held.take() {
+                frame(out, &h.data);
+            }
+            self.held = Some(c);
+            return;
+        }
+        if let Some(h) = self.held.take() {
+            frame(out, &h.data);
+        }
+        frame(out, &c.data);
+    }
+
+    /// Emits the held finish chunk with the cost attached (when there is no usage chunk to carry it).
+    fn held_with_cost(&mut self, out: &mut BytesMut) {
+        let ext = self.settle_extension();
+        if let Some(h) = self.held.take() {
+            frame(out, &with_extension(&h.data, &ext));
+        }
+    }
+
+    /// Works out usage and cost once (counting tokens only if the upstream reported none), settles the meter's usage.
+    fn settle_extension(&mut self) -> String {
+        if let Some(ext) = &self.settled {
+            return ext.clone();
+        }
+        let Some(meter) = self.meter.as_mut() else {
+            return "{}".into();
+        };
+        let (usage, source) = match self.usage {
+            Some(u) => {
+                meter.set_usage(Some(u), String::new());
+                (u, UsageSource::Reported)
+            }
+            None => {
+                let enc = meter.encoding();
+                let prompt = meter.prompt().map(|p| p.count(enc)).unwrap_or(0);
+                let u = Usage {
+                    prompt_tokens: prompt,
+                    completion_tokens: enc.count(&self.text),
+                    cached_tokens: 0,
+                };
+                let cost = meter.price().cost(u.prompt_tokens, 0, u.completion_tokens);
+                meter.set_counted(u.prompt_tokens, 0, u.completion_tokens, cost, UsageSource::Estimated);
+                (u, UsageSource::Estimated)
+            }
+        };
+        let cost = meter.price().cost(usage.prompt_tokens, usage.cached_tokens, usage.completion_tokens);
+        let ext = extension_json(cost, &usage, source, &self.deployment);
+        self.settled = Some(ext.clone());
+        ext
+    }
+
+    /// The upstream finished with `[DONE]`.
+    fn end_ok(&mut self, out: &mut BytesMut) {
+        if self.held.is_some() {
+            if self.include_usage && self.usage.is_none() {
+                // The client asked for usage and the upstream sent none: synthesize a flagged one.
+                if let Some(h) = self.held.take() {
+                    frame(out, &h.data);
+                }
+                let ext = self.settle_extension();
+                let chunk = format!(r#"{{"object":"chat.completion.chunk","choices":[],"usage":null,"switchyard":{ext}}}"#);
+                frame(out, chunk.as_bytes());
+            } else {
+                self.held_with_cost(out);
+            }
+        } else {
+            let _ = self.settle_extension();
+        }
+        out.put_slice(b"data: [DONE]\n\n");
+        if let Some(m) = self.meter.take() {
+            m.finish(200, Outcome::Success, None);
+        }
+    }
+
+    /// The upstream broke after the stream started: tell the client in-band and bill what was used.
+    fn end_err(&mut self, e: &UpstreamError, out: &mut BytesMut) {
+        if let Some(h) = self.held.take() {
+            frame(out, &h.data);
+        }
+        let api = match e {
+            UpstreamError::Timeout => ApiError::upstream_timeout(),
+            _ => ApiError::upstream_error("The upstream provider failed mid-stream"),
+        };
+        frame(out, &api.to_json());
+        if let Some(mut m) = self.meter.take() {
+            m.set_usage(self.usage, std::mem::take(&mut self.text));
+            m.finish(200, Outcome::UpstreamError, Some(e.kind()));
+        }
+    }
+
+    async fn step(&mut self) -> Option<Bytes> {
+        if self.finished {
+            return None;
+        }
+        let mut out = BytesMut::new();
+        if let Some(first) = self.first.take() {
+            self.take_chunk(first, &mut out);
+            if !out.is_empty() {
+                return Some(out.freeze());
+            }
+        }
+        loop {
+            let next = tokio::time::timeout(self.idle, self.rest.next()).await;
+            match next {
+                Ok(Some(Ok(c))) => {
+                    self.take_chunk(c, &mut out);
+                    if !out.is_empty() {
+                        break;
+                    }
+                }
+                Ok(None) => {
+                    self.end_ok(&mut out);
+                    self.finished = true;
+                    break;
+                }
+                Ok(Some(Err(e))) => {
+                    self.end_err(&e, &mut out);
+                    self.finished = true;
+                    break;
+                }
+                Err(_) => {
+                    self.end_err(&UpstreamError::Timeout, &mut out);
+                    self.finished = true;
+                    break;
+                }
+            }
+        }
+        if let Some(m) = self.meter.as_mut() {
+            m.add_response_bytes(out.len());
+        }
+        Some(out.freeze())
+    }
+}
+
+/// The SSE body for a started stream. Dropping it (client gone) drops the upstream call and
+/// records the disconnect through the meter.
+pub fn sse_body(
+    started: StartedStream,
+    include_usage: bool,
+    mut meter: Meter,
+    guard: InflightGuard,
+    deployment: String,
+    idle: Duration,
+) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static {
+    meter.mark_first_token();
+    let relay = Relay {
+        first: Some(started.first),
+        rest: started.rest,
+        include_usage,
+        held: None,
+        usage: None,
+        text: String::new(),
+        meter: Some(meter),
+        _guard: guard,
+        deployment,
+        idle,
+        finished: false,
+        settled: None,
+    };
+    futures_util::stream::unfold(relay, |mut r| async move { r.step().await.map(|b| (Ok(b), r)) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extension_is_appended_as_last_member() {
+        let out = with_extension(br#"{"a":1}"#, r#"{"cost_usd":"0.1"}"#);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["a"], 1);
+        assert_eq!(v["switchyard"]["cost_usd"], "0.1");
+        let out = with_extension(b"{ }\n", r#"{}"#);
+        assert_eq!(serde_json::from_slice::<serde_json::Value>(&out).unwrap(), serde_json::json!({"switchyard": {}}));
+        assert_eq!(&with_extension(b"[1]", "{}")[..], b"[1]");
+    }
+}

@@ -1,0 +1,424 @@
+//! One usage event per accepted request, whatever its outcome, handed to a bounded sink off the hot path.
+//!
+//! A [`Meter`] is created when a request is accepted (valid, known model) and records exactly one
+//! [`UsageEvent`]: explicitly on success or failure, or from its `Drop` when the client went away
+//! first (mid-dispatch or mid-stream). When the upstream reported no usage, the event carries the
+//! material for an estimate and the sink's consumer counts the tokens, so counting never runs on
+//! the request path.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::gateway::Deployment;
+use crate::pricing::{Nanos, Price};
+use crate::providers::Usage;
+use crate::tokens::{Encoding, PromptText};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Success,
+    /// Every attempt failed upstream, or the stream broke after it started.
+    UpstreamError,
+    /// The client disconnected before the answer was complete.
+    ClientDisconnect,
+    /// Accepted, then refused before any upstream call (no capable deployment, context too long).
+    Rejected,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageSource {
+    /// The upstream reported the token counts.
+    Reported,
+    /// The gateway counted them with tiktoken (upstream gave none, or the call ended early).
+    Estimated,
+    /// No upstream call consumed tokens (for example no deployment was reachable).
+    None,
+}
+
+/// Everything needed to estimate tokens and cost when the upstream reported no usage.
+#[derive(Debug, Clone)]
+pub struct PendingEstimate {
+    pub prompt: Arc<PromptText>,
+    pub completion_text: String,
+    pub encoding: Encoding,
+    pub price: Price,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UsageEvent {
+    pub request_id: String,
+    pub unix_ms: u64,
+    /// `chat` or `embeddings`.
+    pub endpoint: &'static str,
+    /// The model the client asked for.
+    pub model: String,
+    pub deployment: Option<String>,
+    pub provider: Option<String>,
+    pub stream: bool,
+    /// The HTTP status the client got (200 for a stream that broke after it started).
+    pub status: u16,
+    pub outcome: Outcome,
+    pub error_kind: Option<&'static str>,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cached_tokens: u64,
+    pub usage_source: UsageSource,
+    /// Cost in nanodollars.
+    pub cost_nanos: i64,
+    pub latency_ms: u64,
+    pub ttft_ms: Option<u64>,
+    pub attempts: u32,
+    pub request_bytes: u64,
+    pub response_bytes: u64,
+    #[serde(skip)]
+    pub estimate: Option<Box<PendingEstimate>>,
+}
+
+impl UsageEvent {
+    /// Counts tokens for an event that carries an estimate; a no-op for reported usage.
+    pub fn resolve_estimate(&mut self) {
+        if let Some(est) = self.estimate.take() {
+            self.prompt_tokens = est.prompt.count(est.encoding);
+            self.completion_tokens = est.encoding.count(&est.completion_text);
+            self.cached_tokens = 0;
+            self.cost_nanos = est.price.cost(self.prompt_tokens, 0, self.completion_tokens).0;
+            self.usage_source = UsageSource::Estimated;
+        }
+    }
+}
+
+/// Where usage events go. `record` must never block or await.
+pub trait UsageSink: Send + Sync + 'static {
+    fn record(&self, event: UsageEvent);
+}
+
+/// The production sink: a bounded channel to a consumer task. A full channel drops the event,
+/// counts it in `switchyard_usage_events_dropped_total` and logs it, never silently.
+pub struct ChannelSink {
+    tx: mpsc::Sender<UsageEvent>,
+    dropped: AtomicU64,
+}
+
+/// Events buffered between the request path and the consumer.
+pub const USAGE_CHANNEL_CAPACITY: usize = 65_536;
+
+impl ChannelSink {
+    pub fn new(capacity: usize) -> (Arc<ChannelSink>, mpsc::Receiver<UsageEvent>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (
+            Arc::new(ChannelSink {
+                tx,
+                dropped: AtomicU64::new(0),
+            }),
+            rx,
+        )
+    }
+
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl UsageSink for ChannelSink {
+    fn record(&self, event: UsageEvent) {
+        if let Err(e) = self.tx.try_send(event) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("switchyard_usage_events_dropped_total").increment(1);
+            let ev = match &e {
+                mpsc::error::TrySendError::Full(ev) | mpsc::error::TrySendError::Closed(ev) => ev,
+            };
+            tracing::error!(request_id = %ev.request_id, "usage event dropped: sink channel full or closed");
+        }
+    }
+}
+
+/// Consumes events until every sender is gone: resolves estimates and updates metrics.
+/// The store-backed ledger writer plugs in here.
+pub async fn consume(mut rx: mpsc::Receiver<UsageEvent>) {
+    while let Some(mut ev) = rx.recv().await {
+        ev.resolve_estimate();
+        observe(&ev);
+    }
+}
+
+fn observe(ev: &UsageEvent) {
+    let model = ev.model.clone();
+    let outcome = match ev.outcome {
+        Outcome::Success => "success",
+        Outcome::UpstreamError => "upstream_error",
+        Outcome::ClientDisconnect => "client_disconnect",
+        Outcome::Rejected => "rejected",
+    };
+    metrics::counter!("switchyard_usage_events_total", "outcome" => outcome).increment(1);
+    metrics::counter!("switchyard_tokens_total", "model" => model.clone(), "type" => "prompt")
+        .increment(ev.prompt_tokens);
+    metrics::counter!("switchyard_tokens_total", "model" => model.clone(), "type" => "completion")
+        .increment(ev.completion_tokens);
+    metrics::counter!("switchyard_cost_nanodollars_total", "model" => model).increment(ev.cost_nanos.max(0) as u64);
+    tracing::debug!(target: "switchyard::usage", request_id = %ev.request_id, model = %ev.model,
+        deployment = ?ev.deployment, outcome, prompt_tokens = ev.prompt_tokens,
+        completion_tokens = ev.completion_tokens, cost_nanos = ev.cost_nanos, "usage");
+}
+
+/// A sink that keeps events in memory, for tests and for inspecting a running demo.
+#[derive(Default)]
+pub struct MemorySink {
+    events: Mutex<Vec<UsageEvent>>,
+}
+
+impl MemorySink {
+    pub fn events(&self) -> Vec<UsageEvent> {
+        self.events.lock().expect("no panics while holding this lock").clone()
+    }
+}
+
+impl UsageSink for MemorySink {
+    fn record(&self, mut event: UsageEvent) {
+        event.resolve_estimate();
+        self.events.lock().expect("no panics while holding this lock").push(event);
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Records exactly one usage event for one accepted request.
+pub struct Meter {
+    sink: Arc<dyn UsageSink>,
+    started: Instant,
+    event: Option<UsageEvent>,
+    prompt: Option<Arc<PromptText>>,
+    price: Price,
+    encoding: Encoding,
+}
+
+impl Meter {
+    pub fn start(
+        sink: Arc<dyn UsageSink>,
+        started: Instant,
+        request_id: &str,
+        endpoint: &'static str,
+        model: &str,
+        stream: bool,
+        request_bytes: usize,
+    ) -> Meter {
+        Meter {
+            sink,
+            started,
+            event: Some(UsageEvent {
+                request_id: request_id.to_string(),
+                unix_ms: unix_ms(),
+                endpoint,
+                model: model.to_string(),
+                deployment: None,
+                provider: None,
+                stream,
+                status: 499,
+                outcome: Outcome::ClientDisconnect,
+                error_kind: Some("client_disconnect"),
+                prompt_tokens: 0,
+                completion_tokens: 0,
+                cached_tokens: 0,
+                usage_source: UsageSource::None,
+                cost_nanos: 0,
+                latency_ms: 0,
+                ttft_ms: None,
+                attempts: 0,
+                request_bytes: request_bytes as u64,
+                response_bytes: 0,
+                estimate: None,
+            }),
+            prompt: None,
+            price: Price::default(),
+            encoding: Encoding::Cl100k,
+        }
+    }
+
+    fn ev(&mut self) -> &mut UsageEvent {
+        self.event.as_mut().expect("a meter's event is present until it is recorded")
+    }
+
+    /// Keeps the prompt so usage can be estimated if the call ends without reported usage.
+    pub fn set_prompt(&mut self, prompt: Arc<PromptText>) {
+        self.prompt = Some(prompt);
+    }
+
+    pub fn set_deployment(&mut self, d: &Deployment, attempts: u32) {
+        self.price = d.config.price;
+        self.encoding = d.encoding;
+        let ev = self.ev();
+        ev.deployment = Some(d.config.id.clone());
+        ev.provider = Some(d.provider_name.clone());
+        ev.attempts = attempts;
+    }
+
+    pub fn set_attempts(&mut self, attempts: u32) {
+        self.ev().attempts = attempts;
+    }
+
+    pub fn mark_first_token(&mut self) {
+        let ms = self.started.elapsed().as_millis() as u64;
+        self.ev().ttft_ms = Some(ms);
+    }
+
+    pub fn price(&self) -> Price {
+        self.price
+    }
+
+    pub fn encoding(&self) -> Encoding {
+        self.encoding
+    }
+
+    pub fn prompt(&self) -> Option<&PromptText> {
+        self.prompt.as_deref()
+    }
+
+    pub fn add_response_bytes(&mut self, n: usize) {
+        self.ev().response_bytes += n as u64;
+    }
+
+    /// Fills in reported usage, or (when `None`) the material for an estimate.
+    pub fn set_usage(&mut self, usage: Option<Usage>, completion_text: String) {
+        let price = self.price;
+        let estimate = match usage {
+            Some(_) => None,
+            None => self.prompt.clone().map(|prompt| {
+                Box::new(PendingEstimate {
+                    prompt,
+                    completion_text,
+                    encoding: self.encoding,
+                    price,
+                })
+            }),
+        };
+        let ev = self.ev();
+        match usage {
+            Some(u) => {
+                ev.prompt_tokens = u.prompt_tokens;
+                ev.completion_tokens = u.completion_tokens;
+                ev.cached_tokens = u.cached_tokens;
+                ev.cost_nanos = price.cost(u.prompt_tokens, u.cached_tokens, u.completion_tokens).0;
+                ev.usage_source = UsageSource::Reported;
+                ev.estimate = None;
+            }
+            None => {
+                ev.usage_source = if estimate.is_some() {
+                    UsageSource::Estimated
+                } else {
+                    UsageSource::None
+                };
+                ev.estimate = estimate;
+            }
+        }
+    }
+
+    /// Usage already computed by the caller (for example an estimate counted for a header).
+    pub fn set_counted(&mut self, prompt: u64, cached: u64, completion: u64, cost: Nanos, source: UsageSource) {
+        let ev = self.ev();
+        ev.prompt_tokens = prompt;
+        ev.cached_tokens = cached;
+        ev.completion_tokens = completion;
+        ev.cost_nanos = cost.0;
+        ev.usage_source = source;
+        ev.estimate = None;
+    }
+
+    /// Records the event with this outcome.
+    pub fn finish(mut self, status: u16, outcome: Outcome, error_kind: Option<&'static str>) {
+        self.record(status, outcome, error_kind);
+    }
+
+    fn record(&mut self, status: u16, outcome: Outcome, error_kind: Option<&'static str>) {
+        let latency = self.started.elapsed().as_millis() as u64;
+        if let Some(mut ev) = self.event.take() {
+            ev.status = status;
+            ev.outcome = outcome;
+            ev.error_kind = error_kind;
+            ev.latency_ms = latency;
+            self.sink.record(ev);
+        }
+    }
+}
+
+impl Drop for Meter {
+    /// The request ended without an explicit outcome: the client went away.
+    fn drop(&mut self) {
+        if self.event.is_some() {
+            if self.ev().usage_source == UsageSource::None && self.ev().deployment.is_some() {
+                // The upstream was called: the prompt was (likely) billed there, so estimate it.
+                self.set_usage(None, String::new());
+            }
+            self.record(499, Outcome::ClientDisconnect, Some("client_disconnect"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pricing::PicoPerToken;
+
+    fn meter(sink: &Arc<MemorySink>) -> Meter {
+        Meter::start(sink.clone(), Instant::now(), "r1", "chat", "m", true, 10)
+    }
+
+    #[test]
+    fn exactly_one_event_per_meter_whatever_the_path() {
+        let sink = Arc::new(MemorySink::default());
+        let m = meter(&sink);
+        m.finish(200, Outcome::Success, None);
+        let m = meter(&sink);
+        drop(m);
+        let mut m = meter(&sink);
+        m.set_usage(Some(Usage { prompt_tokens: 1, completion_tokens: 1, cached_tokens: 0 }), String::new());
+        m.finish(502, Outcome::UpstreamError, Some("upstream_5xx"));
+        let ev = sink.events();
+        assert_eq!(ev.len(), 3);
+        assert_eq!(ev[0].outcome, Outcome::Success);
+        assert_eq!(ev[1].outcome, Outcome::ClientDisconnect);
+        assert_eq!(ev[1].status, 499);
+        assert_eq!(ev[2].error_kind, Some("upstream_5xx"));
+    }
+
+    #[test]
+    fn missing_usage_is_estimated_and_flagged() {
+        let sink = Arc::new(MemorySink::default());
+        let mut m = meter(&sink);
+        m.price = Price {
+            input: PicoPerToken(1_000_000),
+            output: PicoPerToken(2_000_000),
+            cached_input: PicoPerToken(1_000_000),
+        };
+        m.set_prompt(Arc::new(PromptText {
+            text: "hello world".into(),
+            messages: 1,
+            names: 0,
+        }));
+        m.set_usage(None, "hello world".into());
+        m.finish(200, Outcome::Success, None);
+        let ev = &sink.events()[0];
+        assert_eq!(ev.usage_source, UsageSource::Estimated);
+        assert_eq!(ev.prompt_tokens, 2 + 3 + 3);
+        assert_eq!(ev.completion_tokens, 2);
+        assert_eq!(ev.cost_nanos, (8 * 1_000_000 + 2 * 2_000_000) / 1000);
+    }
+
+    #[test]
+    fn full_channel_counts_drops() {
+        let (sink, _rx) = ChannelSink::new(1);
+        let s: Arc<dyn UsageSink> = sink.clone();
+        Meter::start(s.clone(), Instant::now(), "a", "chat", "m", false, 0).finish(200, Outcome::Success, None);
+        Meter::start(s, Instant::now(), "b", "chat", "m", false, 0).finish(200, Outcome::Success, None);
+        assert_eq!(sink.dropped(), 1);
+    }
+}
