@@ -93,10 +93,10 @@ impl Relay {
         }
         if c.info.no_choices && c.info.usage.is_some() {
             // The usage chunk: the stream's last data chunk.
-            if let Some(h) = self.held.take() {
-                frame(out, &h.data);
-            }
             if self.include_usage {
+                if let Some(h) = self.held.take() {
+                    frame(out, &h.data);
+                }
                 let ext = self.settle_extension();
                 frame(out, &with_extension(&c.data, &ext));
             } else {

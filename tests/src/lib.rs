@@ -1,1 +1,199 @@
+//! Test support for Switchyard: the mock upstream, and a harness that runs a real gateway on an ephemeral port.
+//!
+//! # Layout
+//! - [`mock`]: the OpenAI/Anthropic-compatible mock upstream (also the `mock-upstream` binary).
+//! - [`TestGateway`]: `switchyard::run` on `127.0.0.1:0` with an in-memory usage sink.
+//! - [`standard_config`]: a configuration with one model per scenario, all pointing at one mock.
+//! - `src/bin/bench.rs`: the overhead benchmark (direct to the mock vs through the gateway).
 
+pub mod mock;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use switchyard::config::Config;
+use switchyard::usage::{MemorySink, UsageEvent, UsageSink};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+pub use mock::MockUpstream;
+
+/// A gateway running in this process on an ephemeral port.
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    pub usage: Arc<MemorySink>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestGateway {
+    /// Starts a gateway from TOML text; panics with every problem if the config is invalid.
+    pub async fn start(toml: &str) -> TestGateway {
+        let env = |k: &str| match k {
+            "MOCK_KEY" => Some("mock-secret".to_string()),
+            _ => None,
+        };
+        let config = Config::from_toml(toml, &env, std::iter::empty()).unwrap_or_else(|e| panic!("{e}"));
+        Self::start_config(config).await
+    }
+
+    pub async fn start_config(config: Config) -> TestGateway {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind an ephemeral port");
+        let addr = listener.local_addr().expect("bound listener has an address");
+        let usage = Arc::new(MemorySink::default());
+        let sink: Arc<dyn UsageSink> = usage.clone();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(switchyard::run(config, listener, Some(sink), async move {
+            let _ = rx.await;
+        }));
+        TestGateway {
+            addr,
+            usage,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// The OpenAI base URL clients use (`http://127.0.0.1:PORT/v1`).
+    pub fn base_url(&self) -> String {
+        self.url("/v1")
+    }
+
+    /// Begins graceful shutdown without waiting for it.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Shuts down gracefully and waits for `run` to return.
+    pub async fn stop(mut self) -> std::io::Result<()> {
+        self.begin_shutdown();
+        match self.task.take() {
+            Some(t) => t.await.expect("gateway task does not panic"),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits until at least `n` usage events exist (events of a stream arrive when it ends).
+    pub async fn wait_for_events(&self, n: usize, within: Duration) -> Vec<UsageEvent> {
+        let deadline = Instant::now() + within;
+        loop {
+            let ev = self.usage.events();
+            if ev.len() >= n || Instant::now() >= deadline {
+                return ev;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+/// One model per scenario, all served by the mock at `mock_base` (`http://HOST:PORT/v1`).
+pub fn standard_config(mock_base: &str) -> String {
+    let dep = |provider: &str, model: &str, extra: &str| {
+        format!(
+            "[[models.\"{{NAME}}\".deployments]]\nprovider = \"{provider}\"\nmodel = \"{model}\"\ninput_per_mtok = \"1.00\"\noutput_per_mtok = \"2.00\"\ncached_input_per_mtok = \"0.50\"\ncontext_window = 100000\ncapabilities = [\"tools\", \"json\", \"vision\"]\n{extra}\n"
+        )
+    };
+    let model = |name: &str, head: &str, deps: Vec<String>| {
+        let mut s = format!("[models.\"{name}\"]\n{head}\n");
+        for d in deps {
+            s.push_str(&d.replace("{NAME}", name));
+        }
+        s
+    };
+    let mut out = format!(
+        r#"
+[server]
+max_body_bytes = 65536
+shutdown_grace_secs = 5
+[server.retry]
+attempts_per_deployment = 2
+max_total_attempts = 6
+backoff_ms = 1
+max_backoff_ms = 5
+[server.breaker]
+failure_threshold = 1000
+cooldown_secs = 1
+
+[providers.oa]
+kind = "openai"
+base_url = "{mock_base}"
+api_key_env = "MOCK_KEY"
+
+[providers.oa-short]
+kind = "openai"
+base_url = "{mock_base}"
+timeout_ms = 300
+stream_idle_timeout_ms = 300
+
+[providers.an]
+kind = "anthropic"
+base_url = "{mock_base}"
+api_key_env = "MOCK_KEY"
+
+"#
+    );
+    let entries = vec![
+        model("chat", "", vec![dep("oa", "mock", "")]),
+        model("chat-nousage", "", vec![dep("oa", "mock;usage=off", "")]),
+        model("rate-limited", "", vec![dep("oa", "mock;error=429;retry_after=3", "")]),
+        model("broken", "", vec![dep("oa", "mock;error=500", "")]),
+        model("bad-request", "", vec![dep("oa", "mock;error=400", "")]),
+        model("flaky", "", vec![dep("oa", "mock;fail_first=1;error=503", "")]),
+        model("primary-down", "fallbacks = [\"chat\"]", vec![dep("oa", "mock;error=503", "")]),
+        model("hangs", "", vec![dep("oa-short", "mock;hang", "")]),
+        model("cut", "", vec![dep("oa", "mock;cut=3", "")]),
+        model("cut-early", "", vec![dep("oa", "mock;cut=0", "")]),
+        model("stream-error", "", vec![dep("oa", "mock;stream_error=3", "")]),
+        model("slow-stream", "", vec![dep("oa", "mock;chunks=40;delay=25", "")]),
+        model("claude", "", vec![dep("an", "claude-mock", "")]),
+        model("claude-nousage", "", vec![dep("an", "claude-mock;usage=off", "")]),
+        model("claude-overloaded-once", "", vec![dep("an", "claude-mock;fail_first=1;error=529", "")]),
+        model("claude-stream-error", "", vec![dep("an", "claude-mock;stream_error=4", "")]),
+        model("embed", "kind = \"embedding\"", vec![dep("oa", "mock-embed", "")]),
+        model(
+            "no-tools",
+            "",
+            vec!["[[models.\"no-tools\".deployments]]\nprovider = \"oa\"\nmodel = \"mock\"\ninput_per_mtok = 1\noutput_per_mtok = 1\ncontext_window = 100000\n".to_string()],
+        ),
+        model(
+            "tiny-context",
+            "",
+            vec!["[[models.\"tiny-context\".deployments]]\nprovider = \"oa\"\nmodel = \"mock\"\ninput_per_mtok = 1\noutput_per_mtok = 1\ncontext_window = 50\n".to_string()],
+        ),
+        model(
+            "balanced",
+            "balance = \"least_busy\"",
+            vec![
+                dep("oa", "mock;error=500", "id = \"bad\""),
+                dep("oa", "mock", "id = \"good\""),
+            ],
+        ),
+    ];
+    for e in entries {
+        out.push_str(&e);
+        out.push('\n');
+    }
+    out
+}
+
+/// Starts a mock and a gateway with [`standard_config`].
+pub async fn standard() -> (MockUpstream, TestGateway) {
+    let mock = MockUpstream::start().await;
+    let gw = TestGateway::start(&standard_config(&mock.base_url())).await;
+    (mock, gw)
+}

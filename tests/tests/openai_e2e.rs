@@ -1,0 +1,367 @@
+//! End to end over real sockets: client → gateway (port 0) → mock OpenAI-compatible upstream (port 0).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+use switchyard::usage::{Outcome, UsageSource};
+use switchyard_tests::standard;
+
+#[tokio::test]
+async fn json_completion_passes_through_with_usage_and_cost_headers() {
+    let (mock, gw) = standard().await;
+    let (status, h, v) = chat(
+        &gw,
+        json!({"model": "chat", "messages": user("hello gateway"), "temperature": 0.2,
+               "some_new_param": {"nested": [1, 2]}, "metadata": {"k": "v"}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["object"], "chat.completion");
+    assert!(v["choices"][0]["message"]["content"].as_str().unwrap().contains("hello gateway"));
+    assert_eq!(header(&h, "x-switchyard-deployment"), "oa/mock");
+    assert_eq!(header(&h, "x-switchyard-provider"), "oa");
+    let tin: u64 = header(&h, "x-switchyard-tokens-in").parse().unwrap();
+    let tout: u64 = header(&h, "x-switchyard-tokens-out").parse().unwrap();
+    assert_eq!(tin, v["usage"]["prompt_tokens"].as_u64().unwrap());
+    assert_eq!(tout, v["usage"]["completion_tokens"].as_u64().unwrap());
+    // $1/Mtok in, $2/Mtok out: cost = tin + 2*tout micro-dollars.
+    let want = switchyard::pricing::Nanos(((tin + 2 * tout) * 1000) as i64).to_string();
+    assert_eq!(header(&h, "x-switchyard-cost-usd"), want);
+    assert_eq!(header(&h, "x-switchyard-usage-source"), "reported");
+    assert!(header(&h, "x-request-id").starts_with("req_"));
+    assert!(header(&h, "x-switchyard-process-ms").parse::<f64>().unwrap() >= 0.0);
+
+    // Unknown fields reached the upstream untouched; the model was rewritten.
+    let sent = mock.state.recent();
+    let last = sent.last().unwrap();
+    assert_eq!(last["model"], "mock");
+    assert_eq!(last["some_new_param"], json!({"nested": [1, 2]}));
+    assert_eq!(last["metadata"], json!({"k": "v"}));
+    assert_eq!(last["temperature"], json!(0.2));
+
+    let ev = gw.wait_for_events(1, Duration::from_secs(2)).await;
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].outcome, Outcome::Success);
+    assert_eq!(ev[0].prompt_tokens, tin);
+    assert_eq!(ev[0].usage_source, UsageSource::Reported);
+    assert_eq!(ev[0].cost_nanos, ((tin + 2 * tout) * 1000) as i64);
+}
+
+#[tokio::test]
+async fn client_request_id_is_kept() {
+    let (_mock, gw) = standard().await;
+    let r = client()
+        .post(gw.url("/v1/chat/completions"))
+        .header("x-request-id", "my-trace-123")
+        .json(&json!({"model": "chat", "messages": user("x")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "my-trace-123");
+    let ev = gw.wait_for_events(1, Duration::from_secs(2)).await;
+    assert_eq!(ev[0].request_id, "my-trace-123");
+}
+
+#[tokio::test]
+async fn stream_relays_chunks_strips_forced_usage_and_carries_cost() {
+    let (mock, gw) = standard().await;
+    let (status, h, chunks, done) = stream(&gw, json!({"model": "chat", "stream": true, "messages": user("stream please")})).await;
+    assert_eq!(status, 200);
+    assert!(done, "ends with [DONE]");
+    assert_eq!(header(&h, "content-type"), "text/event-stream");
+    assert_eq!(header(&h, "x-switchyard-deployment"), "oa/mock");
+    assert!(content_of(&chunks).contains("stream please"));
+    assert!(chunks.len() >= 4, "relayed chunk by chunk: {}", chunks.len());
+    // The client did not ask for usage: no usage-only chunk (every chunk has a choice).
+    assert!(chunks.iter().all(|c| !c["choices"].as_array().unwrap().is_empty()));
+    // The gateway asked the upstream for usage anyway.
+    assert_eq!(mock.state.recent().last().unwrap()["stream_options"]["include_usage"], true);
+    // The cost rides on the last chunk (the finish chunk).
+    let last = chunks.last().unwrap();
+    assert_eq!(last["choices"][0]["finish_reason"], "stop");
+    let ext = &last["switchyard"];
+    assert_eq!(ext["usage_source"], "reported");
+    let ev = gw.wait_for_events(1, Duration::from_secs(2)).await;
+    assert_eq!(ev[0].outcome, Outcome::Success);
+    assert_eq!(ev[0].completion_tokens, ext["completion_tokens"].as_u64().unwrap());
+    assert_eq!(switchyard::pricing::Nanos(ev[0].cost_nanos).to_string(), ext["cost_usd"].as_str().unwrap());
+    assert!(ev[0].ttft_ms.is_some());
+}
+
+#[tokio::test]
+async fn stream_with_include_usage_gets_the_usage_chunk() {
+    let (_mock, gw) = standard().await;
+    let (_, _, chunks, done) = stream(
+        &gw,
+        json!({"model": "chat", "stream": true, "stream_options": {"include_usage": true}, "messages": user("u")}),
+    )
+    .await;
+    assert!(done);
+    let last = chunks.last().unwrap();
+    assert_eq!(last["choices"], json!([]));
+    assert!(last["usage"]["total_tokens"].as_u64().unwrap() > 0);
+    assert_eq!(last["switchyard"]["usage_source"], "reported");
+}
+
+#[tokio::test]
+async fn missing_upstream_usage_is_estimated_and_flagged() {
+    let (_mock, gw) = standard().await;
+    let (status, h, _v) = chat(&gw, json!({"model": "chat-nousage", "messages": user("count me please")})).await;
+    assert_eq!(status, 200);
+    assert_eq!(header(&h, "x-switchyard-usage-source"), "estimated");
+    assert!(header(&h, "x-switchyard-tokens-in").parse::<u64>().unwrap() > 3);
+    let (_, _, chunks, _) = stream(
+        &gw,
+        json!({"model": "chat-nousage", "stream": true, "stream_options": {"include_usage": true}, "messages": user("x")}),
+    )
+    .await;
+    let last = chunks.last().unwrap();
+    assert_eq!(last["switchyard"]["usage_source"], "estimated");
+    assert!(last["switchyard"]["completion_tokens"].as_u64().unwrap() > 0, "{last}");
+    let ev = gw.wait_for_events(2, Duration::from_secs(2)).await;
+    assert!(ev.iter().all(|e| e.usage_source == UsageSource::Estimated && e.cost_nanos > 0), "{ev:?}");
+}
+
+#[tokio::test]
+async fn tools_json_mode_and_n_pass_through() {
+    let (_mock, gw) = standard().await;
+    let tools = json!([{"type": "function", "function": {"name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]);
+    let (status, _, v) = chat(&gw, json!({"model": "chat", "messages": user("weather?"), "tools": tools})).await;
+    assert_eq!(status, 200);
+    let call = &v["choices"][0]["message"]["tool_calls"][0];
+    assert_eq!(call["function"]["name"], "get_weather");
+    assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
+
+    // Tool result round trip.
+    let msgs = json!([
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": null, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": call["id"], "content": "sunny"}
+    ]);
+    let (status, _, v) = chat(&gw, json!({"model": "chat", "messages": msgs, "tools": tools})).await;
+    assert_eq!(status, 200);
+    assert!(v["choices"][0]["message"]["content"].as_str().unwrap().contains("sunny"));
+
+    // Streamed tool call arguments reassemble.
+    let (_, _, chunks, _) = stream(&gw, json!({"model": "chat", "stream": true, "messages": user("w"), "tools": tools})).await;
+    let args: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str())
+        .collect();
+    assert_eq!(serde_json::from_str::<Value>(&args).unwrap(), json!({"city": "demo"}));
+
+    let (_, _, v) = chat(&gw, json!({"model": "chat", "messages": user("j"), "response_format": {"type": "json_object"}})).await;
+    let content = v["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(serde_json::from_str::<Value>(content).unwrap().is_object());
+
+    let (_, _, v) = chat(&gw, json!({"model": "chat", "messages": user("n"), "n": 3})).await;
+    assert_eq!(v["choices"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn capability_and_context_checks_happen_before_any_upstream_call() {
+    let (mock, gw) = standard().await;
+    let tools = json!([{"type": "function", "function": {"name": "f"}}]);
+    let (status, _, v) = chat(&gw, json!({"model": "no-tools", "messages": user("x"), "tools": tools})).await;
+    assert_eq!(status, 400);
+    assert_eq!(v["error"]["param"], "tools");
+    let long = "many words here ".repeat(40);
+    let (status, _, v) = chat(&gw, json!({"model": "tiny-context", "messages": user(&long)})).await;
+    assert_eq!(status, 400);
+    assert_eq!(v["error"]["code"], "context_length_exceeded");
+    assert_eq!(mock.state.requests.load(std::sync::atomic::Ordering::Relaxed), 0);
+}
+
+#[tokio::test]
+async fn bad_input_gets_openai_shaped_errors() {
+    let (mock, gw) = standard().await;
+    let c = client();
+    // Malformed JSON.
+    let r = c
+        .post(gw.url("/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body("{\"model\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+    assert!(v["error"].as_object().unwrap().contains_key("param"));
+    // Wrong content type.
+    let r = c
+        .post(gw.url("/v1/chat/completions"))
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    // Body over the limit (65536 in the test config).
+    let big = "x".repeat(70_000);
+    let (status, _, v) = chat(&gw, json!({"model": "chat", "messages": user(&big)})).await;
+    assert_eq!(status, 413);
+    assert_eq!(v["error"]["code"], "request_too_large");
+    // Missing and invalid fields name the param.
+    let (status, _, v) = chat(&gw, json!({"model": "chat", "messages": [{"role": "robot", "content": "x"}]})).await;
+    assert_eq!(status, 400);
+    assert_eq!(v["error"]["param"], "messages[0].role");
+    let (status, _, v) = chat(&gw, json!({"messages": user("x")})).await;
+    assert_eq!(status, 400);
+    assert_eq!(v["error"]["param"], "model");
+    // Unknown model.
+    let (status, _, v) = chat(&gw, json!({"model": "gpt-17", "messages": user("x")})).await;
+    assert_eq!(status, 404);
+    assert_eq!(v["error"]["code"], "model_not_found");
+    // Unknown path and wrong method.
+    let r = c.get(gw.url("/v1/nothing")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.json::<Value>().await.unwrap()["error"]["message"].is_string());
+    let r = c.get(gw.url("/v1/chat/completions")).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    assert!(r.json::<Value>().await.unwrap()["error"]["message"].is_string());
+    // Nothing reached the upstream, and rejected input yields no usage event.
+    assert_eq!(mock.state.requests.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert!(gw.usage.events().is_empty());
+}
+
+#[tokio::test]
+async fn upstream_429_passes_on_with_retry_after() {
+    let (_mock, gw) = standard().await;
+    let (status, h, v) = chat(&gw, json!({"model": "rate-limited", "messages": user("x")})).await;
+    assert_eq!(status, 429);
+    assert_eq!(header(&h, "retry-after"), "3");
+    assert_eq!(v["error"]["code"], "rate_limit_exceeded");
+    let ev = gw.wait_for_events(1, Duration::from_secs(2)).await;
+    assert_eq!(ev[0].outcome, Outcome::UpstreamError);
+    assert_eq!(ev[0].status, 429);
+}
+
+#[tokio::test]
+async fn upstream_5xx_is_retried_then_502_never_200() {
+    let (mock, gw) = standard().await;
+    let (status, h, v) = chat(&gw, json!({"model": "broken", "messages": user("x")})).await;
+    assert_eq!(status, 502);
+    assert_eq!(v["error"]["type"], "server_error");
+    assert_eq!(header(&h, "x-switchyard-attempts"), "2");
+    assert_eq!(mock.state.count_for("mock;error=500"), 2);
+    // A 400 from the upstream is the client's to fix: passed on, not retried.
+    let (status, _, _) = chat(&gw, json!({"model": "bad-request", "messages": user("x")})).await;
+    assert_eq!(status, 400);
+    assert_eq!(mock.state.count_for("mock;error=400"), 1);
+}
+
+#[tokio::test]
+async fn transient_failure_is_retried_transparently() {
+    let (mock, gw) = standard().await;
+    let (status, h, _) = chat(&gw, json!({"model": "flaky", "messages": user("x")})).await;
+    assert_eq!(status, 200);
+    assert_eq!(header(&h, "x-switchyard-attempts"), "2");
+    assert_eq!(mock.state.count_for("mock;fail_first=1;error=503"), 2);
+    let ev = gw.wait_for_events(1, Duration::from_secs(2)).await;
+    assert_eq!(ev.len(), 1, "one event per request, not per attempt");
+    assert_eq!(ev[0].attempts, 2);
+}
+
+#[tokio::test]
+async fn falls_back_to_the_next_model_before_the_first_byte() {
+    let (_mock, gw) = standard().await;
+    let (status, h, _) = chat(&gw, json!({"model": "primary-down", "messages": user("x")})).await;
+    assert_eq!(status, 200);
+    assert_eq!(header(&h, "x-switchyard-deployment"), "oa/mock");
+    assert_eq!(header(&h, "x-switchyard-attempts"), "3");
+    let (status, _, chunks, done) = stream(&gw, json!({"model": "primary-down", "stream": true, "messages": user("s")})).await;
+    assert_eq!(status, 200);
+    assert!(done && !chunks.is_empty());
+    // Within one model, the failing deployment is skipped for the healthy one.
+    let (status, h, _) = chat(&gw, json!({"model": "balanced", "messages": user("x")})).await;
+    assert_eq!(status, 200);
+    assert_eq!(header(&h, "x-switchyard-deployment"), "good");
+}
+
+#[tokio::test]
+async fn upstream_timeout_is_504() {
+    let (_mock, gw) = standard().await;
+    let (status, _, v) = chat(&gw, json!({"model": "hangs", "messages": user("x")})).await;
+    assert_eq!(status, 504);
+    assert_eq!(v["error"]["code"], "upstream_timeout");
+    let (status, _, _, _) = stream(&gw, json!({"model": "hangs", "stream": true, "messages": user("x")})).await;
+    assert_eq!(status, 504);
+}
+
+#[tokio::test]
+async fn failure_after_the_first_byte_ends_the_stream_with_an_error_event() {
+    let (mock, gw) = standard().await;
+    for model in ["cut", "stream-error"] {
+        let (status, _, chunks, done) = stream(&gw, json!({"model": model, "stream": true, "messages": user("x")})).await;
+        assert_eq!(status, 200, "{model}");
+        assert!(!done, "{model}: no [DONE] after a failure");
+        let last = chunks.last().unwrap();
+        assert!(last["error"]["message"].is_string(), "{model}: {last}");
+        assert_eq!(last["error"]["type"], "server_error");
+    }
+    // No silent retry mid-stream: one upstream call each.
+    assert_eq!(mock.state.count_for("mock;cut=3"), 1);
+    let ev = gw.wait_for_events(2, Duration::from_secs(2)).await;
+    assert!(ev.iter().all(|e| e.outcome == Outcome::UpstreamError), "{ev:?}");
+    // A stream cut before its first chunk is retried like any pre-byte failure.
+    let (status, _, _, _) = stream(&gw, json!({"model": "cut-early", "stream": true, "messages": user("x")})).await;
+    assert_eq!(status, 502);
+    assert_eq!(mock.state.count_for("mock;cut=0"), 2);
+}
+
+#[tokio::test]
+async fn client_disconnect_cancels_upstream_and_records_one_event() {
+    let (mock, gw) = standard().await;
+    let r = client()
+        .post(gw.url("/v1/chat/completions"))
+        .json(&json!({"model": "slow-stream", "stream": true, "messages": user("long story")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut s = r.bytes_stream();
+    use futures_util::StreamExt;
+    let _first = s.next().await;
+    drop(s);
+    let ev = gw.wait_for_events(1, Duration::from_secs(5)).await;
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].outcome, Outcome::ClientDisconnect);
+    assert_eq!(ev[0].usage_source, UsageSource::Estimated, "billed from what was streamed");
+    assert!(ev[0].prompt_tokens > 0);
+    // The upstream stream was dropped too, long before its ~1 s of chunks ran out.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while mock.state.streams_cancelled.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+        assert!(std::time::Instant::now() < deadline, "upstream stream was not cancelled");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(mock.state.streams_completed.load(std::sync::atomic::Ordering::Relaxed), 0);
+}
+
+#[tokio::test]
+async fn models_embeddings_health_and_metrics() {
+    let (_mock, gw) = standard().await;
+    let c = client();
+    let v: Value = c.get(gw.url("/v1/models")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(v["object"], "list");
+    assert!(v["data"].as_array().unwrap().iter().any(|m| m["id"] == "chat"));
+    let r = c.get(gw.url("/v1/models/chat")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c.get(gw.url("/v1/models/nope")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let (status, h, v) = post(&gw, "/v1/embeddings", json!({"model": "embed", "input": ["a", "b"]})).await;
+    assert_eq!(status, 200);
+    assert_eq!(v["data"].as_array().unwrap().len(), 2);
+    assert_eq!(header(&h, "x-switchyard-usage-source"), "reported");
+    let (status, _, _) = post(&gw, "/v1/embeddings", json!({"model": "chat", "input": "a"})).await;
+    assert_eq!(status, 400);
+    assert_eq!(c.get(gw.url("/healthz")).send().await.unwrap().status(), 200);
+    let ready: Value = c.get(gw.url("/readyz")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(ready["status"], "ready");
+    let m = c.get(gw.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(m.contains("switchyard_http_requests_total"), "{m}");
+}
