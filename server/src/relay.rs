@@ -85,7 +85,7 @@ pub fn extension_json(cost: Nanos, usage: &Usage, source: UsageSource, deploymen
 
 impl Relay {
     fn take_chunk(&mut self, c: Chunk, out: &mut BytesMut) {
-        if let Some(u) = c.info.usage {
+        if let Some(u) = c.info.usage.and_then(Usage::plausible) {
             self.usage = Some(u);
         }
         if self.text.len() < MAX_TEXT_FOR_ESTIMATE {

@@ -133,7 +133,7 @@ async fn handle(state: &Arc<AppState>, request_id: &str, received: Instant, req:
 
     match routed.value {
         ChatAnswer::Complete(c) => {
-            let (usage, source) = match c.usage {
+            let (usage, source) = match c.usage.and_then(Usage::plausible) {
                 Some(u) => (u, UsageSource::Reported),
                 None => {
                     // Rare: an upstream that reports no usage. Count so the headers stay honest.

@@ -99,7 +99,7 @@ async fn handle_embeddings(
     let d = routed.deployment.clone();
     meter.set_deployment(&d, routed.attempts);
     let c = routed.value;
-    let (usage, source) = match c.usage {
+    let (usage, source) = match c.usage.and_then(Usage::plausible) {
         Some(u) => (u, UsageSource::Reported),
         None => {
             let n: u64 = request.texts.iter().map(|t| d.encoding.count(t)).sum::<u64>() + request.token_inputs;

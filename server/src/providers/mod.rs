@@ -30,6 +30,14 @@ pub struct Usage {
     pub cached_tokens: u64,
 }
 
+impl Usage {
+    /// A report is believable only if it counts at least one prompt token: every real prompt has
+    /// one, and a zero report (seen from some servers) would otherwise bill a call at $0.
+    pub fn plausible(self) -> Option<Usage> {
+        (self.prompt_tokens > 0).then_some(self)
+    }
+}
+
 #[derive(Deserialize)]
 struct WireUsage {
     #[serde(default)]

@@ -1,0 +1,123 @@
+// The official OpenAI Node SDK against a running Switchyard (SWITCHYARD_BASE_URL) backed by the mock upstream.
+// Run by tests/tests/sdk.rs, which starts the mock and the gateway on ephemeral ports.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import OpenAI from "openai";
+
+const client = new OpenAI({
+  baseURL: process.env.SWITCHYARD_BASE_URL,
+  apiKey: "sk-test",
+  maxRetries: 0,
+  timeout: 20_000,
+});
+
+const weatherTool = {
+  type: "function",
+  function: {
+    name: "get_weather",
+    parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] },
+  },
+};
+
+for (const model of ["chat", "claude"]) {
+  test(`non-stream (${model})`, async () => {
+    const r = await client.chat.completions.create({ model, messages: [{ role: "user", content: "hello node" }] });
+    assert.match(r.choices[0].message.content, /hello node/);
+    assert.ok(r.usage.prompt_tokens > 0);
+  });
+
+  test(`stream with usage (${model})`, async () => {
+    const stream = await client.chat.completions.create({
+      model,
+      messages: [{ role: "user", content: "node stream" }],
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    let text = "";
+    let last;
+    for await (const chunk of stream) {
+      if (chunk.choices.length) text += chunk.choices[0].delta.content ?? "";
+      last = chunk;
+    }
+    assert.match(text, /node stream/);
+    assert.deepEqual(last.choices, []);
+    assert.ok(last.usage.total_tokens > 0);
+    assert.ok(Number(last.switchyard.cost_usd) > 0);
+  });
+
+  test(`tool call round trip (${model})`, async () => {
+    const messages = [{ role: "user", content: "weather?" }];
+    const r = await client.chat.completions.create({ model, messages, tools: [weatherTool] });
+    const call = r.choices[0].message.tool_calls[0];
+    assert.equal(call.function.name, "get_weather");
+    assert.deepEqual(JSON.parse(call.function.arguments), { city: "demo" });
+    messages.push(r.choices[0].message, { role: "tool", tool_call_id: call.id, content: "21C" });
+    const r2 = await client.chat.completions.create({ model, messages, tools: [weatherTool] });
+    assert.match(r2.choices[0].message.content, /21C/);
+  });
+
+  test(`streamed tool call (${model})`, async () => {
+    const stream = await client.chat.completions.create({
+      model,
+      messages: [{ role: "user", content: "weather?" }],
+      tools: [weatherTool],
+      stream: true,
+    });
+    let args = "";
+    for await (const chunk of stream) {
+      for (const tc of chunk.choices[0]?.delta?.tool_calls ?? []) args += tc.function?.arguments ?? "";
+    }
+    assert.deepEqual(JSON.parse(args), { city: "demo" });
+  });
+}
+
+test("JSON mode", async () => {
+  const r = await client.chat.completions.create({
+    model: "chat",
+    messages: [{ role: "user", content: "json" }],
+    response_format: { type: "json_object" },
+  });
+  assert.equal(typeof JSON.parse(r.choices[0].message.content), "object");
+});
+
+test("errors map to the SDK's typed errors", async () => {
+  await assert.rejects(
+    client.chat.completions.create({ model: "nope", messages: [{ role: "user", content: "x" }] }),
+    (e) => e instanceof OpenAI.NotFoundError && e.code === "model_not_found",
+  );
+  await assert.rejects(
+    client.chat.completions.create({ model: "chat", messages: [{ role: "robot", content: "x" }] }),
+    (e) => e instanceof OpenAI.BadRequestError && e.param === "messages[0].role",
+  );
+  await assert.rejects(
+    client.chat.completions.create({ model: "rate-limited", messages: [{ role: "user", content: "x" }] }),
+    (e) => e instanceof OpenAI.RateLimitError && e.headers.get("retry-after") === "3",
+  );
+  await assert.rejects(
+    client.chat.completions.create({ model: "broken", messages: [{ role: "user", content: "x" }] }),
+    (e) => e instanceof OpenAI.InternalServerError && e.status === 502,
+  );
+});
+
+test("a failure mid-stream throws while iterating", async () => {
+  const stream = await client.chat.completions.create({
+    model: "stream-error",
+    messages: [{ role: "user", content: "x" }],
+    stream: true,
+  });
+  await assert.rejects(async () => {
+    for await (const _ of stream) {
+      // drain
+    }
+  }, OpenAI.APIError);
+});
+
+test("models and embeddings", async () => {
+  const ids = [];
+  for await (const m of client.models.list()) ids.push(m.id);
+  assert.ok(ids.includes("chat"));
+  const e = await client.embeddings.create({ model: "embed", input: "hello" });
+  assert.equal(e.data.length, 1);
+  assert.ok(e.data[0].embedding.length > 0);
+});
