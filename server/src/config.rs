@@ -816,8 +816,11 @@ mod tests {
 
     #[test]
     fn example_config_is_valid_with_its_secrets_set() {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../config/switchyard.example.toml"))
-            .expect("example config exists");
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../config/switchyard.example.toml"
+        ))
+        .expect("example config exists");
         let env = |k: &str| Some(format!("test-secret-for-{k}"));
         let c = Config::from_toml(&text, &env, std::iter::empty()).unwrap_or_else(|e| panic!("{e}"));
         let kinds: Vec<ProviderKind> = c.providers.values().map(|p| p.kind).collect();
@@ -872,7 +875,11 @@ mod tests {
         ] {
             assert!(paths.contains(&want), "missing problem at {want}; got {paths:?}");
         }
-        let unknown = err.0.iter().find(|p| p.path == "models.m.deployments[1].surprise").unwrap();
+        let unknown = err
+            .0
+            .iter()
+            .find(|p| p.path == "models.m.deployments[1].surprise")
+            .unwrap();
         assert!(unknown.message.contains("unknown field"), "{}", unknown.message);
     }
 

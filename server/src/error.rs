@@ -84,15 +84,32 @@ impl ApiError {
 
     /// A field of the request is missing or wrong; `param` names it (`messages[2].role`).
     pub fn invalid_param(param: impl Into<String>, message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", "invalid_request_error", message).with_param(param)
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "invalid_request_error",
+            message,
+        )
+        .with_param(param)
     }
 
     pub fn invalid_request(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", "invalid_request_error", message)
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "invalid_request_error",
+            message,
+        )
     }
 
     pub fn invalid_json(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", "invalid_request_error", message).with_code("invalid_json")
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "invalid_request_error",
+            message,
+        )
+        .with_code("invalid_json")
     }
 
     pub fn unsupported_media_type(found: &str) -> Self {
@@ -127,9 +144,14 @@ impl ApiError {
     }
 
     pub fn context_length_exceeded(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, "context_length_exceeded", "invalid_request_error", message)
-            .with_param("messages")
-            .with_code("context_length_exceeded")
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "context_length_exceeded",
+            "invalid_request_error",
+            message,
+        )
+        .with_param("messages")
+        .with_code("context_length_exceeded")
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {

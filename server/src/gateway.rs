@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
-use crate::config::{Balance, BreakerConfig, Capability, Config, DeploymentConfig, ModelKind, ProviderKind, RetryConfig};
-use crate::error::ApiError;
-use crate::providers::{
-    self, CallLimits, ChatOutcome, Chunk, ChunkStream, Complete, Provider, UpstreamError,
+use crate::config::{
+    Balance, BreakerConfig, Capability, Config, DeploymentConfig, ModelKind, ProviderKind, RetryConfig,
 };
+use crate::error::ApiError;
+use crate::providers::{self, CallLimits, ChatOutcome, Chunk, ChunkStream, Complete, Provider, UpstreamError};
 use crate::request::{ChatRequest, EmbeddingsRequest, Needs};
 use crate::tokens::Encoding;
 
@@ -46,7 +46,8 @@ impl Breaker {
         let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
         if n >= cfg.failure_threshold {
             // Half-open after the cooldown: one more failure re-opens it at once.
-            self.failures.store(cfg.failure_threshold.saturating_sub(1), Ordering::Relaxed);
+            self.failures
+                .store(cfg.failure_threshold.saturating_sub(1), Ordering::Relaxed);
             self.open_until_ms
                 .store(now_ms + cfg.cooldown_secs * 1000, Ordering::Relaxed);
             return true;
@@ -148,6 +149,9 @@ impl std::fmt::Debug for Deployment {
     }
 }
 
+/// A built provider, its kind and its settings.
+type ProviderEntry = (Arc<dyn Provider>, ProviderKind, Arc<crate::config::ProviderConfig>);
+
 pub struct Gateway {
     pub models: HashMap<String, Arc<LogicalModel>>,
     /// Model names in config order, for `/v1/models`.
@@ -159,8 +163,7 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn new(config: &Config, client: reqwest::Client) -> Gateway {
-        let mut providers: HashMap<String, (Arc<dyn Provider>, ProviderKind, Arc<crate::config::ProviderConfig>)> =
-            HashMap::new();
+        let mut providers: HashMap<String, ProviderEntry> = HashMap::new();
         for (name, p) in &config.providers {
             let pc = Arc::new(p.clone());
             let provider: Arc<dyn Provider> = match p.kind {
@@ -235,7 +238,7 @@ impl Gateway {
                     .drain(..)
                     .map(|d| (d.inflight(), std::cmp::Reverse(d.config.weight), fastrand::u32(..), d))
                     .collect();
-                keyed.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+                keyed.sort_by_key(|k| (k.0, k.1, k.2));
                 keyed.into_iter().map(|k| k.3).collect()
             }
             Balance::Weighted => {
@@ -343,7 +346,10 @@ impl Gateway {
     }
 
     fn backoff(&self, attempt_on_deployment: u32, hint: Option<Duration>) -> Duration {
-        let base = self.retry.backoff_ms.saturating_mul(1u64 << attempt_on_deployment.min(16));
+        let base = self
+            .retry
+            .backoff_ms
+            .saturating_mul(1u64 << attempt_on_deployment.min(16));
         let capped = base.min(self.retry.max_backoff_ms);
         let jittered = capped / 2 + fastrand::u64(..=capped / 2 + 1);
         let d = Duration::from_millis(jittered);
@@ -389,8 +395,10 @@ impl Gateway {
         req: &EmbeddingsRequest,
     ) -> Result<Routed<Complete>, DispatchError> {
         let candidates = self.embedding_candidates(model);
-        self.run_attempts(&model.name, candidates, |d| d.provider.embeddings(&d.config, req, d.limits))
-            .await
+        self.run_attempts(&model.name, candidates, |d| {
+            d.provider.embeddings(&d.config, req, d.limits)
+        })
+        .await
     }
 
     async fn run_attempts<T, F, Fut>(
@@ -438,7 +446,12 @@ impl Gateway {
                             metrics::counter!("switchyard_breaker_opened_total", "deployment" => d.config.id.clone())
                                 .increment(1);
                         }
-                        if let UpstreamError::Status { status: 429, retry_after, .. } = &e {
+                        if let UpstreamError::Status {
+                            status: 429,
+                            retry_after,
+                            ..
+                        } = &e
+                        {
                             if let Some(r) = retry_after {
                                 min_retry_after = Some(min_retry_after.map_or(*r, |m: Duration| m.min(*r)));
                             }
@@ -566,7 +579,10 @@ mod tests {
                 heavy_first += 1;
             }
         }
-        assert!((1650..=1950).contains(&heavy_first), "heavy first {heavy_first}/2000, expected ~1800");
+        assert!(
+            (1650..=1950).contains(&heavy_first),
+            "heavy first {heavy_first}/2000, expected ~1800"
+        );
     }
 
     #[test]
@@ -590,24 +606,34 @@ mod tests {
     fn candidates_respect_capabilities_and_context_windows() {
         let g = gateway("weighted");
         let m = g.model("m").unwrap().clone();
-        let tools = chat(serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}],
-            "tools": [{"type": "function", "function": {"name": "f"}}]}));
+        let tools = chat(
+            serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}],
+            "tools": [{"type": "function", "function": {"name": "f"}}]}),
+        );
         let c = g.chat_candidates(&m, &tools).unwrap();
-        assert_eq!(c.iter().map(|d| d.config.id.as_str()).collect::<Vec<_>>(), vec!["light"]);
+        assert_eq!(
+            c.iter().map(|d| d.config.id.as_str()).collect::<Vec<_>>(),
+            vec!["light"]
+        );
 
         // About 200 tokens: too long for the 100-token window, fine for the 1000-token one.
         let long = "word ".repeat(200);
         let req = chat(serde_json::json!({"model": "m", "messages": [{"role": "user", "content": long}]}));
         let c = g.chat_candidates(&m, &req).unwrap();
-        assert_eq!(c.iter().map(|d| d.config.id.as_str()).collect::<Vec<_>>(), vec!["light"]);
+        assert_eq!(
+            c.iter().map(|d| d.config.id.as_str()).collect::<Vec<_>>(),
+            vec!["light"]
+        );
 
         let huge = "word ".repeat(2000);
         let req = chat(serde_json::json!({"model": "m", "messages": [{"role": "user", "content": huge}]}));
         let err = g.chat_candidates(&m, &req).unwrap_err();
         assert_eq!(err.code, Some("context_length_exceeded"));
 
-        let vision = chat(serde_json::json!({"model": "m", "messages": [{"role": "user", "content": [
-            {"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}]}));
+        let vision = chat(
+            serde_json::json!({"model": "m", "messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}]}),
+        );
         let err = g.chat_candidates(&m, &vision).unwrap_err();
         assert!(err.message.contains("image"), "{}", err.message);
     }

@@ -74,7 +74,10 @@ pub async fn run(
     let signal = async move {
         shutdown.await;
         signal_state.draining.store(true, Ordering::Relaxed);
-        tracing::info!(grace_secs = grace.as_secs(), "shutting down: draining in-flight requests");
+        tracing::info!(
+            grace_secs = grace.as_secs(),
+            "shutting down: draining in-flight requests"
+        );
         let _ = drain_tx.send(true);
     };
     let serve = axum::serve(listener, app).with_graceful_shutdown(signal);

@@ -31,14 +31,20 @@ impl PicoPerToken {
         }
         let frac = frac.trim_end_matches('0');
         if frac.len() > 6 {
-            return Err(format!("price `{t}` has more than 6 decimals (below 1 picodollar per token)"));
+            return Err(format!(
+                "price `{t}` has more than 6 decimals (below 1 picodollar per token)"
+            ));
         }
         let whole: i64 = if whole.is_empty() {
             0
         } else {
             whole.parse().map_err(|_| format!("price `{t}` is too large"))?
         };
-        let mut frac_val: i64 = if frac.is_empty() { 0 } else { frac.parse().expect("digits only") };
+        let mut frac_val: i64 = if frac.is_empty() {
+            0
+        } else {
+            frac.parse().expect("digits only")
+        };
         for _ in frac.len()..6 {
             frac_val *= 10;
         }
@@ -86,7 +92,11 @@ impl Nanos {
 
     /// Rounds picodollars half away from zero to nanodollars, saturating at the i64 range.
     pub fn from_pico_round(pico: i128) -> Nanos {
-        let q = if pico >= 0 { (pico + 500) / 1000 } else { (pico - 500) / 1000 };
+        let q = if pico >= 0 {
+            (pico + 500) / 1000
+        } else {
+            (pico - 500) / 1000
+        };
         Nanos(q.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64)
     }
 

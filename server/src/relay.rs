@@ -18,7 +18,7 @@ use futures_util::{Stream, StreamExt};
 use crate::error::ApiError;
 use crate::gateway::{InflightGuard, StartedStream};
 use crate::pricing::Nanos;
-use crate::providers::{Chunk, ChunkStream, Usage, UpstreamError};
+use crate::providers::{Chunk, ChunkStream, UpstreamError, Usage};
 use crate::usage::{Meter, Outcome, UsageSource};
 
 /// Generated text kept for estimates when an upstream reports no usage; beyond it, counting stops growing.
@@ -151,7 +151,9 @@ impl Relay {
                 (u, UsageSource::Estimated)
             }
         };
-        let cost = meter.price().cost(usage.prompt_tokens, usage.cached_tokens, usage.completion_tokens);
+        let cost = meter
+            .price()
+            .cost(usage.prompt_tokens, usage.cached_tokens, usage.completion_tokens);
         let ext = extension_json(cost, &usage, source, &self.deployment);
         self.settled = Some(ext.clone());
         ext
@@ -166,7 +168,8 @@ impl Relay {
                     frame(out, &h.data);
                 }
                 let ext = self.settle_extension();
-                let chunk = format!(r#"{{"object":"chat.completion.chunk","choices":[],"usage":null,"switchyard":{ext}}}"#);
+                let chunk =
+                    format!(r#"{{"object":"chat.completion.chunk","choices":[],"usage":null,"switchyard":{ext}}}"#);
                 frame(out, chunk.as_bytes());
             } else {
                 self.held_with_cost(out);
@@ -279,7 +282,10 @@ mod tests {
         assert_eq!(v["a"], 1);
         assert_eq!(v["switchyard"]["cost_usd"], "0.1");
         let out = with_extension(b"{ }\n", r#"{}"#);
-        assert_eq!(serde_json::from_slice::<serde_json::Value>(&out).unwrap(), serde_json::json!({"switchyard": {}}));
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&out).unwrap(),
+            serde_json::json!({"switchyard": {}})
+        );
         assert_eq!(&with_extension(b"[1]", "{}")[..], b"[1]");
     }
 }

@@ -52,7 +52,10 @@ fn type_name(v: &Value) -> &'static str {
 fn wrong_type(param: &str, want: &str, got: &Value) -> ApiError {
     ApiError::invalid_param(
         param,
-        format!("Invalid type for '{param}': expected {want}, but got {}.", type_name(got)),
+        format!(
+            "Invalid type for '{param}': expected {want}, but got {}.",
+            type_name(got)
+        ),
     )
 }
 
@@ -108,9 +111,10 @@ fn model_field(body: &Map<String, Value>) -> Result<String, ApiError> {
     match body.get("model") {
         None | Some(Value::Null) => Err(ApiError::invalid_param("model", "Missing required parameter: 'model'.")),
         Some(Value::String(s)) if s.is_empty() => Err(ApiError::invalid_param("model", "'model' must not be empty.")),
-        Some(Value::String(s)) if s.len() > 256 => {
-            Err(ApiError::invalid_param("model", "'model' is longer than 256 characters."))
-        }
+        Some(Value::String(s)) if s.len() > 256 => Err(ApiError::invalid_param(
+            "model",
+            "'model' is longer than 256 characters.",
+        )),
         Some(Value::String(s)) => Ok(s.clone()),
         Some(v) => Err(wrong_type("model", "a string", v)),
     }
@@ -167,14 +171,20 @@ impl ChatRequest {
             None | Some(Value::Null) | Some(Value::String(_)) => {}
             Some(Value::Array(a)) if a.len() <= 4 && a.iter().all(Value::is_string) => {}
             Some(Value::Array(_)) => {
-                return Err(ApiError::invalid_param("stop", "'stop' takes a string or up to 4 strings."))
+                return Err(ApiError::invalid_param(
+                    "stop",
+                    "'stop' takes a string or up to 4 strings.",
+                ))
             }
             Some(v) => return Err(wrong_type("stop", "a string or an array of strings", v)),
         }
 
         let messages = match body.get("messages") {
             None | Some(Value::Null) => {
-                return Err(ApiError::invalid_param("messages", "Missing required parameter: 'messages'."))
+                return Err(ApiError::invalid_param(
+                    "messages",
+                    "Missing required parameter: 'messages'.",
+                ))
             }
             Some(Value::Array(a)) if a.is_empty() => {
                 return Err(ApiError::invalid_param(
@@ -206,7 +216,12 @@ impl ChatRequest {
                     match t.get("type") {
                         Some(Value::String(s)) if s == "function" => {}
                         Some(Value::String(_)) => {}
-                        _ => return Err(ApiError::invalid_param(format!("{p}.type"), "Missing required parameter: 'type'.")),
+                        _ => {
+                            return Err(ApiError::invalid_param(
+                                format!("{p}.type"),
+                                "Missing required parameter: 'type'.",
+                            ))
+                        }
                     }
                     if let Some(f) = t.get("function") {
                         let Value::Object(f) = f else {
@@ -286,7 +301,12 @@ fn validate_message(i: usize, m: &Value, needs: &mut Needs, prompt: &mut PromptT
                 format!("Invalid value: '{r}'. Supported values are: {}.", ROLES.join(", ")),
             ))
         }
-        None => return Err(ApiError::invalid_param(format!("{p}.role"), "Missing required parameter: 'role'.")),
+        None => {
+            return Err(ApiError::invalid_param(
+                format!("{p}.role"),
+                "Missing required parameter: 'role'.",
+            ))
+        }
         Some(v) => return Err(wrong_type(&format!("{p}.role"), "a string", v)),
     };
     prompt.messages += 1;
@@ -370,7 +390,13 @@ fn validate_message(i: usize, m: &Value, needs: &mut Needs, prompt: &mut PromptT
                 }
             }
         }
-        Some(v) => return Err(wrong_type(&format!("{p}.content"), "a string or an array of content parts", v)),
+        Some(v) => {
+            return Err(wrong_type(
+                &format!("{p}.content"),
+                "a string or an array of content parts",
+                v,
+            ))
+        }
     }
     if role == "tool" {
         match m.get("tool_call_id") {
@@ -400,7 +426,10 @@ fn validate_message(i: usize, m: &Value, needs: &mut Needs, prompt: &mut PromptT
             let name = f.and_then(|f| f.get("name")).and_then(Value::as_str);
             let args = f.and_then(|f| f.get("arguments")).and_then(Value::as_str);
             if !id_ok {
-                return Err(ApiError::invalid_param(format!("{cp}.id"), "A tool call needs an 'id'."));
+                return Err(ApiError::invalid_param(
+                    format!("{cp}.id"),
+                    "A tool call needs an 'id'.",
+                ));
             }
             match (name, args) {
                 (Some(n), Some(a)) => {
@@ -514,7 +543,14 @@ mod tests {
         assert!(r.stream && r.include_usage);
         assert_eq!(r.n, 2);
         assert_eq!(r.max_output_tokens, Some(50));
-        assert_eq!(r.needs, Needs { tools: true, vision: true, json: true });
+        assert_eq!(
+            r.needs,
+            Needs {
+                tools: true,
+                vision: true,
+                json: true
+            }
+        );
         assert_eq!(r.prompt.messages, 4);
         assert_eq!(r.prompt.names, 1);
         assert!(r.prompt.text.contains("be brief") && r.prompt.text.contains("42"));
@@ -529,21 +565,66 @@ mod tests {
             (json!({"model": "m"}), "messages"),
             (json!({"model": "m", "messages": []}), "messages"),
             (json!({"model": "m", "messages": "hi"}), "messages"),
-            (json!({"model": "m", "messages": [{"role": "boss", "content": "x"}]}), "messages[0].role"),
-            (json!({"model": "m", "messages": [{"content": "x"}]}), "messages[0].role"),
-            (json!({"model": "m", "messages": [{"role": "user"}]}), "messages[0].content"),
-            (json!({"model": "m", "messages": [{"role": "user", "content": 5}]}), "messages[0].content"),
-            (json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "video"}]}]}), "messages[0].content[0].type"),
-            (json!({"model": "m", "messages": [{"role": "user", "content": "x"}, {"role": "tool", "content": "r"}]}), "messages[1].tool_call_id"),
-            (json!({"model": "m", "messages": [{"role": "assistant", "content": null}]}), "messages[0].content"),
-            (json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 0}), "n"),
-            (json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "temperature": 3}), "temperature"),
-            (json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}), "stream"),
-            (json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "stream_options": {"include_usage": true}}), "stream_options"),
-            (json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": -1}), "max_tokens"),
-            (json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function", "function": {}}]}), "tools[0].function.name"),
-            (json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "yaml"}}), "response_format.type"),
-            (json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "stop": ["a","b","c","d","e"]}), "stop"),
+            (
+                json!({"model": "m", "messages": [{"role": "boss", "content": "x"}]}),
+                "messages[0].role",
+            ),
+            (
+                json!({"model": "m", "messages": [{"content": "x"}]}),
+                "messages[0].role",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user"}]}),
+                "messages[0].content",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": 5}]}),
+                "messages[0].content",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "video"}]}]}),
+                "messages[0].content[0].type",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": "x"}, {"role": "tool", "content": "r"}]}),
+                "messages[1].tool_call_id",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "assistant", "content": null}]}),
+                "messages[0].content",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 0}),
+                "n",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "temperature": 3}),
+                "temperature",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}),
+                "stream",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "stream_options": {"include_usage": true}}),
+                "stream_options",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": -1}),
+                "max_tokens",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function", "function": {}}]}),
+                "tools[0].function.name",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "yaml"}}),
+                "response_format.type",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "stop": ["a","b","c","d","e"]}),
+                "stop",
+            ),
         ];
         for (body, param) in cases {
             let err = chat(body.clone()).expect_err(&body.to_string());
@@ -561,14 +642,25 @@ mod tests {
 
     #[test]
     fn embeddings_inputs() {
-        let Value::Object(m) = json!({"model": "e", "input": ["a", "b"]}) else { panic!() };
+        let Value::Object(m) = json!({"model": "e", "input": ["a", "b"]}) else {
+            panic!()
+        };
         let r = EmbeddingsRequest::from_body(m).unwrap();
         assert_eq!(r.texts, vec!["a", "b"]);
-        let Value::Object(m) = json!({"model": "e", "input": [[1, 2, 3]]}) else { panic!() };
+        let Value::Object(m) = json!({"model": "e", "input": [[1, 2, 3]]}) else {
+            panic!()
+        };
         assert_eq!(EmbeddingsRequest::from_body(m).unwrap().token_inputs, 3);
-        for bad in [json!({"model": "e"}), json!({"model": "e", "input": []}), json!({"model": "e", "input": [{}]})] {
+        for bad in [
+            json!({"model": "e"}),
+            json!({"model": "e", "input": []}),
+            json!({"model": "e", "input": [{}]}),
+        ] {
             let Value::Object(m) = bad else { panic!() };
-            assert_eq!(EmbeddingsRequest::from_body(m).unwrap_err().param.as_deref(), Some("input"));
+            assert_eq!(
+                EmbeddingsRequest::from_body(m).unwrap_err().param.as_deref(),
+                Some("input")
+            );
         }
     }
 }

@@ -28,7 +28,17 @@ impl Encoding {
     /// Picks the encoding from an upstream model name.
     pub fn for_model(model: &str) -> Encoding {
         let m = model.rsplit('/').next().unwrap_or(model).to_ascii_lowercase();
-        let o200k_prefixes = ["gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "chatgpt-4o", "gpt-oss"];
+        let o200k_prefixes = [
+            "gpt-4o",
+            "gpt-4.1",
+            "gpt-4.5",
+            "gpt-5",
+            "o1",
+            "o3",
+            "o4",
+            "chatgpt-4o",
+            "gpt-oss",
+        ];
         if o200k_prefixes.iter().any(|p| m.starts_with(p)) {
             Encoding::O200k
         } else {
@@ -109,7 +119,11 @@ mod tests {
         assert_eq!(Encoding::Cl100k.count("hello world"), 2);
         assert_eq!(Encoding::O200k.count("hello world"), 2);
         assert_eq!(Encoding::Cl100k.count(""), 0);
-        assert_eq!(Encoding::Cl100k.count("<|endoftext|>"), 7, "special tokens count as text");
+        assert_eq!(
+            Encoding::Cl100k.count("<|endoftext|>"),
+            7,
+            "special tokens count as text"
+        );
     }
 
     #[test]

@@ -181,7 +181,10 @@ impl MemorySink {
 impl UsageSink for MemorySink {
     fn record(&self, mut event: UsageEvent) {
         event.resolve_estimate();
-        self.events.lock().expect("no panics while holding this lock").push(event);
+        self.events
+            .lock()
+            .expect("no panics while holding this lock")
+            .push(event);
     }
 }
 
@@ -245,7 +248,9 @@ impl Meter {
     }
 
     fn ev(&mut self) -> &mut UsageEvent {
-        self.event.as_mut().expect("a meter's event is present until it is recorded")
+        self.event
+            .as_mut()
+            .expect("a meter's event is present until it is recorded")
     }
 
     /// Keeps the prompt so usage can be estimated if the call ends without reported usage.
@@ -380,7 +385,14 @@ mod tests {
         let m = meter(&sink);
         drop(m);
         let mut m = meter(&sink);
-        m.set_usage(Some(Usage { prompt_tokens: 1, completion_tokens: 1, cached_tokens: 0 }), String::new());
+        m.set_usage(
+            Some(Usage {
+                prompt_tokens: 1,
+                completion_tokens: 1,
+                cached_tokens: 0,
+            }),
+            String::new(),
+        );
         m.finish(502, Outcome::UpstreamError, Some("upstream_5xx"));
         let ev = sink.events();
         assert_eq!(ev.len(), 3);

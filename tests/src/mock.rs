@@ -116,7 +116,12 @@ impl MockState {
     }
 
     pub fn count_for(&self, model: &str) -> u64 {
-        self.per_model.lock().expect("mock lock").get(model).copied().unwrap_or(0)
+        self.per_model
+            .lock()
+            .expect("mock lock")
+            .get(model)
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn reset(&self) {
@@ -128,7 +133,11 @@ impl MockState {
 
 fn openai_error(status: u16, message: &str, retry_after: Option<u64>) -> Response {
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let kind = if status == 429 { "rate_limit_exceeded" } else { "server_error" };
+    let kind = if status == 429 {
+        "rate_limit_exceeded"
+    } else {
+        "server_error"
+    };
     let mut r = (
         code,
         [("content-type", "application/json")],
@@ -136,8 +145,10 @@ fn openai_error(status: u16, message: &str, retry_after: Option<u64>) -> Respons
     )
         .into_response();
     if status == 429 {
-        r.headers_mut()
-            .insert("retry-after", retry_after.unwrap_or(1).to_string().parse().expect("digits"));
+        r.headers_mut().insert(
+            "retry-after",
+            retry_after.unwrap_or(1).to_string().parse().expect("digits"),
+        );
     }
     r
 }
@@ -158,8 +169,10 @@ fn anthropic_error(status: u16, message: &str, retry_after: Option<u64>) -> Resp
     )
         .into_response();
     if status == 429 {
-        r.headers_mut()
-            .insert("retry-after", retry_after.unwrap_or(1).to_string().parse().expect("digits"));
+        r.headers_mut().insert(
+            "retry-after",
+            retry_after.unwrap_or(1).to_string().parse().expect("digits"),
+        );
     }
     r
 }
@@ -208,21 +221,24 @@ impl Drop for StreamWatch {
 fn sse_response(state: Arc<MockState>, frames: Vec<String>, delay: Duration, end: Option<String>) -> Response {
     let watch = StreamWatch { state, done: false };
     let items: Vec<String> = frames.into_iter().chain(end).collect();
-    let stream = futures_util::stream::unfold((items.into_iter(), watch, true), move |(mut it, mut watch, first)| async move {
-        match it.next() {
-            None => {
-                watch.done = true;
-                drop(watch);
-                None
-            }
-            Some(f) => {
-                if !first && !delay.is_zero() {
-                    tokio::time::sleep(delay).await;
+    let stream = futures_util::stream::unfold(
+        (items.into_iter(), watch, true),
+        move |(mut it, mut watch, first)| async move {
+            match it.next() {
+                None => {
+                    watch.done = true;
+                    drop(watch);
+                    None
                 }
-                Some((Ok::<_, Infallible>(Bytes::from(f)), (it, watch, false)))
+                Some(f) => {
+                    if !first && !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
+                    Some((Ok::<_, Infallible>(Bytes::from(f)), (it, watch, false)))
+                }
             }
-        }
-    });
+        },
+    );
     Response::builder()
         .header("content-type", "text/event-stream")
         .header("cache-control", "no-cache")
@@ -290,7 +306,10 @@ async fn embeddings(State(state): State<Arc<MockState>>, body: Bytes) -> Respons
     }
     let texts: Vec<String> = match req.get("input") {
         Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(a)) => a.iter().map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
+            .collect(),
         _ => return openai_error(400, "mock: input missing", None),
     };
     let mut v = render_embeddings(&model, &texts, d.dims);
@@ -305,7 +324,10 @@ pub fn check_anthropic_request(req: &Map<String, Value>) -> Result<(), String> {
     if !req.get("max_tokens").is_some_and(Value::is_u64) {
         return Err("max_tokens: Field required".into());
     }
-    let msgs = req.get("messages").and_then(Value::as_array).ok_or("messages: Field required")?;
+    let msgs = req
+        .get("messages")
+        .and_then(Value::as_array)
+        .ok_or("messages: Field required")?;
     if msgs.is_empty() {
         return Err("messages: at least one message is required".into());
     }
@@ -317,7 +339,9 @@ pub fn check_anthropic_request(req: &Map<String, Value>) -> Result<(), String> {
             return Err(format!("messages.{i}.role: Input should be 'user' or 'assistant'"));
         }
         if role != expected {
-            return Err(format!("messages.{i}: roles must alternate between \"user\" and \"assistant\""));
+            return Err(format!(
+                "messages.{i}: roles must alternate between \"user\" and \"assistant\""
+            ));
         }
         expected = if role == "user" { "assistant" } else { "user" };
         let blocks = match &m["content"] {
@@ -381,7 +405,10 @@ fn openai_view(req: &Map<String, Value>) -> Map<String, Value> {
     if let Some(tc) = req.get("tool_choice") {
         match tc["type"].as_str() {
             Some("tool") => {
-                out.insert("tool_choice".into(), json!({"type": "function", "function": {"name": tc["name"]}}));
+                out.insert(
+                    "tool_choice".into(),
+                    json!({"type": "function", "function": {"name": tc["name"]}}),
+                );
             }
             Some("none") => {
                 out.insert("tool_choice".into(), json!("none"));
@@ -456,20 +483,29 @@ async fn messages(State(state): State<Arc<MockState>>, headers: HeaderMap, body:
     for (i, b) in blocks.iter().enumerate() {
         match b["type"].as_str() {
             Some("text") => {
-                frames.push(event("content_block_start", json!({"type": "content_block_start", "index": i, "content_block": {"type": "text", "text": ""}})));
+                frames.push(event(
+                    "content_block_start",
+                    json!({"type": "content_block_start", "index": i, "content_block": {"type": "text", "text": ""}}),
+                ));
                 for piece in switchyard::providers::mock::split_text(b["text"].as_str().unwrap_or(""), d.chunks) {
                     frames.push(event("content_block_delta", json!({"type": "content_block_delta", "index": i, "delta": {"type": "text_delta", "text": piece}})));
                 }
             }
             _ => {
-                frames.push(event("content_block_start", json!({"type": "content_block_start", "index": i,
-                    "content_block": {"type": "tool_use", "id": b["id"], "name": b["name"], "input": {}}})));
+                frames.push(event(
+                    "content_block_start",
+                    json!({"type": "content_block_start", "index": i,
+                    "content_block": {"type": "tool_use", "id": b["id"], "name": b["name"], "input": {}}}),
+                ));
                 for piece in switchyard::providers::mock::split_text(&b["input"].to_string(), d.chunks) {
                     frames.push(event("content_block_delta", json!({"type": "content_block_delta", "index": i, "delta": {"type": "input_json_delta", "partial_json": piece}})));
                 }
             }
         }
-        frames.push(event("content_block_stop", json!({"type": "content_block_stop", "index": i})));
+        frames.push(event(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": i}),
+        ));
     }
     frames.push(event(
         "message_delta",
@@ -483,7 +519,10 @@ async fn messages(State(state): State<Arc<MockState>>, headers: HeaderMap, body:
     }
     if let Some(n) = d.stream_error {
         frames.truncate(n);
-        end = Some(event("error", json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})));
+        end = Some(event(
+            "error",
+            json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
+        ));
     }
     sse_response(state.clone(), frames, Duration::from_millis(d.delay_ms), end)
 }

@@ -27,7 +27,10 @@ async fn json_completion_is_translated_both_ways() {
     .await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["object"], "chat.completion");
-    assert!(v["choices"][0]["message"]["content"].as_str().unwrap().contains("hello claude"));
+    assert!(v["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .contains("hello claude"));
     assert_eq!(v["choices"][0]["finish_reason"], "stop");
     assert!(v["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
     assert_eq!(header(&h, "x-switchyard-provider"), "an");
@@ -38,13 +41,20 @@ async fn json_completion_is_translated_both_ways() {
     assert_eq!(req["max_tokens"], 77);
     assert_eq!(req["stop_sequences"], json!(["END"]));
     assert_eq!(req["model"], "claude-mock");
-    assert!(req.get("stop").is_none(), "OpenAI-only fields are not sent to Anthropic");
+    assert!(
+        req.get("stop").is_none(),
+        "OpenAI-only fields are not sent to Anthropic"
+    );
 }
 
 #[tokio::test]
 async fn tool_call_round_trip_json() {
     let (mock, gw) = standard().await;
-    let (status, _, v) = chat(&gw, json!({"model": "claude", "messages": user("weather in Paris?"), "tools": weather_tool()})).await;
+    let (status, _, v) = chat(
+        &gw,
+        json!({"model": "claude", "messages": user("weather in Paris?"), "tools": weather_tool()}),
+    )
+    .await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
     let msg = &v["choices"][0]["message"];
@@ -60,9 +70,16 @@ async fn tool_call_round_trip_json() {
         {"role": "assistant", "content": msg["content"], "tool_calls": [call]},
         {"role": "tool", "tool_call_id": call["id"], "content": "18C and sunny"}
     ]);
-    let (status, _, v) = chat(&gw, json!({"model": "claude", "messages": msgs, "tools": weather_tool()})).await;
+    let (status, _, v) = chat(
+        &gw,
+        json!({"model": "claude", "messages": msgs, "tools": weather_tool()}),
+    )
+    .await;
     assert_eq!(status, 200, "{v}");
-    assert!(v["choices"][0]["message"]["content"].as_str().unwrap().contains("18C and sunny"));
+    assert!(v["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .contains("18C and sunny"));
     let req = mock.state.recent().last().unwrap().clone();
     assert_eq!(req["messages"][2]["content"][0]["type"], "tool_result");
     assert_eq!(req["tools"][0]["input_schema"]["required"], json!(["city"]));
@@ -87,14 +104,20 @@ async fn stream_text_and_usage() {
     assert_eq!(last["switchyard"]["usage_source"], "reported");
     let ev = gw.wait_for_events(1, Duration::from_secs(2)).await;
     assert_eq!(ev[0].usage_source, UsageSource::Reported);
-    assert_eq!(ev[0].completion_tokens, last["usage"]["completion_tokens"].as_u64().unwrap());
+    assert_eq!(
+        ev[0].completion_tokens,
+        last["usage"]["completion_tokens"].as_u64().unwrap()
+    );
 }
 
 #[tokio::test]
 async fn stream_tool_call_arguments_arrive_in_pieces() {
     let (_mock, gw) = standard().await;
-    let (status, _, chunks, done) =
-        stream(&gw, json!({"model": "claude", "stream": true, "messages": user("weather?"), "tools": weather_tool()})).await;
+    let (status, _, chunks, done) = stream(
+        &gw,
+        json!({"model": "claude", "stream": true, "messages": user("weather?"), "tools": weather_tool()}),
+    )
+    .await;
     assert_eq!(status, 200);
     assert!(done);
     let pieces: Vec<&str> = chunks
@@ -109,7 +132,10 @@ async fn stream_tool_call_arguments_arrive_in_pieces() {
         .iter()
         .find(|c| c["choices"][0]["delta"]["tool_calls"][0]["id"].is_string())
         .expect("a chunk opens the tool call with its id and name");
-    assert_eq!(first_call["choices"][0]["delta"]["tool_calls"][0]["function"]["name"], "get_weather");
+    assert_eq!(
+        first_call["choices"][0]["delta"]["tool_calls"][0]["function"]["name"],
+        "get_weather"
+    );
     assert!(chunks.iter().any(|c| c["choices"][0]["finish_reason"] == "tool_calls"));
 }
 
@@ -121,7 +147,11 @@ async fn overloaded_is_retried_and_midstream_errors_end_the_stream() {
     assert_eq!(header(&h, "x-switchyard-attempts"), "2");
     assert_eq!(mock.state.count_for("claude-mock;fail_first=1;error=529"), 2);
 
-    let (status, _, chunks, done) = stream(&gw, json!({"model": "claude-stream-error", "stream": true, "messages": user("x")})).await;
+    let (status, _, chunks, done) = stream(
+        &gw,
+        json!({"model": "claude-stream-error", "stream": true, "messages": user("x")}),
+    )
+    .await;
     assert_eq!(status, 200);
     assert!(!done);
     assert!(chunks.last().unwrap()["error"]["message"].is_string());
@@ -132,7 +162,11 @@ async fn overloaded_is_retried_and_midstream_errors_end_the_stream() {
 #[tokio::test]
 async fn missing_anthropic_usage_is_estimated() {
     let (_mock, gw) = standard().await;
-    let (status, h, _) = chat(&gw, json!({"model": "claude-nousage", "messages": user("estimate this please")})).await;
+    let (status, h, _) = chat(
+        &gw,
+        json!({"model": "claude-nousage", "messages": user("estimate this please")}),
+    )
+    .await;
     assert_eq!(status, 200);
     // A report of zero prompt tokens is not believable: estimated instead of billed at $0.
     assert_eq!(header(&h, "x-switchyard-usage-source"), "estimated");

@@ -20,7 +20,10 @@ async fn json_completion_passes_through_with_usage_and_cost_headers() {
     .await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["object"], "chat.completion");
-    assert!(v["choices"][0]["message"]["content"].as_str().unwrap().contains("hello gateway"));
+    assert!(v["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .contains("hello gateway"));
     assert_eq!(header(&h, "x-switchyard-deployment"), "oa/mock");
     assert_eq!(header(&h, "x-switchyard-provider"), "oa");
     let tin: u64 = header(&h, "x-switchyard-tokens-in").parse().unwrap();
@@ -68,7 +71,11 @@ async fn client_request_id_is_kept() {
 #[tokio::test]
 async fn stream_relays_chunks_strips_forced_usage_and_carries_cost() {
     let (mock, gw) = standard().await;
-    let (status, h, chunks, done) = stream(&gw, json!({"model": "chat", "stream": true, "messages": user("stream please")})).await;
+    let (status, h, chunks, done) = stream(
+        &gw,
+        json!({"model": "chat", "stream": true, "messages": user("stream please")}),
+    )
+    .await;
     assert_eq!(status, 200);
     assert!(done, "ends with [DONE]");
     assert_eq!(header(&h, "content-type"), "text/event-stream");
@@ -78,7 +85,10 @@ async fn stream_relays_chunks_strips_forced_usage_and_carries_cost() {
     // The client did not ask for usage: no usage-only chunk (every chunk has a choice).
     assert!(chunks.iter().all(|c| !c["choices"].as_array().unwrap().is_empty()));
     // The gateway asked the upstream for usage anyway.
-    assert_eq!(mock.state.recent().last().unwrap()["stream_options"]["include_usage"], true);
+    assert_eq!(
+        mock.state.recent().last().unwrap()["stream_options"]["include_usage"],
+        true
+    );
     // The cost rides on the last chunk (the finish chunk).
     let last = chunks.last().unwrap();
     assert_eq!(last["choices"][0]["finish_reason"], "stop");
@@ -87,7 +97,10 @@ async fn stream_relays_chunks_strips_forced_usage_and_carries_cost() {
     let ev = gw.wait_for_events(1, Duration::from_secs(2)).await;
     assert_eq!(ev[0].outcome, Outcome::Success);
     assert_eq!(ev[0].completion_tokens, ext["completion_tokens"].as_u64().unwrap());
-    assert_eq!(switchyard::pricing::Nanos(ev[0].cost_nanos).to_string(), ext["cost_usd"].as_str().unwrap());
+    assert_eq!(
+        switchyard::pricing::Nanos(ev[0].cost_nanos).to_string(),
+        ext["cost_usd"].as_str().unwrap()
+    );
     assert!(ev[0].ttft_ms.is_some());
 }
 
@@ -109,7 +122,11 @@ async fn stream_with_include_usage_gets_the_usage_chunk() {
 #[tokio::test]
 async fn missing_upstream_usage_is_estimated_and_flagged() {
     let (_mock, gw) = standard().await;
-    let (status, h, _v) = chat(&gw, json!({"model": "chat-nousage", "messages": user("count me please")})).await;
+    let (status, h, _v) = chat(
+        &gw,
+        json!({"model": "chat-nousage", "messages": user("count me please")}),
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(header(&h, "x-switchyard-usage-source"), "estimated");
     assert!(header(&h, "x-switchyard-tokens-in").parse::<u64>().unwrap() > 3);
@@ -122,7 +139,11 @@ async fn missing_upstream_usage_is_estimated_and_flagged() {
     assert_eq!(last["switchyard"]["usage_source"], "estimated");
     assert!(last["switchyard"]["completion_tokens"].as_u64().unwrap() > 0, "{last}");
     let ev = gw.wait_for_events(2, Duration::from_secs(2)).await;
-    assert!(ev.iter().all(|e| e.usage_source == UsageSource::Estimated && e.cost_nanos > 0), "{ev:?}");
+    assert!(
+        ev.iter()
+            .all(|e| e.usage_source == UsageSource::Estimated && e.cost_nanos > 0),
+        "{ev:?}"
+    );
 }
 
 #[tokio::test]
@@ -130,7 +151,11 @@ async fn tools_json_mode_and_n_pass_through() {
     let (_mock, gw) = standard().await;
     let tools = json!([{"type": "function", "function": {"name": "get_weather",
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]);
-    let (status, _, v) = chat(&gw, json!({"model": "chat", "messages": user("weather?"), "tools": tools})).await;
+    let (status, _, v) = chat(
+        &gw,
+        json!({"model": "chat", "messages": user("weather?"), "tools": tools}),
+    )
+    .await;
     assert_eq!(status, 200);
     let call = &v["choices"][0]["message"]["tool_calls"][0];
     assert_eq!(call["function"]["name"], "get_weather");
@@ -144,17 +169,28 @@ async fn tools_json_mode_and_n_pass_through() {
     ]);
     let (status, _, v) = chat(&gw, json!({"model": "chat", "messages": msgs, "tools": tools})).await;
     assert_eq!(status, 200);
-    assert!(v["choices"][0]["message"]["content"].as_str().unwrap().contains("sunny"));
+    assert!(v["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .contains("sunny"));
 
     // Streamed tool call arguments reassemble.
-    let (_, _, chunks, _) = stream(&gw, json!({"model": "chat", "stream": true, "messages": user("w"), "tools": tools})).await;
+    let (_, _, chunks, _) = stream(
+        &gw,
+        json!({"model": "chat", "stream": true, "messages": user("w"), "tools": tools}),
+    )
+    .await;
     let args: String = chunks
         .iter()
         .filter_map(|c| c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str())
         .collect();
     assert_eq!(serde_json::from_str::<Value>(&args).unwrap(), json!({"city": "demo"}));
 
-    let (_, _, v) = chat(&gw, json!({"model": "chat", "messages": user("j"), "response_format": {"type": "json_object"}})).await;
+    let (_, _, v) = chat(
+        &gw,
+        json!({"model": "chat", "messages": user("j"), "response_format": {"type": "json_object"}}),
+    )
+    .await;
     let content = v["choices"][0]["message"]["content"].as_str().unwrap();
     assert!(serde_json::from_str::<Value>(content).unwrap().is_object());
 
@@ -207,7 +243,11 @@ async fn bad_input_gets_openai_shaped_errors() {
     assert_eq!(status, 413);
     assert_eq!(v["error"]["code"], "request_too_large");
     // Missing and invalid fields name the param.
-    let (status, _, v) = chat(&gw, json!({"model": "chat", "messages": [{"role": "robot", "content": "x"}]})).await;
+    let (status, _, v) = chat(
+        &gw,
+        json!({"model": "chat", "messages": [{"role": "robot", "content": "x"}]}),
+    )
+    .await;
     assert_eq!(status, 400);
     assert_eq!(v["error"]["param"], "messages[0].role");
     let (status, _, v) = chat(&gw, json!({"messages": user("x")})).await;
@@ -274,7 +314,11 @@ async fn falls_back_to_the_next_model_before_the_first_byte() {
     assert_eq!(status, 200);
     assert_eq!(header(&h, "x-switchyard-deployment"), "oa/mock");
     assert_eq!(header(&h, "x-switchyard-attempts"), "3");
-    let (status, _, chunks, done) = stream(&gw, json!({"model": "primary-down", "stream": true, "messages": user("s")})).await;
+    let (status, _, chunks, done) = stream(
+        &gw,
+        json!({"model": "primary-down", "stream": true, "messages": user("s")}),
+    )
+    .await;
     assert_eq!(status, 200);
     assert!(done && !chunks.is_empty());
     // Within one model, the failing deployment is skipped for the healthy one.
@@ -297,7 +341,8 @@ async fn upstream_timeout_is_504() {
 async fn failure_after_the_first_byte_ends_the_stream_with_an_error_event() {
     let (mock, gw) = standard().await;
     for model in ["cut", "stream-error"] {
-        let (status, _, chunks, done) = stream(&gw, json!({"model": model, "stream": true, "messages": user("x")})).await;
+        let (status, _, chunks, done) =
+            stream(&gw, json!({"model": model, "stream": true, "messages": user("x")})).await;
         assert_eq!(status, 200, "{model}");
         assert!(!done, "{model}: no [DONE] after a failure");
         let last = chunks.last().unwrap();
@@ -309,7 +354,11 @@ async fn failure_after_the_first_byte_ends_the_stream_with_an_error_event() {
     let ev = gw.wait_for_events(2, Duration::from_secs(2)).await;
     assert!(ev.iter().all(|e| e.outcome == Outcome::UpstreamError), "{ev:?}");
     // A stream cut before its first chunk is retried like any pre-byte failure.
-    let (status, _, _, _) = stream(&gw, json!({"model": "cut-early", "stream": true, "messages": user("x")})).await;
+    let (status, _, _, _) = stream(
+        &gw,
+        json!({"model": "cut-early", "stream": true, "messages": user("x")}),
+    )
+    .await;
     assert_eq!(status, 502);
     assert_eq!(mock.state.count_for("mock;cut=0"), 2);
 }
@@ -331,15 +380,25 @@ async fn client_disconnect_cancels_upstream_and_records_one_event() {
     let ev = gw.wait_for_events(1, Duration::from_secs(5)).await;
     assert_eq!(ev.len(), 1);
     assert_eq!(ev[0].outcome, Outcome::ClientDisconnect);
-    assert_eq!(ev[0].usage_source, UsageSource::Estimated, "billed from what was streamed");
+    assert_eq!(
+        ev[0].usage_source,
+        UsageSource::Estimated,
+        "billed from what was streamed"
+    );
     assert!(ev[0].prompt_tokens > 0);
     // The upstream stream was dropped too, long before its ~1 s of chunks ran out.
     let deadline = std::time::Instant::now() + Duration::from_secs(3);
     while mock.state.streams_cancelled.load(std::sync::atomic::Ordering::Relaxed) == 0 {
-        assert!(std::time::Instant::now() < deadline, "upstream stream was not cancelled");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "upstream stream was not cancelled"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(mock.state.streams_completed.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert_eq!(
+        mock.state.streams_completed.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
 }
 
 #[tokio::test]

@@ -10,7 +10,10 @@ use std::process::Stdio;
 use switchyard_tests::standard;
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 fn required() -> bool {
@@ -20,8 +23,15 @@ fn required() -> bool {
 /// Runs `program args` with the gateway's base URL and returns its combined output, or `None` to skip.
 async fn run_client(program: &Path, args: &[&str], cwd: &Path, what: &str) -> Option<(bool, String)> {
     if !program.exists() {
-        assert!(!required(), "{what}: {} is missing; run scripts/test.sh to install it", program.display());
-        eprintln!("SKIPPED {what}: {} not installed (scripts/test.sh installs it)", program.display());
+        assert!(
+            !required(),
+            "{what}: {} is missing; run scripts/test.sh to install it",
+            program.display()
+        );
+        eprintln!(
+            "SKIPPED {what}: {} not installed (scripts/test.sh installs it)",
+            program.display()
+        );
         return None;
     }
     let (_mock, gw) = standard().await;
@@ -34,7 +44,11 @@ async fn run_client(program: &Path, args: &[&str], cwd: &Path, what: &str) -> Op
         .output()
         .await
         .unwrap_or_else(|e| panic!("{what}: cannot run {}: {e}", program.display()));
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     Some((out.status.success(), text))
 }
 
@@ -64,7 +78,10 @@ async fn official_node_sdk() {
     let root = repo_root();
     let node_dir = root.join("tests/sdk/node");
     if !node_dir.join("node_modules/openai").exists() {
-        assert!(!required(), "Node SDK: tests/sdk/node/node_modules is missing; run scripts/test.sh");
+        assert!(
+            !required(),
+            "Node SDK: tests/sdk/node/node_modules is missing; run scripts/test.sh"
+        );
         eprintln!("SKIPPED Node SDK: tests/sdk/node/node_modules not installed (scripts/test.sh installs it)");
         return;
     }

@@ -10,9 +10,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 
 use super::{hv, read_json_body, AppState, Received, RequestId};
+use crate::config::ModelKind;
 use crate::error::ApiError;
 use crate::gateway::{ChatAnswer, Deployment};
-use crate::config::ModelKind;
 use crate::providers::{completion_text_of_body, Usage};
 use crate::relay;
 use crate::request::{parse_object, ChatRequest};
@@ -52,7 +52,13 @@ pub(crate) fn routing_headers(
 }
 
 /// Token and cost headers of a complete answer.
-pub(crate) fn usage_headers(h: &mut HeaderMap, usage: &Usage, cost: crate::pricing::Nanos, source: UsageSource, body_len: usize) {
+pub(crate) fn usage_headers(
+    h: &mut HeaderMap,
+    usage: &Usage,
+    cost: crate::pricing::Nanos,
+    source: UsageSource,
+    body_len: usize,
+) {
     h.insert(H_TOKENS_IN, HeaderValue::from(usage.prompt_tokens));
     h.insert(H_TOKENS_OUT, HeaderValue::from(usage.completion_tokens));
     h.insert(H_CACHED_IN, HeaderValue::from(usage.cached_tokens));
@@ -80,7 +86,12 @@ pub(crate) async fn chat_completions(
     }
 }
 
-async fn handle(state: &Arc<AppState>, request_id: &str, received: Instant, req: Request) -> Result<Response, ApiError> {
+async fn handle(
+    state: &Arc<AppState>,
+    request_id: &str,
+    received: Instant,
+    req: Request,
+) -> Result<Response, ApiError> {
     let (_headers, bytes) = read_json_body(req, state.max_body_bytes).await?;
     let request_bytes = bytes.len();
     let request = ChatRequest::from_body(parse_object(&bytes)?)?;
@@ -152,7 +163,13 @@ async fn handle(state: &Arc<AppState>, request_id: &str, received: Instant, req:
                 .config
                 .price
                 .cost(usage.prompt_tokens, usage.cached_tokens, usage.completion_tokens);
-            meter.set_counted(usage.prompt_tokens, usage.cached_tokens, usage.completion_tokens, cost, source);
+            meter.set_counted(
+                usage.prompt_tokens,
+                usage.cached_tokens,
+                usage.completion_tokens,
+                cost,
+                source,
+            );
             meter.add_response_bytes(c.body.len());
             let mut resp = Response::new(Body::from(c.body.clone()));
             let h = resp.headers_mut();
@@ -175,9 +192,15 @@ async fn handle(state: &Arc<AppState>, request_id: &str, received: Instant, req:
             let mut resp = Response::new(Body::from_stream(body));
             *resp.status_mut() = StatusCode::OK;
             let h = resp.headers_mut();
-            h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+            h.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            );
             h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            h.insert(HeaderName::from_static("x-accel-buffering"), HeaderValue::from_static("no"));
+            h.insert(
+                HeaderName::from_static("x-accel-buffering"),
+                HeaderValue::from_static("no"),
+            );
             routing_headers(h, &deployment, &model.name, routed.attempts, received, request_bytes);
             Ok(resp)
         }

@@ -35,7 +35,10 @@ pub(crate) async fn list_models(State(state): State<Arc<AppState>>) -> Response 
         .filter_map(|n| state.gateway.model(n))
         .map(|m| model_json(m))
         .collect();
-    json_response(StatusCode::OK, json!({"object": "list", "data": data}).to_string().into())
+    json_response(
+        StatusCode::OK,
+        json!({"object": "list", "data": data}).to_string().into(),
+    )
 }
 
 pub(crate) async fn get_model(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {

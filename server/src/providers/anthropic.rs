@@ -436,7 +436,12 @@ impl Provider for Anthropic {
                 .await
                 .map_err(|_| UpstreamError::Timeout)??;
             let events = Box::pin(sse::events(resp, limits.idle_timeout));
-            let state = (events, StreamTranslator::new(), std::collections::VecDeque::<Value>::new(), false);
+            let state = (
+                events,
+                StreamTranslator::new(),
+                std::collections::VecDeque::<Value>::new(),
+                false,
+            );
             let s = futures_util::stream::unfold(Some(state), |state| async move {
                 let (mut events, mut tr, mut pending, mut ended) = state?;
                 loop {
@@ -523,7 +528,10 @@ mod tests {
         assert_eq!(out["stop_sequences"], json!(["END"]));
         let msgs = out["messages"].as_array().unwrap();
         assert_eq!(msgs.len(), 3, "tool results and the next user turn merge: {msgs:?}");
-        assert_eq!(msgs[0]["content"][1]["source"], json!({"type": "base64", "media_type": "image/png", "data": "QUJD"}));
+        assert_eq!(
+            msgs[0]["content"][1]["source"],
+            json!({"type": "base64", "media_type": "image/png", "data": "QUJD"})
+        );
         assert_eq!(msgs[1]["content"][0]["input"], json!({"city": "Paris"}));
         assert_eq!(msgs[1]["content"][1]["name"], "get_time");
         assert_eq!(msgs[2]["role"], "user");
@@ -547,9 +555,24 @@ mod tests {
         assert_eq!(body["choices"][0]["message"]["content"], "Let me check.");
         let tc = &body["choices"][0]["message"]["tool_calls"][0];
         assert_eq!(tc["function"]["name"], "get_weather");
-        assert_eq!(serde_json::from_str::<Value>(tc["function"]["arguments"].as_str().unwrap()).unwrap(), json!({"city": "Paris"}));
-        assert_eq!(usage, Usage { prompt_tokens: 15, completion_tokens: 7, cached_tokens: 5 });
-        for (sr, fr) in [("end_turn", "stop"), ("max_tokens", "length"), ("stop_sequence", "stop"), ("tool_use", "tool_calls")] {
+        assert_eq!(
+            serde_json::from_str::<Value>(tc["function"]["arguments"].as_str().unwrap()).unwrap(),
+            json!({"city": "Paris"})
+        );
+        assert_eq!(
+            usage,
+            Usage {
+                prompt_tokens: 15,
+                completion_tokens: 7,
+                cached_tokens: 5
+            }
+        );
+        for (sr, fr) in [
+            ("end_turn", "stop"),
+            ("max_tokens", "length"),
+            ("stop_sequence", "stop"),
+            ("tool_use", "tool_calls"),
+        ] {
             assert_eq!(finish_reason(sr), fr);
         }
     }
@@ -581,7 +604,9 @@ mod tests {
             .filter_map(|c| c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str())
             .collect();
         assert_eq!(args, "{\"a\":1}");
-        assert!(chunks.iter().any(|c| c["choices"][0]["delta"]["tool_calls"][0]["id"] == "tu_9"));
+        assert!(chunks
+            .iter()
+            .any(|c| c["choices"][0]["delta"]["tool_calls"][0]["id"] == "tu_9"));
         assert!(chunks.iter().any(|c| c["choices"][0]["finish_reason"] == "tool_calls"));
         let last = chunks.last().unwrap();
         assert_eq!(last["usage"]["prompt_tokens"], 12);

@@ -21,7 +21,11 @@ use crate::request::{ChatRequest, EmbeddingsRequest};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Answer {
     Text(String),
-    ToolCall { id: String, name: String, arguments: String },
+    ToolCall {
+        id: String,
+        name: String,
+        arguments: String,
+    },
 }
 
 impl Answer {
@@ -86,7 +90,11 @@ fn placeholder_for(schema: &Value) -> Value {
 /// Decides the mock's answer to a chat body (an OpenAI-shaped request).
 pub fn plan(model: &str, body: &Map<String, Value>) -> Plan {
     let id_num = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    let messages = body.get("messages").and_then(Value::as_array).cloned().unwrap_or_default();
+    let messages = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let mut prompt_text = String::new();
     for m in &messages {
         prompt_text.push_str(&text_of(&m["content"]));
@@ -105,7 +113,9 @@ pub fn plan(model: &str, body: &Map<String, Value>) -> Plan {
     let tools = body.get("tools").and_then(Value::as_array).cloned().unwrap_or_default();
     let tool_choice = body.get("tool_choice").cloned().unwrap_or(Value::Null);
     let json_mode = matches!(
-        body.get("response_format").and_then(|r| r.get("type")).and_then(Value::as_str),
+        body.get("response_format")
+            .and_then(|r| r.get("type"))
+            .and_then(Value::as_str),
         Some("json_object") | Some("json_schema")
     );
     let wants_tool = !tools.is_empty() && tool_choice != json!("none") && last_role != "tool";
@@ -113,7 +123,10 @@ pub fn plan(model: &str, body: &Map<String, Value>) -> Plan {
     let mut answers = Vec::with_capacity(n);
     for i in 0..n {
         let answer = if wants_tool {
-            let named = tool_choice.get("function").and_then(|f| f.get("name")).and_then(Value::as_str);
+            let named = tool_choice
+                .get("function")
+                .and_then(|f| f.get("name"))
+                .and_then(Value::as_str);
             let tool = named
                 .and_then(|name| tools.iter().find(|t| t["function"]["name"] == name))
                 .unwrap_or(&tools[0]);
@@ -217,19 +230,25 @@ pub fn render_chunks(plan: &Plan, pieces: usize, with_usage: bool) -> Vec<Value>
             Answer::Text(t) => {
                 out.push(base(json!([{"index": i, "delta": {"role": "assistant", "content": "", "refusal": null}, "logprobs": null, "finish_reason": null}])));
                 for piece in split_text(t, pieces) {
-                    out.push(base(json!([{"index": i, "delta": {"content": piece}, "logprobs": null, "finish_reason": null}])));
+                    out.push(base(
+                        json!([{"index": i, "delta": {"content": piece}, "logprobs": null, "finish_reason": null}]),
+                    ));
                 }
             }
             Answer::ToolCall { id, name, arguments } => {
-                out.push(base(json!([{"index": i, "delta": {"role": "assistant", "content": null, "tool_calls": [
+                out.push(base(
+                    json!([{"index": i, "delta": {"role": "assistant", "content": null, "tool_calls": [
                     {"index": 0, "id": id, "type": "function", "function": {"name": name, "arguments": ""}}
-                ]}, "logprobs": null, "finish_reason": null}])));
+                ]}, "logprobs": null, "finish_reason": null}]),
+                ));
                 for piece in split_text(arguments, pieces) {
                     out.push(base(json!([{"index": i, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}, "logprobs": null, "finish_reason": null}])));
                 }
             }
         }
-        out.push(base(json!([{"index": i, "delta": {}, "logprobs": null, "finish_reason": a.finish_reason()}])));
+        out.push(base(
+            json!([{"index": i, "delta": {}, "logprobs": null, "finish_reason": a.finish_reason()}]),
+        ));
     }
     if with_usage {
         let mut u = base(json!([]));
@@ -327,7 +346,12 @@ impl Provider for Mock {
         request: &EmbeddingsRequest,
         _limits: CallLimits,
     ) -> BoxFuture<'static, Result<Complete, UpstreamError>> {
-        let dims = request.body.get("dimensions").and_then(Value::as_u64).unwrap_or(16).clamp(1, 4096) as usize;
+        let dims = request
+            .body
+            .get("dimensions")
+            .and_then(Value::as_u64)
+            .unwrap_or(16)
+            .clamp(1, 4096) as usize;
         let mut texts = request.texts.clone();
         if texts.is_empty() {
             texts.push(String::new());
@@ -358,7 +382,10 @@ mod tests {
 
     #[test]
     fn plans_text_tool_and_json_answers() {
-        let p = plan("m", &body(json!({"messages": [{"role": "user", "content": "hello"}], "n": 2})));
+        let p = plan(
+            "m",
+            &body(json!({"messages": [{"role": "user", "content": "hello"}], "n": 2})),
+        );
         assert_eq!(p.answers.len(), 2);
         assert!(matches!(&p.answers[0], Answer::Text(t) if t.contains("hello")));
         assert!(p.usage.prompt_tokens > 0 && p.usage.completion_tokens > 0);
@@ -387,7 +414,10 @@ mod tests {
 
     #[test]
     fn chunks_reassemble_to_the_completion() {
-        let p = plan("m", &body(json!({"messages": [{"role": "user", "content": "stream me"}]})));
+        let p = plan(
+            "m",
+            &body(json!({"messages": [{"role": "user", "content": "stream me"}]})),
+        );
         let chunks = render_chunks(&p, 5, true);
         let text: String = chunks
             .iter()

@@ -221,7 +221,9 @@ impl UpstreamError {
             UpstreamError::Status { status, .. } => {
                 matches!(status, 401 | 403 | 404 | 408 | 409 | 429 | 529) || *status >= 500
             }
-            UpstreamError::Timeout | UpstreamError::Connect(_) | UpstreamError::Cut | UpstreamError::Protocol(_) => true,
+            UpstreamError::Timeout | UpstreamError::Connect(_) | UpstreamError::Cut | UpstreamError::Protocol(_) => {
+                true
+            }
         }
     }
 
@@ -391,7 +393,14 @@ mod tests {
         let u = br#"{"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15,"prompt_tokens_details":{"cached_tokens":4}}}"#;
         let i = ChunkInfo::peek(u).unwrap();
         assert!(i.no_choices);
-        assert_eq!(i.usage, Some(Usage { prompt_tokens: 10, completion_tokens: 5, cached_tokens: 4 }));
+        assert_eq!(
+            i.usage,
+            Some(Usage {
+                prompt_tokens: 10,
+                completion_tokens: 5,
+                cached_tokens: 4
+            })
+        );
         let t = br#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"a\""}}]},"finish_reason":"tool_calls"}]}"#;
         let i = ChunkInfo::peek(t).unwrap();
         assert!(i.finish);
@@ -401,7 +410,11 @@ mod tests {
 
     #[test]
     fn classifies_errors() {
-        let s = |status| UpstreamError::Status { status, message: String::new(), retry_after: None };
+        let s = |status| UpstreamError::Status {
+            status,
+            message: String::new(),
+            retry_after: None,
+        };
         assert!(s(429).retryable() && !s(429).transient());
         assert!(s(503).retryable() && s(503).transient());
         assert!(!s(400).retryable());

@@ -24,7 +24,9 @@ fn guard_event_size(
             None => since_boundary += part.len(),
         }
         if since_boundary > MAX_EVENT_BYTES {
-            return Err(UpstreamError::Protocol("an upstream event exceeded the size limit".into()));
+            return Err(UpstreamError::Protocol(
+                "an upstream event exceeded the size limit".into(),
+            ));
         }
         Ok(part)
     })

@@ -11,7 +11,12 @@ pub fn client() -> reqwest::Client {
 }
 
 pub async fn post(gw: &TestGateway, path: &str, body: Value) -> (u16, HeaderMap, Value) {
-    let r = client().post(gw.url(path)).json(&body).send().await.expect("request sent");
+    let r = client()
+        .post(gw.url(path))
+        .json(&body)
+        .send()
+        .await
+        .expect("request sent");
     let status = r.status().as_u16();
     let headers = r.headers().clone();
     let text = r.text().await.expect("body read");

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs the whole Switchyard test suite. Installs what the tests need first:
+# the official OpenAI Python SDK (in .venv) and Node SDK (in tests/sdk/node/node_modules).
+# Extra arguments go to `cargo test` (e.g. a test name filter).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+req=tests/sdk/python/requirements.txt
+stamp=.venv/.requirements.sha256
+want=$(sha256sum "$req" | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "==> installing the Python SDK test client into .venv"
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check -r "$req"
+  echo "$want" > "$stamp"
+fi
+
+lock=tests/sdk/node/package-lock.json
+nstamp=tests/sdk/node/node_modules/.lock.sha256
+nwant=$(sha256sum "$lock" | cut -d' ' -f1)
+if [ "$(cat "$nstamp" 2>/dev/null)" != "$nwant" ]; then
+  echo "==> installing the Node SDK test client into tests/sdk/node/node_modules"
+  (cd tests/sdk/node && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$nwant" > "$nstamp"
+fi
+
+# In the full suite a missing SDK is a failure, not a skip.
+export SWITCHYARD_REQUIRE_SDK=1
+echo "==> cargo test"
+exec cargo test --workspace --all-targets "$@"

@@ -1,0 +1,94 @@
+//! Graceful shutdown and circuit breakers, over real sockets.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::*;
+use futures_util::StreamExt;
+use serde_json::json;
+use switchyard::usage::Outcome;
+use switchyard_tests::{standard, standard_config, MockUpstream, TestGateway};
+
+#[tokio::test]
+async fn shutdown_lets_inflight_streams_finish_and_refuses_new_work() {
+    let (mock, mut gw) = standard().await;
+    let r = client()
+        .post(gw.url("/v1/chat/completions"))
+        .json(&json!({"model": "slow-stream", "stream": true, "messages": user("finish me")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut body = r.bytes_stream();
+    let first = body.next().await.unwrap().unwrap();
+    assert!(!first.is_empty());
+
+    gw.begin_shutdown();
+    // Readiness flips to draining while the stream is still running.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        match client().get(gw.url("/readyz")).send().await {
+            Ok(r) if r.status() == 503 => break,
+            Err(_) => break, // the listener is already closed: equally not ready
+            _ => {}
+        }
+        assert!(std::time::Instant::now() < deadline, "readyz never reported draining");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The in-flight stream runs to its end.
+    let mut rest = Vec::new();
+    while let Some(part) = body.next().await {
+        rest.extend_from_slice(&part.unwrap());
+    }
+    let text = String::from_utf8(rest).unwrap();
+    assert!(text.ends_with("data: [DONE]\n\n"), "stream completed: {text}");
+    assert_eq!(mock.state.streams_completed.load(Ordering::Relaxed), 1);
+
+    let addr = gw.addr;
+    let events = gw.usage.clone();
+    gw.stop().await.unwrap();
+    assert_eq!(events.events().len(), 1);
+    assert_eq!(events.events()[0].outcome, Outcome::Success);
+    // After shutdown nothing listens.
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test]
+async fn breaker_opens_after_repeated_failures_and_half_opens_after_cooldown() {
+    let mock = MockUpstream::start().await;
+    let cfg = standard_config(&mock.base_url())
+        .replace("failure_threshold = 1000", "failure_threshold = 2")
+        .replace("attempts_per_deployment = 2", "attempts_per_deployment = 1");
+    let gw = TestGateway::start(&cfg).await;
+    for _ in 0..2 {
+        let (status, _, _) = chat(&gw, json!({"model": "broken", "messages": user("x")})).await;
+        assert_eq!(status, 502);
+    }
+    let upstream_calls = mock.state.count_for("mock;error=500");
+    assert_eq!(upstream_calls, 2);
+    // Open: the deployment is skipped without an upstream call.
+    let (status, h, v) = chat(&gw, json!({"model": "broken", "messages": user("x")})).await;
+    assert_eq!(status, 503, "{v}");
+    assert!(header(&h, "retry-after").parse::<u64>().unwrap() >= 1);
+    assert_eq!(mock.state.count_for("mock;error=500"), upstream_calls);
+    let ready: serde_json::Value = client()
+        .get(gw.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["deployments"]["oa/mock;error=500"]["breaker"], "open");
+    // After the 1 s cooldown one trial call goes through.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, _, _) = chat(&gw, json!({"model": "broken", "messages": user("x")})).await;
+    assert_eq!(status, 502);
+    assert_eq!(mock.state.count_for("mock;error=500"), upstream_calls + 1);
+    // Other models are unaffected.
+    let (status, _, _) = chat(&gw, json!({"model": "chat", "messages": user("x")})).await;
+    assert_eq!(status, 200);
+}
