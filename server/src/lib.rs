@@ -45,6 +45,7 @@ pub fn build_state(config: &Config, usage: Arc<dyn UsageSink>) -> Arc<AppState> 
         max_body_bytes: config.server.max_body_bytes,
         metrics: telemetry::metrics_handle(),
         draining: AtomicBool::new(false),
+        http_metrics: http::HttpMetrics::new(),
     })
 }
 
@@ -57,7 +58,22 @@ pub async fn run(
     usage: Option<Arc<dyn UsageSink>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    tokio::task::spawn_blocking(tokens::warm_up);
+    // Upstreams other than the in-process mock may report no usage; build their encoders now.
+    let mut encodings: Vec<tokens::Encoding> = config
+        .models
+        .values()
+        .flat_map(|m| m.deployments.iter())
+        .filter(|d| {
+            config
+                .providers
+                .get(&d.provider)
+                .is_some_and(|p| p.kind != config::ProviderKind::Mock)
+        })
+        .map(|d| tokens::Encoding::for_model(&d.model))
+        .collect();
+    encodings.sort_by_key(|e| *e as u8);
+    encodings.dedup();
+    tokio::task::spawn_blocking(move || tokens::warm_up(&encodings));
     let (sink, consumer) = match usage {
         Some(s) => (s, None),
         None => {
@@ -80,6 +96,12 @@ pub async fn run(
         );
         let _ = drain_tx.send(true);
     };
+    // Small SSE frames must leave at once: Nagle's algorithm would hold them for the peer's ACK.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     let serve = axum::serve(listener, app).with_graceful_shutdown(signal);
     let deadline = async move {
         while !*drain_rx.borrow() {

@@ -10,8 +10,6 @@
 //! latency the reader can see). If the client asked, the cost rides on the usage chunk. The cost
 //! is an extra top-level `switchyard` object, which SDKs ignore.
 
-use std::time::Duration;
-
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 
@@ -24,6 +22,9 @@ use crate::usage::{Meter, Outcome, UsageSource};
 /// Generated text kept for estimates when an upstream reports no usage; beyond it, counting stops growing.
 const MAX_TEXT_FOR_ESTIMATE: usize = 1024 * 1024;
 
+/// Chunks already waiting are sent together up to this size.
+const COALESCE_BYTES: usize = 64 * 1024;
+
 struct Relay {
     first: Option<Chunk>,
     rest: ChunkStream,
@@ -34,7 +35,6 @@ struct Relay {
     meter: Option<Meter>,
     _guard: InflightGuard,
     deployment: String,
-    idle: Duration,
     finished: bool,
     /// The extension object once usage is settled; usage is settled exactly once.
     settled: Option<String>,
@@ -199,6 +199,28 @@ impl Relay {
         }
     }
 
+    /// Appends chunks that are already waiting (a burst) to this write, without waiting for more:
+    /// one write and one wake-up instead of one per chunk, and no added latency.
+    fn take_ready(&mut self, out: &mut BytesMut) {
+        use futures_util::FutureExt;
+        while out.len() < COALESCE_BYTES {
+            match self.rest.next().now_or_never() {
+                Some(Some(Ok(c))) => self.take_chunk(c, out),
+                Some(None) => {
+                    self.end_ok(out);
+                    self.finished = true;
+                    return;
+                }
+                Some(Some(Err(e))) => {
+                    self.end_err(&e, out);
+                    self.finished = true;
+                    return;
+                }
+                None => return,
+            }
+        }
+    }
+
     async fn step(&mut self) -> Option<Bytes> {
         if self.finished {
             return None;
@@ -211,26 +233,23 @@ impl Relay {
             }
         }
         loop {
-            let next = tokio::time::timeout(self.idle, self.rest.next()).await;
+            // Network providers enforce the idle timeout as they read; the in-process mock needs none.
+            let next = self.rest.next().await;
             match next {
-                Ok(Some(Ok(c))) => {
+                Some(Ok(c)) => {
                     self.take_chunk(c, &mut out);
                     if !out.is_empty() {
+                        self.take_ready(&mut out);
                         break;
                     }
                 }
-                Ok(None) => {
+                None => {
                     self.end_ok(&mut out);
                     self.finished = true;
                     break;
                 }
-                Ok(Some(Err(e))) => {
+                Some(Err(e)) => {
                     self.end_err(&e, &mut out);
-                    self.finished = true;
-                    break;
-                }
-                Err(_) => {
-                    self.end_err(&UpstreamError::Timeout, &mut out);
                     self.finished = true;
                     break;
                 }
@@ -251,7 +270,6 @@ pub fn sse_body(
     mut meter: Meter,
     guard: InflightGuard,
     deployment: String,
-    idle: Duration,
 ) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static {
     meter.mark_first_token();
     let relay = Relay {
@@ -264,7 +282,6 @@ pub fn sse_body(
         meter: Some(meter),
         _guard: guard,
         deployment,
-        idle,
         finished: false,
         settled: None,
     };

@@ -6,8 +6,6 @@
 //! N bytes has at most N tokens) and counts exactly only when that bound matters: a request that
 //! might not fit a context window, or an upstream that reported no usage.
 
-use std::sync::OnceLock;
-
 use tiktoken_rs::CoreBPE;
 
 /// The BPE vocabulary used to estimate a model's tokens.
@@ -62,13 +60,14 @@ impl Encoding {
     }
 }
 
-/// Builds both encoders so the first request does not pay for it. Takes a fraction of a second.
-pub fn warm_up() {
-    static DONE: OnceLock<()> = OnceLock::new();
-    DONE.get_or_init(|| {
-        Encoding::O200k.count("warm");
-        Encoding::Cl100k.count("warm");
-    });
+/// Builds the given encoders so no request pays for it (a fraction of a second each). Each one
+/// costs memory for as long as the process lives (cl100k about 24 MB, o200k about 45 MB), so only
+/// the encodings of deployments that may need an estimate are built; any other is built on its
+/// first use.
+pub fn warm_up(encodings: &[Encoding]) {
+    for e in encodings {
+        e.count("warm");
+    }
 }
 
 /// The countable text of a chat prompt, gathered once while the request is validated.

@@ -141,26 +141,51 @@ impl UsageSink for ChannelSink {
 /// Consumes events until every sender is gone: resolves estimates and updates metrics.
 /// The store-backed ledger writer plugs in here.
 pub async fn consume(mut rx: mpsc::Receiver<UsageEvent>) {
+    let mut per_model: std::collections::HashMap<String, ModelCounters> = std::collections::HashMap::new();
     while let Some(mut ev) = rx.recv().await {
         ev.resolve_estimate();
-        observe(&ev);
+        observe(&ev, &mut per_model);
     }
 }
 
-fn observe(ev: &UsageEvent) {
-    let model = ev.model.clone();
-    let outcome = match ev.outcome {
+/// Metric handles per model, looked up once instead of per event.
+struct ModelCounters {
+    prompt: metrics::Counter,
+    completion: metrics::Counter,
+    cost: metrics::Counter,
+}
+
+/// Models in the config bound the map in practice; this caps it if clients send many names.
+const MAX_MODEL_SERIES: usize = 1024;
+
+fn outcome_name(o: Outcome) -> &'static str {
+    match o {
         Outcome::Success => "success",
         Outcome::UpstreamError => "upstream_error",
         Outcome::ClientDisconnect => "client_disconnect",
         Outcome::Rejected => "rejected",
-    };
+    }
+}
+
+fn observe(ev: &UsageEvent, per_model: &mut std::collections::HashMap<String, ModelCounters>) {
+    let outcome = outcome_name(ev.outcome);
     metrics::counter!("switchyard_usage_events_total", "outcome" => outcome).increment(1);
-    metrics::counter!("switchyard_tokens_total", "model" => model.clone(), "type" => "prompt")
-        .increment(ev.prompt_tokens);
-    metrics::counter!("switchyard_tokens_total", "model" => model.clone(), "type" => "completion")
-        .increment(ev.completion_tokens);
-    metrics::counter!("switchyard_cost_nanodollars_total", "model" => model).increment(ev.cost_nanos.max(0) as u64);
+    if !per_model.contains_key(&ev.model) && per_model.len() < MAX_MODEL_SERIES {
+        let model = ev.model.clone();
+        per_model.insert(
+            model.clone(),
+            ModelCounters {
+                prompt: metrics::counter!("switchyard_tokens_total", "model" => model.clone(), "type" => "prompt"),
+                completion: metrics::counter!("switchyard_tokens_total", "model" => model.clone(), "type" => "completion"),
+                cost: metrics::counter!("switchyard_cost_nanodollars_total", "model" => model),
+            },
+        );
+    }
+    if let Some(c) = per_model.get(&ev.model) {
+        c.prompt.increment(ev.prompt_tokens);
+        c.completion.increment(ev.completion_tokens);
+        c.cost.increment(ev.cost_nanos.max(0) as u64);
+    }
     tracing::debug!(target: "switchyard::usage", request_id = %ev.request_id, model = %ev.model,
         deployment = ?ev.deployment, outcome, prompt_tokens = ev.prompt_tokens,
         completion_tokens = ev.completion_tokens, cost_nanos = ev.cost_nanos, "usage");

@@ -160,6 +160,7 @@ api_key_env = "MOCK_KEY"
         model("cut-early", "", vec![dep("oa", "mock;cut=0", "")]),
         model("stream-error", "", vec![dep("oa", "mock;stream_error=3", "")]),
         model("slow-stream", "", vec![dep("oa", "mock;chunks=40;delay=25", "")]),
+        model("huge-stream", "", vec![dep("oa", "mock;chunks=400;pad=400000", "")]),
         model("claude", "", vec![dep("an", "claude-mock", "")]),
         model("claude-nousage", "", vec![dep("an", "claude-mock;usage=off", "")]),
         model("claude-overloaded-once", "", vec![dep("an", "claude-mock;fail_first=1;error=529", "")]),

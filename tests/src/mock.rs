@@ -16,6 +16,7 @@
 //! | `cut=N` | stream N chunks, then close the connection without `[DONE]` |
 //! | `stream_error=N` | stream N chunks, then an in-band error event |
 //! | `dims=N` | embedding dimensions |
+//! | `pad=N` | add N bytes of filler to each streamed content piece (large streams) |
 //!
 //! Paths: `POST /v1/chat/completions`, `POST /v1/embeddings`, `POST /v1/messages` (Anthropic),
 //! `GET /mock/stats`, `GET /mock/requests` (the last 200 request bodies), `POST /mock/reset`.
@@ -54,6 +55,7 @@ pub struct Directives {
     pub cut: Option<usize>,
     pub stream_error: Option<usize>,
     pub dims: usize,
+    pub pad: usize,
 }
 
 impl Directives {
@@ -79,6 +81,7 @@ impl Directives {
                 "cut" => d.cut = num.map(|n| n as usize),
                 "stream_error" => d.stream_error = num.map(|n| n as usize),
                 "dims" => d.dims = num.unwrap_or(16).clamp(1, 4096) as usize,
+                "pad" => d.pad = num.unwrap_or(0).min(4 << 20) as usize,
                 _ => {}
             }
         }
@@ -276,9 +279,17 @@ async fn chat(State(state): State<Arc<MockState>>, headers: HeaderMap, body: Byt
         .and_then(|o| o.get("include_usage"))
         .and_then(Value::as_bool)
         .unwrap_or(false);
+    let filler = "x".repeat(d.pad);
     let mut frames: Vec<String> = render_chunks(&p, d.chunks, d.usage && wants_usage)
         .into_iter()
-        .map(|c| format!("data: {c}\n\n"))
+        .map(|mut c| {
+            if let Some(Value::String(t)) = c.pointer_mut("/choices/0/delta/content") {
+                if !t.is_empty() {
+                    t.push_str(&filler);
+                }
+            }
+            format!("data: {c}\n\n")
+        })
         .collect();
     let mut end = Some("data: [DONE]\n\n".to_string());
     if let Some(n) = d.cut {
@@ -574,6 +585,9 @@ impl MockUpstream {
         let addr = listener.local_addr().expect("bound listener has an address");
         let state = Arc::new(MockState::default());
         let app = router(state.clone());
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+            let _ = tcp.set_nodelay(true);
+        });
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });

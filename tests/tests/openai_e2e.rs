@@ -424,3 +424,46 @@ async fn models_embeddings_health_and_metrics() {
     let m = c.get(gw.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(m.contains("switchyard_http_requests_total"), "{m}");
 }
+
+#[tokio::test]
+async fn a_slow_reader_holds_the_upstream_back() {
+    use futures_util::StreamExt;
+    let (mock, gw) = standard().await;
+    // About 44 MB of chunks (~110 pieces of 400 KB): far more than the socket buffers in between.
+    let r = client()
+        .post(gw.url("/v1/chat/completions"))
+        .json(&json!({"model": "huge-stream", "stream": true, "messages": user("big")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut s = r.bytes_stream();
+    let mut got = s.next().await.unwrap().unwrap().len();
+    // The client pauses. Without backpressure the gateway would drain the whole upstream stream
+    // into memory within milliseconds; with it, the mock stays blocked mid-stream.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        mock.state.streams_completed.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    assert_eq!(
+        mock.state.streams_cancelled.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    let mut tail = Vec::new();
+    while let Some(part) = s.next().await {
+        let part = part.unwrap();
+        got += part.len();
+        tail.extend_from_slice(&part[part.len().saturating_sub(32)..]);
+        if tail.len() > 64 {
+            tail.drain(..tail.len() - 64);
+        }
+    }
+    assert!(got > 40_000_000, "read {got} bytes");
+    assert!(tail.ends_with(b"data: [DONE]\n\n"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while mock.state.streams_completed.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+        assert!(std::time::Instant::now() < deadline, "upstream stream never completed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

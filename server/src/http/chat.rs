@@ -187,7 +187,6 @@ async fn handle(
                 meter,
                 routed.guard,
                 deployment.config.id.clone(),
-                deployment.limits().idle_timeout,
             );
             let mut resp = Response::new(Body::from_stream(body));
             *resp.status_mut() = StatusCode::OK;

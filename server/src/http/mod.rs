@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -34,6 +34,7 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// Set when shutdown begins: `/readyz` turns 503 so load balancers stop sending traffic.
     pub draining: AtomicBool,
+    pub http_metrics: HttpMetrics,
 }
 
 impl AppState {
@@ -80,15 +81,70 @@ fn client_request_id(headers: &HeaderMap) -> Option<String> {
     (!v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic())).then(|| v.to_string())
 }
 
-async fn request_context(mut req: Request, next: Next) -> Response {
+/// The routes metrics are kept for; anything else counts as `unmatched`.
+const ROUTES: &[&str] = &[
+    "/v1/chat/completions",
+    "/v1/embeddings",
+    "/v1/models",
+    "/v1/models/{*id}",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "unmatched",
+];
+const STATUS_CLASSES: &[&str] = &[
+    "2xx", "3xx", "400", "403", "404", "413", "429", "4xx", "502", "503", "504", "5xx", "other",
+];
+
+/// Metric handles for every route × status class, registered once so the request path only increments.
+pub struct HttpMetrics {
+    requests: Vec<Vec<metrics::Counter>>,
+    duration: Vec<metrics::Histogram>,
+}
+
+impl HttpMetrics {
+    pub fn new() -> HttpMetrics {
+        HttpMetrics {
+            requests: ROUTES
+                .iter()
+                .map(|path| {
+                    STATUS_CLASSES
+                        .iter()
+                        .map(|status| metrics::counter!("switchyard_http_requests_total", "path" => *path, "status" => *status))
+                        .collect()
+                })
+                .collect(),
+            duration: ROUTES
+                .iter()
+                .map(|path| metrics::histogram!("switchyard_http_request_duration_seconds", "path" => *path))
+                .collect(),
+        }
+    }
+
+    fn record(&self, path: &str, status: u16, elapsed: std::time::Duration) {
+        let r = ROUTES.iter().position(|p| *p == path).unwrap_or(ROUTES.len() - 1);
+        let class = status_class(status);
+        let s = STATUS_CLASSES
+            .iter()
+            .position(|c| *c == class)
+            .unwrap_or(STATUS_CLASSES.len() - 1);
+        self.requests[r][s].increment(1);
+        self.duration[r].record(elapsed.as_secs_f64());
+    }
+}
+
+impl Default for HttpMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+async fn request_context(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     let received = Instant::now();
     let id: Arc<str> = client_request_id(req.headers()).unwrap_or_else(new_request_id).into();
     let method = req.method().clone();
-    let path = req
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".to_string());
+    let path = req.extensions().get::<axum::extract::MatchedPath>().cloned();
+    let path = path.as_ref().map(|p| p.as_str()).unwrap_or("unmatched");
     req.extensions_mut().insert(RequestId(id.clone()));
     req.extensions_mut().insert(Received(received));
     let mut resp = next.run(req).await;
@@ -97,10 +153,7 @@ async fn request_context(mut req: Request, next: Next) -> Response {
     }
     let status = resp.status().as_u16();
     let elapsed = received.elapsed();
-    metrics::histogram!("switchyard_http_request_duration_seconds", "path" => path.clone())
-        .record(elapsed.as_secs_f64());
-    metrics::counter!("switchyard_http_requests_total", "path" => path.clone(), "status" => status_class(status))
-        .increment(1);
+    state.http_metrics.record(path, status, elapsed);
     if status >= 500 {
         tracing::warn!(request_id = %id, %method, path, status, ms = elapsed.as_millis() as u64, "request failed");
     } else {
@@ -121,7 +174,9 @@ fn status_class(s: u16) -> &'static str {
         502 => "502",
         503 => "503",
         504 => "504",
-        _ => "5xx",
+        500..=599 => "5xx",
+        300..=399 => "3xx",
+        _ => "other",
     }
 }
 
@@ -176,7 +231,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(misc::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn(request_context))
+        .layer(middleware::from_fn_with_state(state.clone(), request_context))
         .with_state(state)
 }
 

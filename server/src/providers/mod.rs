@@ -153,14 +153,21 @@ impl ChunkInfo {
     }
 }
 
-/// Reads `usage` from a complete response body.
-pub fn usage_of_body(body: &[u8]) -> Option<Usage> {
+/// Reads `usage` from a complete response body in one pass; `None` if the body is not a JSON object.
+pub fn read_usage(body: &[u8]) -> Option<Option<Usage>> {
     #[derive(Deserialize)]
     struct OnlyUsage {
         #[serde(default)]
         usage: Option<WireUsage>,
     }
-    serde_json::from_slice::<OnlyUsage>(body).ok()?.usage.map(Usage::from)
+    serde_json::from_slice::<OnlyUsage>(body)
+        .ok()
+        .map(|b| b.usage.map(Usage::from))
+}
+
+/// Reads `usage` from a complete response body.
+pub fn usage_of_body(body: &[u8]) -> Option<Usage> {
+    read_usage(body).flatten()
 }
 
 /// The generated text of a complete chat response, for estimating when no usage was reported.
@@ -342,8 +349,11 @@ pub(crate) fn error_message(status: u16, body: &[u8]) -> String {
 /// Reads a response body up to `limit` bytes.
 pub(crate) async fn read_limited(resp: reqwest::Response, limit: usize) -> Result<Bytes, UpstreamError> {
     use futures_util::StreamExt;
-    if resp.content_length().is_some_and(|n| n as usize > limit) {
-        return Err(UpstreamError::Protocol("response body too large".into()));
+    match resp.content_length() {
+        Some(n) if n as usize > limit => return Err(UpstreamError::Protocol("response body too large".into())),
+        // A known, acceptable length: read it in one go (usually without copying).
+        Some(_) => return resp.bytes().await.map_err(map_reqwest),
+        None => {}
     }
     let mut stream = resp.bytes_stream();
     let mut buf = bytes::BytesMut::new();
@@ -376,6 +386,8 @@ pub fn http_client() -> reqwest::Client {
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(256)
         .tcp_nodelay(true)
+        // An API gateway must not follow redirects with a provider key attached.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("building a reqwest client with static settings succeeds")
 }

@@ -24,17 +24,29 @@ use crate::request::{ChatRequest, EmbeddingsRequest};
 pub struct OpenAi {
     client: reqwest::Client,
     config: Arc<ProviderConfig>,
+    /// Parsed once: URL parsing is measurable per request at tens of thousands of requests a second.
+    chat_url: reqwest::Url,
+    embeddings_url: reqwest::Url,
 }
 
 impl OpenAi {
     pub fn new(client: reqwest::Client, config: Arc<ProviderConfig>) -> Self {
-        OpenAi { client, config }
+        let parse = |path: &str| {
+            reqwest::Url::parse(&format!("{}{path}", config.base_url))
+                .expect("base_url was validated as a URL when the config was loaded")
+        };
+        OpenAi {
+            chat_url: parse("/chat/completions"),
+            embeddings_url: parse("/embeddings"),
+            client,
+            config,
+        }
     }
 
-    fn post(&self, path: &str, body: Vec<u8>, limits: CallLimits) -> reqwest::RequestBuilder {
+    fn post(&self, url: &reqwest::Url, body: Vec<u8>, limits: CallLimits) -> reqwest::RequestBuilder {
         let mut rb = self
             .client
-            .post(format!("{}{}", self.config.base_url, path))
+            .post(url.clone())
             .header(http::header::CONTENT_TYPE, "application/json")
             .timeout(limits.timeout)
             .body(body);
@@ -145,7 +157,7 @@ impl Provider for OpenAi {
         })
         .expect("a JSON map serializes");
         let stream = request.stream;
-        let rb = self.post("/chat/completions", body, limits);
+        let rb = self.post(&self.chat_url, body, limits);
         let rb = if stream {
             // The timeout covers the wait for headers only; chunks have their own idle timeout.
             rb.timeout(std::time::Duration::from_secs(24 * 3600))
@@ -161,10 +173,8 @@ impl Provider for OpenAi {
             } else {
                 let resp = send(rb).await?;
                 let body = read_limited(resp, limits.max_response_bytes).await?;
-                let usage = super::usage_of_body(&body);
-                if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() {
-                    return Err(UpstreamError::Protocol("response is not JSON".into()));
-                }
+                let usage =
+                    super::read_usage(&body).ok_or_else(|| UpstreamError::Protocol("response is not JSON".into()))?;
                 Ok(ChatOutcome::Complete(Complete { body, usage }))
             }
         })
@@ -182,7 +192,7 @@ impl Provider for OpenAi {
             force_stream_usage: false,
         })
         .expect("a JSON map serializes");
-        let rb = self.post("/embeddings", body, limits);
+        let rb = self.post(&self.embeddings_url, body, limits);
         Box::pin(async move {
             let resp = send(rb).await?;
             let body = read_limited(resp, limits.max_response_bytes).await?;
