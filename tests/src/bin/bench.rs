@@ -7,7 +7,8 @@
 //! 1,000 slow streams open through the gateway at once and reports the gateway's peak RSS.
 //!
 //! Usage: `scripts/bench.sh` (builds in release, raises the open-file limit, runs this).
-//! Options: `--seconds N` per scenario (default 5), `--streams N` (default 1000).
+//! Options: `--seconds N` per scenario (default 5), `--streams N` (default 1000), `--tokens-only`
+//! (just the token-counting cost).
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -172,8 +173,54 @@ fn arg(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// What exact token counting of a 2 KB prompt costs, against the free upper bound the request path uses.
+fn token_counting_cost() {
+    use switchyard::tokens::{Encoding, PromptText};
+    let paragraph = "The gateway estimates tokens before the call and knows the real usage after it. \
+        fn main() { let total: u64 = (1..=10).map(|x| x * x).sum(); println!(\"{total}\"); } ";
+    let mut text = String::new();
+    while text.len() < 2048 {
+        text.push_str(paragraph);
+    }
+    text.truncate(2048);
+    let prompt = PromptText {
+        text,
+        messages: 2,
+        names: 0,
+    };
+    for enc in [Encoding::Cl100k, Encoding::O200k] {
+        let built = Instant::now();
+        let tokens = prompt.count(enc);
+        let first = built.elapsed();
+        let n = 2000;
+        let t = Instant::now();
+        let mut sum = 0;
+        for _ in 0..n {
+            sum += std::hint::black_box(&prompt).count(enc);
+        }
+        let per = t.elapsed() / n;
+        assert_eq!(sum, tokens * u64::from(n));
+        println!("exact count of a 2 KB prompt ({enc:?}): {tokens} tokens, {per:?} per count (first call incl. building the encoder: {first:?})");
+    }
+    let n = 100_000;
+    let t = Instant::now();
+    let mut sum = 0;
+    for _ in 0..n {
+        sum += std::hint::black_box(&prompt).upper_bound();
+    }
+    std::hint::black_box(sum);
+    println!(
+        "upper bound of the same prompt (what the request path uses): {:?} per call",
+        t.elapsed() / n
+    );
+}
+
 #[tokio::main]
 async fn main() {
+    if std::env::args().any(|a| a == "--tokens-only") {
+        token_counting_cost();
+        return;
+    }
     let secs = arg("--seconds", 5);
     let streams = arg("--streams", 1000) as usize;
     let dir = exe_dir();
