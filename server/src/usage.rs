@@ -297,8 +297,9 @@ impl Meter {
     }
 
     pub fn mark_first_token(&mut self) {
-        let ms = self.started.elapsed().as_millis() as u64;
-        self.ev().ttft_ms = Some(ms);
+        let elapsed = self.started.elapsed();
+        metrics::histogram!("switchyard_time_to_first_token_seconds").record(elapsed.as_secs_f64());
+        self.ev().ttft_ms = Some(elapsed.as_millis() as u64);
     }
 
     pub fn price(&self) -> Price {

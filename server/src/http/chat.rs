@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 
-use super::{hv, read_json_body, AppState, Received, RequestId};
+use super::{hv, model_of_kind, read_json_body, AppState, Received, RequestId};
 use crate::config::ModelKind;
 use crate::error::ApiError;
 use crate::gateway::{ChatAnswer, Deployment};
@@ -76,43 +76,21 @@ pub(crate) fn usage_headers(
 
 pub(crate) async fn chat_completions(
     State(state): State<Arc<AppState>>,
-    Extension(rid): Extension<RequestId>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
     Extension(Received(received)): Extension<Received>,
-    req: Request,
-) -> Response {
-    match handle(&state, &rid.0, received, req).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
-}
-
-async fn handle(
-    state: &Arc<AppState>,
-    request_id: &str,
-    received: Instant,
     req: Request,
 ) -> Result<Response, ApiError> {
     let (_headers, bytes) = read_json_body(req, state.max_body_bytes).await?;
     let request_bytes = bytes.len();
     let request = ChatRequest::from_body(parse_object(&bytes)?)?;
     drop(bytes);
-    let model = state
-        .gateway
-        .model(&request.model)
-        .ok_or_else(|| ApiError::model_not_found(&request.model))?
-        .clone();
-    if model.kind != ModelKind::Chat {
-        return Err(ApiError::invalid_param(
-            "model",
-            format!("`{}` is an embedding model; use /v1/embeddings.", model.name),
-        ));
-    }
+    let model = model_of_kind(&state, &request.model, ModelKind::Chat)?;
 
     // From here on the request is accepted: it yields exactly one usage event.
     let mut meter = Meter::start(
         state.usage.clone(),
         received,
-        request_id,
+        &request_id,
         "chat",
         &request.model,
         request.stream,

@@ -1,7 +1,6 @@
 //! `/v1/models`, `/v1/embeddings`, health, readiness and Prometheus metrics.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
@@ -11,7 +10,7 @@ use axum::Extension;
 use serde_json::{json, Value};
 
 use super::chat::{routing_headers, usage_headers, H_ATTEMPTS};
-use super::{hv, json_response, read_json_body, AppState, Received, RequestId};
+use super::{hv, json_response, model_of_kind, read_json_body, AppState, Received, RequestId};
 use crate::config::ModelKind;
 use crate::error::ApiError;
 use crate::gateway::LogicalModel;
@@ -50,40 +49,18 @@ pub(crate) async fn get_model(State(state): State<Arc<AppState>>, Path(id): Path
 
 pub(crate) async fn embeddings(
     State(state): State<Arc<AppState>>,
-    Extension(rid): Extension<RequestId>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
     Extension(Received(received)): Extension<Received>,
-    req: Request,
-) -> Response {
-    match handle_embeddings(&state, &rid.0, received, req).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
-}
-
-async fn handle_embeddings(
-    state: &Arc<AppState>,
-    request_id: &str,
-    received: Instant,
     req: Request,
 ) -> Result<Response, ApiError> {
     let (_headers, bytes) = read_json_body(req, state.max_body_bytes).await?;
     let request_bytes = bytes.len();
     let request = EmbeddingsRequest::from_body(parse_object(&bytes)?)?;
-    let model = state
-        .gateway
-        .model(&request.model)
-        .ok_or_else(|| ApiError::model_not_found(&request.model))?
-        .clone();
-    if model.kind != ModelKind::Embedding {
-        return Err(ApiError::invalid_param(
-            "model",
-            format!("`{}` is a chat model; use /v1/chat/completions.", model.name),
-        ));
-    }
+    let model = model_of_kind(&state, &request.model, ModelKind::Embedding)?;
     let mut meter = Meter::start(
         state.usage.clone(),
         received,
-        request_id,
+        &request_id,
         "embeddings",
         &request.model,
         false,

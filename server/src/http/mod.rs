@@ -211,6 +211,26 @@ pub(crate) async fn read_json_body(req: Request, limit: usize) -> Result<(Header
     Ok((parts.headers, bytes))
 }
 
+/// Finds a logical model that serves `kind` requests: 404 if unknown, 400 if it serves the other kind.
+pub(crate) fn model_of_kind(
+    state: &AppState,
+    name: &str,
+    kind: crate::config::ModelKind,
+) -> Result<Arc<crate::gateway::LogicalModel>, ApiError> {
+    let model = state
+        .gateway
+        .model(name)
+        .ok_or_else(|| ApiError::model_not_found(name))?;
+    if model.kind != kind {
+        let hint = match model.kind {
+            crate::config::ModelKind::Embedding => "an embedding model; use /v1/embeddings",
+            crate::config::ModelKind::Chat => "a chat model; use /v1/chat/completions",
+        };
+        return Err(ApiError::invalid_param("model", format!("`{}` is {hint}.", model.name)));
+    }
+    Ok(model.clone())
+}
+
 async fn not_found() -> ApiError {
     ApiError::not_found("Unknown path. Switchyard serves the OpenAI API under /v1.")
 }

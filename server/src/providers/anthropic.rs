@@ -17,8 +17,7 @@ use futures_util::StreamExt;
 use serde_json::{json, Map, Value};
 
 use super::{
-    error_message, map_reqwest, read_limited, retry_after, sse, CallLimits, ChatOutcome, Chunk, ChunkInfo, Complete,
-    Provider, UpstreamError, Usage,
+    read_limited, send, sse, CallLimits, ChatOutcome, Chunk, ChunkInfo, Complete, Provider, UpstreamError, Usage,
 };
 use crate::config::{DeploymentConfig, ProviderConfig};
 use crate::request::{ChatRequest, EmbeddingsRequest};
@@ -372,21 +371,6 @@ impl StreamTranslator {
         }
         Ok((out, false))
     }
-}
-
-async fn send(rb: reqwest::RequestBuilder) -> Result<reqwest::Response, UpstreamError> {
-    let resp = rb.send().await.map_err(map_reqwest)?;
-    let status = resp.status();
-    if status.is_success() {
-        return Ok(resp);
-    }
-    let retry = retry_after(resp.headers());
-    let body = resp.bytes().await.unwrap_or_default();
-    Err(UpstreamError::Status {
-        status: status.as_u16(),
-        message: error_message(status.as_u16(), &body),
-        retry_after: retry,
-    })
 }
 
 fn to_chunk(v: &Value) -> Chunk {

@@ -346,6 +346,22 @@ pub(crate) fn error_message(status: u16, body: &[u8]) -> String {
     m
 }
 
+/// Sends a request; a non-success status becomes [`UpstreamError::Status`] with the upstream's message.
+pub(crate) async fn send(rb: reqwest::RequestBuilder) -> Result<reqwest::Response, UpstreamError> {
+    let resp = rb.send().await.map_err(map_reqwest)?;
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let retry = retry_after(resp.headers());
+    let body = resp.bytes().await.unwrap_or_default();
+    Err(UpstreamError::Status {
+        status: status.as_u16(),
+        message: error_message(status.as_u16(), &body),
+        retry_after: retry,
+    })
+}
+
 /// Reads a response body up to `limit` bytes.
 pub(crate) async fn read_limited(resp: reqwest::Response, limit: usize) -> Result<Bytes, UpstreamError> {
     use futures_util::StreamExt;

@@ -14,10 +14,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::{
-    error_message, map_reqwest, read_limited, retry_after, sse, CallLimits, ChatOutcome, Chunk, ChunkInfo, Complete,
-    Provider, UpstreamError,
-};
+use super::{read_limited, send, sse, CallLimits, ChatOutcome, Chunk, ChunkInfo, Complete, Provider, UpstreamError};
 use crate::config::{DeploymentConfig, ProviderConfig};
 use crate::request::{ChatRequest, EmbeddingsRequest};
 
@@ -87,21 +84,6 @@ impl Serialize for ForwardBody<'_> {
         }
         map.end()
     }
-}
-
-async fn send(rb: reqwest::RequestBuilder) -> Result<reqwest::Response, UpstreamError> {
-    let resp = rb.send().await.map_err(map_reqwest)?;
-    let status = resp.status();
-    if status.is_success() {
-        return Ok(resp);
-    }
-    let retry = retry_after(resp.headers());
-    let body = resp.bytes().await.unwrap_or_default();
-    Err(UpstreamError::Status {
-        status: status.as_u16(),
-        message: error_message(status.as_u16(), &body),
-        retry_after: retry,
-    })
 }
 
 /// Turns an OpenAI-style SSE body into chunks. `[DONE]` ends it; an end without `[DONE]` is
