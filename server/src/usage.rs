@@ -138,13 +138,28 @@ impl UsageSink for ChannelSink {
     }
 }
 
+/// How often the consumer drains the channel. Draining on a tick instead of waking per event
+/// keeps a wake-up (a context switch on a busy machine) off every request.
+pub const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// Consumes events until every sender is gone: resolves estimates and updates metrics.
 /// The store-backed ledger writer plugs in here.
 pub async fn consume(mut rx: mpsc::Receiver<UsageEvent>) {
     let mut per_model: std::collections::HashMap<String, ModelCounters> = std::collections::HashMap::new();
-    while let Some(mut ev) = rx.recv().await {
-        ev.resolve_estimate();
-        observe(&ev, &mut per_model);
+    let mut tick = tokio::time::interval(DRAIN_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        loop {
+            match rx.try_recv() {
+                Ok(mut ev) => {
+                    ev.resolve_estimate();
+                    observe(&ev, &mut per_model);
+                }
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => return,
+            }
+        }
     }
 }
 

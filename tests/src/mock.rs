@@ -95,6 +95,8 @@ pub struct MockState {
     /// Streams whose body was dropped before it finished (the client went away).
     pub streams_cancelled: AtomicU64,
     pub streams_completed: AtomicU64,
+    /// TCP connections accepted (to check that clients reuse connections).
+    pub connections: AtomicU64,
     per_model: Mutex<HashMap<String, u64>>,
     recent: Mutex<VecDeque<Value>>,
 }
@@ -543,6 +545,7 @@ async fn stats(State(state): State<Arc<MockState>>) -> Response {
         "requests": state.requests.load(Ordering::Relaxed),
         "streams_cancelled": state.streams_cancelled.load(Ordering::Relaxed),
         "streams_completed": state.streams_completed.load(Ordering::Relaxed),
+        "connections": state.connections.load(Ordering::Relaxed),
     }))
     .into_response()
 }
@@ -585,7 +588,9 @@ impl MockUpstream {
         let addr = listener.local_addr().expect("bound listener has an address");
         let state = Arc::new(MockState::default());
         let app = router(state.clone());
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        let counter = state.clone();
+        let listener = axum::serve::ListenerExt::tap_io(listener, move |tcp: &mut tokio::net::TcpStream| {
+            counter.connections.fetch_add(1, Ordering::Relaxed);
             let _ = tcp.set_nodelay(true);
         });
         let task = tokio::spawn(async move {

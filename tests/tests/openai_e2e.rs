@@ -467,3 +467,21 @@ async fn a_slow_reader_holds_the_upstream_back() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+#[tokio::test]
+async fn upstream_connections_are_reused_for_json_and_streams() {
+    let (mock, gw) = standard().await;
+    for i in 0..10 {
+        let (status, _, _) = chat(&gw, json!({"model": "chat", "messages": user(&format!("json {i}"))})).await;
+        assert_eq!(status, 200);
+        let (status, _, _, done) = stream(
+            &gw,
+            json!({"model": "chat", "stream": true, "messages": user(&format!("s {i}"))}),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert!(done);
+    }
+    let conns = mock.state.connections.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(conns <= 2, "20 sequential calls opened {conns} upstream connections");
+}

@@ -8,7 +8,7 @@
 //!
 //! Usage: `scripts/bench.sh` (builds in release, raises the open-file limit, runs this).
 //! Options: `--seconds N` per scenario (default 5), `--streams N` (default 1000), `--tokens-only`
-//! (just the token-counting cost).
+//! (just the token-counting cost). `BENCH_GATEWAY_THREADS=N` sets the gateway's tokio worker threads.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -246,6 +246,15 @@ model = "mock;chunks=20"
 input_per_mtok = "0.15"
 output_per_mtok = "0.60"
 context_window = 128000
+[providers.inproc]
+kind = "mock"
+[models.bench-inproc]
+[[models.bench-inproc.deployments]]
+provider = "inproc"
+model = "mock"
+input_per_mtok = "0.15"
+output_per_mtok = "0.60"
+context_window = 128000
 [models.bench-slow]
 [[models.bench-slow.deployments]]
 provider = "mock"
@@ -263,9 +272,16 @@ context_window = 128000
             .args(["serve", "--config"])
             .arg(&cfg_path)
             .args(["--listen", "127.0.0.1:0"])
-            .env("RUST_LOG", "warn,switchyard=info"),
+            .env("RUST_LOG", "warn,switchyard=info")
+            .envs(
+                std::env::var("BENCH_GATEWAY_THREADS")
+                    .ok()
+                    .map(|n| ("TOKIO_WORKER_THREADS", n)),
+            ),
     );
     let gw_pid = gw.child.id();
+    token_counting_cost();
+    println!();
     println!(
         "Switchyard overhead benchmark: {secs} s per scenario, {} CPUs",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
@@ -320,6 +336,41 @@ context_window = 128000
                 d.errors + v.errors
             );
         }
+    }
+
+    // The gateway answering from its in-process mock: its own server-side cost, no upstream hop.
+    for c in [1usize, 64] {
+        let direct_body = format!(r#"{{"model":"mock","messages":{prompt}}}"#);
+        let via_body = format!(r#"{{"model":"bench-inproc","messages":{prompt}}}"#);
+        let d = closed_loop(
+            &format!("http://{}/v1/chat/completions", mock.addr),
+            &direct_body,
+            false,
+            c,
+            secs,
+        )
+        .await;
+        let v = closed_loop(
+            &format!("http://{}/v1/chat/completions", gw.addr),
+            &via_body,
+            false,
+            c,
+            secs,
+        )
+        .await;
+        println!(
+            "| JSON, gateway's in-process mock (no upstream hop) | {c} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.2} | {} |",
+            d.p50,
+            v.p50,
+            v.p50 as i64 - d.p50 as i64,
+            d.p99,
+            v.p99,
+            v.p99 as i64 - d.p99 as i64,
+            d.rps,
+            v.rps,
+            v.rps / d.rps.max(1e-9),
+            d.errors + v.errors
+        );
     }
 
     // Many slow streams at once: memory must stay flat.
