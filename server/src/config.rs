@@ -96,6 +96,11 @@ pub struct ServerConfig {
     pub max_response_bytes: usize,
     /// How long in-flight requests and streams may run on after a shutdown signal.
     pub shutdown_grace_secs: u64,
+    /// Longest wait for a request's headers, and for the next request on an idle keep-alive
+    /// connection. Behind a load balancer, set it above the balancer's idle timeout.
+    pub header_read_timeout_secs: u64,
+    /// Open client connections at most; at the cap, accepting pauses until one closes.
+    pub max_connections: usize,
     /// `text` or `json` logs.
     pub log_format: LogFormat,
     pub retry: RetryConfig,
@@ -109,6 +114,8 @@ impl Default for ServerConfig {
             max_body_bytes: 8 * 1024 * 1024,
             max_response_bytes: 64 * 1024 * 1024,
             shutdown_grace_secs: 30,
+            header_read_timeout_secs: 30,
+            max_connections: 10_000,
             log_format: LogFormat::Text,
             retry: RetryConfig::default(),
             breaker: BreakerConfig::default(),
@@ -496,6 +503,18 @@ fn validate(mut table: toml::Table, env: &dyn Fn(&str) -> Option<String>, proble
         problems.push(Problem {
             path: "server.max_body_bytes".into(),
             message: "must be greater than 0".into(),
+        });
+    }
+    if server.header_read_timeout_secs == 0 {
+        problems.push(Problem {
+            path: "server.header_read_timeout_secs".into(),
+            message: "must be at least 1".into(),
+        });
+    }
+    if server.max_connections == 0 {
+        problems.push(Problem {
+            path: "server.max_connections".into(),
+            message: "must be at least 1".into(),
         });
     }
     if server.retry.attempts_per_deployment == 0 || server.retry.max_total_attempts == 0 {

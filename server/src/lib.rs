@@ -84,37 +84,20 @@ pub async fn run(
     };
     let state = build_state(&config, sink);
     let app = http::router(state.clone());
-    let grace = Duration::from_secs(config.server.shutdown_grace_secs);
-    let (drain_tx, mut drain_rx) = tokio::sync::watch::channel(false);
+    let limits = http::serve::ServeLimits {
+        header_read_timeout: Duration::from_secs(config.server.header_read_timeout_secs),
+        max_connections: config.server.max_connections,
+        shutdown_grace: Duration::from_secs(config.server.shutdown_grace_secs),
+    };
     let signal_state = state.clone();
-    let signal = async move {
-        shutdown.await;
+    let on_shutdown = move || {
         signal_state.draining.store(true, Ordering::Relaxed);
         tracing::info!(
-            grace_secs = grace.as_secs(),
+            grace_secs = limits.shutdown_grace.as_secs(),
             "shutting down: draining in-flight requests"
         );
-        let _ = drain_tx.send(true);
     };
-    // Small SSE frames must leave at once: Nagle's algorithm would hold them for the peer's ACK.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY");
-        }
-    });
-    let serve = axum::serve(listener, app).with_graceful_shutdown(signal);
-    let deadline = async move {
-        while !*drain_rx.borrow() {
-            if drain_rx.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        }
-        tokio::time::sleep(grace).await;
-    };
-    tokio::select! {
-        r = serve => r?,
-        _ = deadline => tracing::warn!("grace period over; closing the remaining connections"),
-    }
+    http::serve::serve(listener, app, limits, shutdown, on_shutdown).await?;
     drop(state);
     if let Some(consumer) = consumer {
         // The consumer ends when the last sender (held by the state) is gone.

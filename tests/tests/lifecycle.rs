@@ -92,3 +92,65 @@ async fn breaker_opens_after_repeated_failures_and_half_opens_after_cooldown() {
     let (status, _, _) = chat(&gw, json!({"model": "chat", "messages": user("x")})).await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mock = MockUpstream::start().await;
+    let cfg = standard_config(&mock.base_url()).replace(
+        "shutdown_grace_secs = 5",
+        "shutdown_grace_secs = 5\nheader_read_timeout_secs = 1",
+    );
+    let gw = TestGateway::start(&cfg).await;
+    let mut slow = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    slow.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 512];
+    // The server gives up on the headers and closes: the read ends (EOF or reset), well before 5 s.
+    let read = tokio::time::timeout(Duration::from_secs(5), slow.read(&mut buf)).await;
+    assert!(read.is_ok(), "connection still open after 5 s");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "closed before the timeout"
+    );
+    // Well-behaved clients are unaffected.
+    let (status, _, _) = chat(&gw, json!({"model": "chat", "messages": user("x")})).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn connections_beyond_the_cap_wait_for_a_free_slot() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mock = MockUpstream::start().await;
+    let cfg = standard_config(&mock.base_url()).replace(
+        "shutdown_grace_secs = 5",
+        "shutdown_grace_secs = 5\nmax_connections = 2",
+    );
+    let gw = TestGateway::start(&cfg).await;
+    let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    async fn answered(s: &mut tokio::net::TcpStream, within: Duration) -> bool {
+        let mut buf = [0u8; 256];
+        matches!(tokio::time::timeout(within, s.read(&mut buf)).await, Ok(Ok(n)) if n > 0)
+    }
+    let mut a = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let mut b = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    a.write_all(request).await.unwrap();
+    b.write_all(request).await.unwrap();
+    assert!(answered(&mut a, Duration::from_secs(5)).await);
+    assert!(answered(&mut b, Duration::from_secs(5)).await);
+    // Both slots are held by open keep-alive connections: a third is not served…
+    let mut c = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    c.write_all(request).await.unwrap();
+    assert!(
+        !answered(&mut c, Duration::from_millis(500)).await,
+        "served beyond the cap"
+    );
+    // …until one closes.
+    drop(a);
+    assert!(
+        answered(&mut c, Duration::from_secs(5)).await,
+        "not served after a slot freed"
+    );
+}

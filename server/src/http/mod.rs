@@ -7,6 +7,7 @@
 
 mod chat;
 mod misc;
+pub mod serve;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
