@@ -265,6 +265,12 @@ context_window = 128000
 "#,
         mock = mock.addr
     );
+    let bare = start(Command::new(dir.join("bare-forwarder")).args([
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &format!("http://{}/v1/chat/completions", mock.addr),
+    ]));
     let cfg_path = std::env::temp_dir().join(format!("switchyard-bench-{}.toml", std::process::id()));
     std::fs::write(&cfg_path, config).expect("write bench config");
     let gw = start(
@@ -293,10 +299,11 @@ context_window = 128000
         rss_kib(gw_pid, "VmRSS:")
     );
     println!();
-    println!("| scenario | clients | direct p50 µs | via p50 µs | added p50 µs | direct p99 µs | via p99 µs | added p99 µs | direct req/s | via req/s | throughput ratio | errors |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| scenario | clients | direct p50 µs | bare proxy p50 µs | Switchyard p50 µs | added p50 µs (vs direct / vs bare proxy) | direct p99 µs | Switchyard p99 µs | added p99 µs | direct req/s | bare proxy req/s | Switchyard req/s | throughput ratio (vs direct / vs bare proxy) | errors |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let prompt = r#"[{"role":"user","content":"Summarise the plot of a short story about a lighthouse keeper in two sentences."}]"#;
-    for (name, stream) in [("JSON", false), ("stream", true)] {
+    let chat_url = |addr: &str| format!("http://{addr}/v1/chat/completions");
+    for (name, stream) in [("JSON", false), ("stream (20 chunks)", true)] {
         for c in [1usize, 64] {
             let (direct_model, via_model) = if stream {
                 ("mock;chunks=20", "bench-stream")
@@ -306,60 +313,37 @@ context_window = 128000
             let s = if stream { ",\"stream\":true" } else { "" };
             let direct_body = format!(r#"{{"model":"{direct_model}","messages":{prompt}{s}}}"#);
             let via_body = format!(r#"{{"model":"{via_model}","messages":{prompt}{s}}}"#);
-            let d = closed_loop(
-                &format!("http://{}/v1/chat/completions", mock.addr),
-                &direct_body,
-                stream,
-                c,
-                secs,
-            )
-            .await;
-            let v = closed_loop(
-                &format!("http://{}/v1/chat/completions", gw.addr),
-                &via_body,
-                stream,
-                c,
-                secs,
-            )
-            .await;
+            let d = closed_loop(&chat_url(&mock.addr), &direct_body, stream, c, secs).await;
+            let b = closed_loop(&chat_url(&bare.addr), &direct_body, stream, c, secs).await;
+            let v = closed_loop(&chat_url(&gw.addr), &via_body, stream, c, secs).await;
             println!(
-                "| {name} | {c} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.2} | {} |",
+                "| {name} | {c} | {} | {} | {} | {} / {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.2} / {:.2} | {} |",
                 d.p50,
+                b.p50,
                 v.p50,
                 v.p50 as i64 - d.p50 as i64,
+                v.p50 as i64 - b.p50 as i64,
                 d.p99,
                 v.p99,
                 v.p99 as i64 - d.p99 as i64,
                 d.rps,
+                b.rps,
                 v.rps,
                 v.rps / d.rps.max(1e-9),
-                d.errors + v.errors
+                v.rps / b.rps.max(1e-9),
+                d.errors + b.errors + v.errors
             );
         }
     }
 
-    // The gateway answering from its in-process mock: its own server-side cost, no upstream hop.
+    // Switchyard answering from its in-process mock: its own server-side cost, no upstream hop.
     for c in [1usize, 64] {
         let direct_body = format!(r#"{{"model":"mock","messages":{prompt}}}"#);
         let via_body = format!(r#"{{"model":"bench-inproc","messages":{prompt}}}"#);
-        let d = closed_loop(
-            &format!("http://{}/v1/chat/completions", mock.addr),
-            &direct_body,
-            false,
-            c,
-            secs,
-        )
-        .await;
-        let v = closed_loop(
-            &format!("http://{}/v1/chat/completions", gw.addr),
-            &via_body,
-            false,
-            c,
-            secs,
-        )
-        .await;
+        let d = closed_loop(&chat_url(&mock.addr), &direct_body, false, c, secs).await;
+        let v = closed_loop(&chat_url(&gw.addr), &via_body, false, c, secs).await;
         println!(
-            "| JSON, gateway's in-process mock (no upstream hop) | {c} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.2} | {} |",
+            "| JSON, Switchyard answering from its in-process mock (no upstream hop) | {c} | {} | – | {} | {} / – | {} | {} | {} | {:.0} | – | {:.0} | {:.2} / – | {} |",
             d.p50,
             v.p50,
             v.p50 as i64 - d.p50 as i64,
