@@ -229,6 +229,10 @@ impl Relay {
         if let Some(first) = self.first.take() {
             self.take_chunk(first, &mut out);
             if !out.is_empty() {
+                self.take_ready(&mut out);
+                if let Some(m) = self.meter.as_mut() {
+                    m.add_response_bytes(out.len());
+                }
                 return Some(out.freeze());
             }
         }
