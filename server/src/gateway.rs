@@ -121,6 +121,8 @@ pub struct Routed<T> {
     pub deployment: Arc<Deployment>,
     pub guard: InflightGuard,
     pub attempts: u32,
+    /// Time spent waiting on upstream calls and retry backoff (for streams: until the first chunk).
+    pub upstream: Duration,
 }
 
 /// The first chunk of a stream, already received, and the rest.
@@ -412,6 +414,7 @@ impl Gateway {
         Fut: std::future::Future<Output = Result<T, UpstreamError>>,
     {
         let mut attempts = 0u32;
+        let mut upstream = Duration::ZERO;
         let mut last: Option<(UpstreamError, Arc<Deployment>)> = None;
         let mut min_retry_after: Option<Duration> = None;
         let mut all_rate_limited = true;
@@ -425,7 +428,10 @@ impl Gateway {
                 }
                 attempts += 1;
                 let guard = InflightGuard::new(d);
-                match call(d).await {
+                let called = Instant::now();
+                let result = call(d).await;
+                upstream += called.elapsed();
+                match result {
                     Ok(value) => {
                         d.breaker.success();
                         return Ok(Routed {
@@ -433,6 +439,7 @@ impl Gateway {
                             deployment: d.clone(),
                             guard,
                             attempts,
+                            upstream,
                         });
                     }
                     Err(e) => {
@@ -471,7 +478,9 @@ impl Gateway {
                         if !transient || try_no + 1 >= self.retry.attempts_per_deployment {
                             continue 'deployments;
                         }
-                        tokio::time::sleep(self.backoff(try_no, hint)).await;
+                        let pause = self.backoff(try_no, hint);
+                        tokio::time::sleep(pause).await;
+                        upstream += pause;
                         if !d.breaker.allows(self.now_ms()) {
                             continue 'deployments;
                         }

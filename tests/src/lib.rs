@@ -150,6 +150,7 @@ api_key_env = "MOCK_KEY"
     let entries = vec![
         model("chat", "", vec![dep("oa", "mock", "")]),
         model("chat-nousage", "", vec![dep("oa", "mock;usage=off", "")]),
+        model("slow-json", "", vec![dep("oa", "mock;latency=200", "")]),
         model("rate-limited", "", vec![dep("oa", "mock;error=429;retry_after=3", "")]),
         model("broken", "", vec![dep("oa", "mock;error=500", "")]),
         model("bad-request", "", vec![dep("oa", "mock;error=400", "")]),

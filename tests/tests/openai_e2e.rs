@@ -485,3 +485,20 @@ async fn upstream_connections_are_reused_for_json_and_streams() {
     let conns = mock.state.connections.load(std::sync::atomic::Ordering::Relaxed);
     assert!(conns <= 2, "20 sequential calls opened {conns} upstream connections");
 }
+
+#[tokio::test]
+async fn overhead_header_excludes_the_upstream_wait() {
+    let (_mock, gw) = standard().await;
+    let (status, h, _) = chat(&gw, json!({"model": "slow-json", "messages": user("x")})).await;
+    assert_eq!(status, 200);
+    let process_ms: f64 = header(&h, "x-switchyard-process-ms").parse().unwrap();
+    let overhead_us: u64 = header(&h, "x-switchyard-overhead-us").parse().unwrap();
+    assert!(process_ms >= 200.0, "the mock waits 200 ms: {process_ms}");
+    assert!(
+        overhead_us < 100_000,
+        "the upstream's 200 ms are not overhead: {overhead_us} µs"
+    );
+    assert!((overhead_us as f64) <= process_ms * 1000.0);
+    let (_, h, _, _) = stream(&gw, json!({"model": "chat", "stream": true, "messages": user("x")})).await;
+    assert!(header(&h, "x-switchyard-overhead-us").parse::<u64>().is_ok());
+}

@@ -30,14 +30,18 @@ pub(crate) const H_USAGE_SOURCE: HeaderName = HeaderName::from_static("x-switchy
 pub(crate) const H_REQ_BYTES: HeaderName = HeaderName::from_static("x-switchyard-request-bytes");
 pub(crate) const H_RESP_BYTES: HeaderName = HeaderName::from_static("x-switchyard-response-bytes");
 pub(crate) const H_ATTEMPTS: HeaderName = HeaderName::from_static("x-switchyard-attempts");
+pub(crate) const H_OVERHEAD_US: HeaderName = HeaderName::from_static("x-switchyard-overhead-us");
 
-/// Headers every routed answer carries.
+/// Headers every routed answer carries. `upstream` is the time spent waiting on the upstream,
+/// so the rest of the time to the headers is the gateway's own overhead.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn routing_headers(
     h: &mut HeaderMap,
     d: &Deployment,
     model: &str,
     attempts: u32,
     received: Instant,
+    upstream: std::time::Duration,
     request_bytes: usize,
 ) {
     h.insert(H_DEPLOYMENT, hv(&d.config.id));
@@ -45,10 +49,10 @@ pub(crate) fn routing_headers(
     h.insert(H_MODEL, hv(model));
     h.insert(H_ATTEMPTS, HeaderValue::from(attempts));
     h.insert(H_REQ_BYTES, HeaderValue::from(request_bytes));
-    h.insert(
-        H_PROCESS_MS,
-        hv(format!("{:.3}", received.elapsed().as_secs_f64() * 1000.0)),
-    );
+    let elapsed = received.elapsed();
+    h.insert(H_PROCESS_MS, hv(format!("{:.3}", elapsed.as_secs_f64() * 1000.0)));
+    let overhead = elapsed.saturating_sub(upstream).as_micros() as u64;
+    h.insert(H_OVERHEAD_US, HeaderValue::from(overhead));
 }
 
 /// Token and cost headers of a complete answer.
@@ -152,7 +156,15 @@ pub(crate) async fn chat_completions(
             let mut resp = Response::new(Body::from(c.body.clone()));
             let h = resp.headers_mut();
             h.insert(http::header::CONTENT_TYPE, super::JSON);
-            routing_headers(h, &deployment, &model.name, routed.attempts, received, request_bytes);
+            routing_headers(
+                h,
+                &deployment,
+                &model.name,
+                routed.attempts,
+                received,
+                routed.upstream,
+                request_bytes,
+            );
             usage_headers(h, &usage, cost, source, c.body.len());
             drop(routed.guard);
             meter.finish(200, Outcome::Success, None);
@@ -178,7 +190,15 @@ pub(crate) async fn chat_completions(
                 HeaderName::from_static("x-accel-buffering"),
                 HeaderValue::from_static("no"),
             );
-            routing_headers(h, &deployment, &model.name, routed.attempts, received, request_bytes);
+            routing_headers(
+                h,
+                &deployment,
+                &model.name,
+                routed.attempts,
+                received,
+                routed.upstream,
+                request_bytes,
+            );
             Ok(resp)
         }
     }

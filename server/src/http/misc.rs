@@ -100,7 +100,15 @@ pub(crate) async fn embeddings(
     let mut resp = Response::new(Body::from(c.body));
     let h = resp.headers_mut();
     h.insert(http::header::CONTENT_TYPE, super::JSON);
-    routing_headers(h, &d, &model.name, routed.attempts, received, request_bytes);
+    routing_headers(
+        h,
+        &d,
+        &model.name,
+        routed.attempts,
+        received,
+        routed.upstream,
+        request_bytes,
+    );
     usage_headers(h, &usage, cost, source, len);
     drop(routed.guard);
     meter.finish(200, Outcome::Success, None);

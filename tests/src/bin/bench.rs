@@ -77,6 +77,8 @@ struct Stats {
     p99: u64,
     rps: f64,
     errors: u64,
+    /// Percentiles of the gateway's own `x-switchyard-overhead-us` header, when present.
+    overhead: Option<(u64, u64)>,
 }
 
 fn percentile(sorted: &[u64], p: f64) -> u64 {
@@ -87,7 +89,8 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[idx]
 }
 
-async fn one_request(client: &reqwest::Client, url: &str, body: &str, stream: bool) -> Result<(), String> {
+/// Sends one request and reads the whole answer; returns the gateway's overhead header if any.
+async fn one_request(client: &reqwest::Client, url: &str, body: &str, stream: bool) -> Result<Option<u64>, String> {
     let r = client
         .post(url)
         .header("content-type", "application/json")
@@ -98,6 +101,11 @@ async fn one_request(client: &reqwest::Client, url: &str, body: &str, stream: bo
     if !r.status().is_success() {
         return Err(format!("status {}", r.status()));
     }
+    let overhead = r
+        .headers()
+        .get("x-switchyard-overhead-us")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
     if stream {
         let mut s = r.bytes_stream();
         let mut tail = Vec::new();
@@ -114,7 +122,7 @@ async fn one_request(client: &reqwest::Client, url: &str, body: &str, stream: bo
     } else {
         r.bytes().await.map_err(|e| e.to_string())?;
     }
-    Ok(())
+    Ok(overhead)
 }
 
 /// A closed loop: `concurrency` clients send back to back for `secs` after a short warm-up.
@@ -134,33 +142,48 @@ async fn closed_loop(url: &str, body: &str, stream: bool, concurrency: usize, se
         let (client, url, body, stop) = (client.clone(), url.to_string(), body.to_string(), stop.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(4096);
+            let mut over = Vec::new();
             let mut errors = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
                 match one_request(&client, &url, &body, stream).await {
-                    Ok(()) => lat.push(t.elapsed().as_micros() as u64),
+                    Ok(o) => {
+                        lat.push(t.elapsed().as_micros() as u64);
+                        over.extend(o);
+                    }
                     Err(_) => errors += 1,
                 }
             }
-            (lat, errors)
+            (lat, over, errors)
         }));
     }
     tokio::time::sleep(Duration::from_secs(secs)).await;
     stop.store(true, Ordering::Relaxed);
     let mut all = Vec::new();
+    let mut over = Vec::new();
     let mut errors = 0;
     for t in tasks {
-        let (l, e) = t.await.expect("load task");
+        let (l, o, e) = t.await.expect("load task");
         all.extend(l);
+        over.extend(o);
         errors += e;
     }
     let elapsed = started.elapsed().as_secs_f64();
     all.sort_unstable();
+    over.sort_unstable();
     Stats {
         p50: percentile(&all, 0.50),
         p99: percentile(&all, 0.99),
         rps: all.len() as f64 / elapsed,
         errors,
+        overhead: (!over.is_empty()).then(|| (percentile(&over, 0.50), percentile(&over, 0.99))),
+    }
+}
+
+fn overhead_cell(s: &Stats) -> String {
+    match s.overhead {
+        Some((p50, p99)) => format!("{p50} / {p99}"),
+        None => "–".into(),
     }
 }
 
@@ -299,8 +322,8 @@ context_window = 128000
         rss_kib(gw_pid, "VmRSS:")
     );
     println!();
-    println!("| scenario | clients | direct p50 µs | bare proxy p50 µs | Switchyard p50 µs | added p50 µs (vs direct / vs bare proxy) | direct p99 µs | Switchyard p99 µs | added p99 µs | direct req/s | bare proxy req/s | Switchyard req/s | throughput ratio (vs direct / vs bare proxy) | errors |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| scenario | clients | direct p50 µs | bare proxy p50 µs | Switchyard p50 µs | added p50 µs (vs direct / vs bare proxy) | direct p99 µs | Switchyard p99 µs | added p99 µs | direct req/s | bare proxy req/s | Switchyard req/s | throughput ratio (vs direct / vs bare proxy) | in-band overhead p50 / p99 µs | errors |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let prompt = r#"[{"role":"user","content":"Summarise the plot of a short story about a lighthouse keeper in two sentences."}]"#;
     let chat_url = |addr: &str| format!("http://{addr}/v1/chat/completions");
     for (name, stream) in [("JSON", false), ("stream (20 chunks)", true)] {
@@ -317,7 +340,7 @@ context_window = 128000
             let b = closed_loop(&chat_url(&bare.addr), &direct_body, stream, c, secs).await;
             let v = closed_loop(&chat_url(&gw.addr), &via_body, stream, c, secs).await;
             println!(
-                "| {name} | {c} | {} | {} | {} | {} / {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.2} / {:.2} | {} |",
+                "| {name} | {c} | {} | {} | {} | {} / {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.2} / {:.2} | {} | {} |",
                 d.p50,
                 b.p50,
                 v.p50,
@@ -331,6 +354,7 @@ context_window = 128000
                 v.rps,
                 v.rps / d.rps.max(1e-9),
                 v.rps / b.rps.max(1e-9),
+                overhead_cell(&v),
                 d.errors + b.errors + v.errors
             );
         }
@@ -343,7 +367,7 @@ context_window = 128000
         let d = closed_loop(&chat_url(&mock.addr), &direct_body, false, c, secs).await;
         let v = closed_loop(&chat_url(&gw.addr), &via_body, false, c, secs).await;
         println!(
-            "| JSON, Switchyard answering from its in-process mock (no upstream hop) | {c} | {} | – | {} | {} / – | {} | {} | {} | {:.0} | – | {:.0} | {:.2} / – | {} |",
+            "| JSON, Switchyard answering from its in-process mock (no upstream hop) | {c} | {} | – | {} | {} / – | {} | {} | {} | {:.0} | – | {:.0} | {:.2} / – | {} | {} |",
             d.p50,
             v.p50,
             v.p50 as i64 - d.p50 as i64,
@@ -353,6 +377,7 @@ context_window = 128000
             d.rps,
             v.rps,
             v.rps / d.rps.max(1e-9),
+            overhead_cell(&v),
             d.errors + v.errors
         );
     }
@@ -383,7 +408,7 @@ context_window = 128000
     let wait_all = async {
         let mut ok = 0;
         for t in tasks {
-            if matches!(t.await, Ok(Ok(()))) {
+            if matches!(t.await, Ok(Ok(_))) {
                 ok += 1;
             }
         }
