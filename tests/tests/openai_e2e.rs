@@ -502,3 +502,34 @@ async fn overhead_header_excludes_the_upstream_wait() {
     let (_, h, _, _) = stream(&gw, json!({"model": "chat", "stream": true, "messages": user("x")})).await;
     assert!(header(&h, "x-switchyard-overhead-us").parse::<u64>().is_ok());
 }
+
+#[tokio::test]
+async fn http2_clients_are_served_json_and_streams() {
+    use futures_util::StreamExt;
+    let (_mock, gw) = standard().await;
+    let h2 = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let r = h2
+        .post(gw.url("/v1/chat/completions"))
+        .json(&json!({"model": "chat", "messages": user("over h2")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["choices"][0]["message"]["content"].as_str().unwrap().contains("over h2"));
+    let r = h2
+        .post(gw.url("/v1/chat/completions"))
+        .json(&json!({"model": "chat", "stream": true, "messages": user("h2 stream")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    let mut body = Vec::new();
+    let mut s = r.bytes_stream();
+    while let Some(part) = s.next().await {
+        body.extend_from_slice(&part.unwrap());
+    }
+    let text = String::from_utf8(body).unwrap();
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+}
