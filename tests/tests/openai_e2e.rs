@@ -517,7 +517,10 @@ async fn http2_clients_are_served_json_and_streams() {
     assert_eq!(r.version(), reqwest::Version::HTTP_2);
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
-    assert!(v["choices"][0]["message"]["content"].as_str().unwrap().contains("over h2"));
+    assert!(v["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .contains("over h2"));
     let r = h2
         .post(gw.url("/v1/chat/completions"))
         .json(&json!({"model": "chat", "stream": true, "messages": user("h2 stream")}))
