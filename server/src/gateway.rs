@@ -86,6 +86,8 @@ impl Deployment {
         (!needs.tools || has(Capability::Tools))
             && (!needs.vision || has(Capability::Vision))
             && (!needs.json || has(Capability::Json))
+            // Anthropic's Messages API returns one choice per call.
+            && (!needs.choices || self.provider_kind != ProviderKind::Anthropic)
     }
 }
 
@@ -313,13 +315,45 @@ impl Gateway {
             out.extend(Self::order(m, fits));
         }
         if capable == 0 {
-            let (param, what) = if req.needs.tools {
-                ("tools", "tool calls")
-            } else if req.needs.vision {
-                ("messages", "image input")
-            } else {
-                ("response_format", "JSON mode")
+            // Name the first need that no deployment in the chain can serve.
+            let chain_serves = |one: Needs| {
+                std::iter::once(model)
+                    .chain(
+                        model
+                            .fallbacks
+                            .iter()
+                            .filter_map(|f| self.models.get(f).map(|m| m.as_ref())),
+                    )
+                    .flat_map(|m| m.deployments.iter())
+                    .any(|d| d.serves(one))
             };
+            let none = Needs::default();
+            let candidates = [
+                (req.needs.tools, Needs { tools: true, ..none }, "tools", "tool calls"),
+                (
+                    req.needs.vision,
+                    Needs { vision: true, ..none },
+                    "messages",
+                    "image input",
+                ),
+                (
+                    req.needs.json,
+                    Needs { json: true, ..none },
+                    "response_format",
+                    "JSON mode",
+                ),
+                (
+                    req.needs.choices,
+                    Needs { choices: true, ..none },
+                    "n",
+                    "several choices (n > 1)",
+                ),
+            ];
+            let (param, what) = candidates
+                .iter()
+                .find(|(wanted, one, _, _)| *wanted && !chain_serves(*one))
+                .map(|(_, _, p, w)| (*p, *w))
+                .unwrap_or(("model", "this combination of features"));
             return Err(ApiError::invalid_param(
                 param,
                 format!("The model `{}` does not support {what}.", model.name),

@@ -15,6 +15,8 @@ pub struct Needs {
     pub tools: bool,
     pub vision: bool,
     pub json: bool,
+    /// `n > 1`: several choices in one call, which not every provider offers.
+    pub choices: bool,
 }
 
 /// A validated `POST /v1/chat/completions` body.
@@ -275,6 +277,7 @@ impl ChatRequest {
             Some(v) => return Err(wrong_type("response_format", "an object", v)),
         }
 
+        needs.choices = n > 1;
         Ok(ChatRequest {
             model,
             stream,
@@ -548,7 +551,8 @@ mod tests {
             Needs {
                 tools: true,
                 vision: true,
-                json: true
+                json: true,
+                choices: true
             }
         );
         assert_eq!(r.prompt.messages, 4);

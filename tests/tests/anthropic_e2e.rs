@@ -179,3 +179,22 @@ async fn missing_anthropic_usage_is_estimated() {
     .await;
     assert_eq!(chunks.last().unwrap()["switchyard"]["usage_source"], "estimated");
 }
+
+#[tokio::test]
+async fn json_mode_is_instructed_and_n_above_one_is_refused() {
+    let (mock, gw) = standard().await;
+    let (status, _, _) = chat(
+        &gw,
+        json!({"model": "claude", "messages": user("x"), "response_format": {"type": "json_object"}}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let req = mock.state.recent().last().unwrap().clone();
+    assert_eq!(req["system"], switchyard::providers::anthropic::JSON_INSTRUCTION);
+    // Anthropic returns one choice per call: asking for three is refused, not silently cut to one.
+    let calls = mock.state.requests.load(std::sync::atomic::Ordering::Relaxed);
+    let (status, _, v) = chat(&gw, json!({"model": "claude", "messages": user("x"), "n": 3})).await;
+    assert_eq!(status, 400);
+    assert_eq!(v["error"]["param"], "n");
+    assert_eq!(mock.state.requests.load(std::sync::atomic::Ordering::Relaxed), calls);
+}

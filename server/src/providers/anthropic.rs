@@ -25,6 +25,9 @@ use crate::request::{ChatRequest, EmbeddingsRequest};
 /// `max_tokens` is required by Anthropic; this is sent when the client set none and the deployment has no cap.
 pub const DEFAULT_MAX_TOKENS: u32 = 4096;
 
+/// Added to the system prompt for `response_format` JSON requests.
+pub const JSON_INSTRUCTION: &str = "Respond with a single valid JSON object and nothing else.";
+
 pub struct Anthropic {
     client: reqwest::Client,
     config: Arc<ProviderConfig>,
@@ -124,6 +127,19 @@ pub fn translate_request(body: &Map<String, Value>, model: &str, max_tokens: u32
             "function" => push_turn(&mut turns, "user", content_blocks(&m["content"])),
             _ => {}
         }
+    }
+    // Anthropic has no JSON mode: the instruction goes into the system prompt instead.
+    match body
+        .get("response_format")
+        .and_then(|r| r.get("type"))
+        .and_then(Value::as_str)
+    {
+        Some("json_object") => system.push(JSON_INSTRUCTION.to_string()),
+        Some("json_schema") => {
+            let schema = &body["response_format"]["json_schema"]["schema"];
+            system.push(format!("{JSON_INSTRUCTION} It must match this JSON schema: {schema}"));
+        }
+        _ => {}
     }
     let mut out = json!({"model": model, "max_tokens": max_tokens, "messages": turns});
     if !system.is_empty() {
@@ -524,6 +540,23 @@ mod tests {
         assert_eq!(msgs[2]["content"][2]["text"], "thanks");
         assert_eq!(out["tools"][0]["input_schema"], json!({"type": "object"}));
         assert_eq!(out["tool_choice"], json!({"type": "tool", "name": "get_weather"}));
+    }
+
+    #[test]
+    fn json_mode_becomes_a_system_instruction() {
+        let body = obj(json!({"model": "c", "messages": [{"role": "user", "content": "x"}],
+            "response_format": {"type": "json_object"}}));
+        let out = translate_request(&body, "c", 10, false);
+        assert_eq!(out["system"], JSON_INSTRUCTION);
+        let body = obj(
+            json!({"model": "c", "messages": [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "x"}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object", "required": ["k"]}}}}),
+        );
+        let out = translate_request(&body, "c", 10, false);
+        let system = out["system"].as_str().unwrap();
+        assert!(system.starts_with("Be kind.\n\n"), "{system}");
+        assert!(system.contains(r#""required":["k"]"#), "{system}");
+        assert!(out.get("response_format").is_none());
     }
 
     #[test]
