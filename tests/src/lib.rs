@@ -154,6 +154,7 @@ api_key_env = "MOCK_KEY"
         model("rate-limited", "", vec![dep("oa", "mock;error=429;retry_after=3", "")]),
         model("broken", "", vec![dep("oa", "mock;error=500", "")]),
         model("bad-request", "", vec![dep("oa", "mock;error=400", "")]),
+        model("error-as-200", "", vec![dep("oa", "mock;error_body", "")]),
         model("flaky", "", vec![dep("oa", "mock;fail_first=1;error=503", "")]),
         model("primary-down", "fallbacks = [\"chat\"]", vec![dep("oa", "mock;error=503", "")]),
         model("hangs", "", vec![dep("oa-short", "mock;hang", "")]),

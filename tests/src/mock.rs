@@ -17,6 +17,7 @@
 //! | `stream_error=N` | stream N chunks, then an in-band error event |
 //! | `dims=N` | embedding dimensions |
 //! | `pad=N` | add N bytes of filler to each streamed content piece (large streams) |
+//! | `error_body` | answer 200 with an OpenAI error object instead of a completion |
 //!
 //! Paths: `POST /v1/chat/completions`, `POST /v1/embeddings`, `POST /v1/messages` (Anthropic),
 //! `GET /mock/stats`, `GET /mock/requests` (the last 200 request bodies), `POST /mock/reset`.
@@ -56,6 +57,7 @@ pub struct Directives {
     pub stream_error: Option<usize>,
     pub dims: usize,
     pub pad: usize,
+    pub error_body: bool,
 }
 
 impl Directives {
@@ -82,6 +84,7 @@ impl Directives {
                 "stream_error" => d.stream_error = num.map(|n| n as usize),
                 "dims" => d.dims = num.unwrap_or(16).clamp(1, 4096) as usize,
                 "pad" => d.pad = num.unwrap_or(0).min(4 << 20) as usize,
+                "error_body" => d.error_body = true,
                 _ => {}
             }
         }
@@ -266,6 +269,10 @@ async fn chat(State(state): State<Arc<MockState>>, headers: HeaderMap, body: Byt
     let d = Directives::parse(&model);
     if let Some(r) = preamble(&state, &Value::Object(req.clone()), &d, false).await {
         return r;
+    }
+    if d.error_body {
+        let body = json!({"error": {"message": "mock: quota exhausted", "type": "insufficient_quota"}});
+        return ([("content-type", "application/json")], body.to_string()).into_response();
     }
     let p = plan(&model, &req);
     let stream = req.get("stream") == Some(&Value::Bool(true));

@@ -289,6 +289,10 @@ async fn upstream_5xx_is_retried_then_502_never_200() {
     assert_eq!(v["error"]["type"], "server_error");
     assert_eq!(header(&h, "x-switchyard-attempts"), "2");
     assert_eq!(mock.state.count_for("mock;error=500"), 2);
+    // An error sent with a 200 status is still a failure: retried, then 502, never 200.
+    let (status, _, v) = chat(&gw, json!({"model": "error-as-200", "messages": user("x")})).await;
+    assert_eq!(status, 502, "{v}");
+    assert_eq!(mock.state.count_for("mock;error_body"), 2);
     // A 400 from the upstream is the client's to fix: passed on, not retried.
     let (status, _, _) = chat(&gw, json!({"model": "bad-request", "messages": user("x")})).await;
     assert_eq!(status, 400);

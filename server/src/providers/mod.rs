@@ -153,21 +153,46 @@ impl ChunkInfo {
     }
 }
 
-/// Reads `usage` from a complete response body in one pass; `None` if the body is not a JSON object.
-pub fn read_usage(body: &[u8]) -> Option<Option<Usage>> {
+/// What a complete response body says, read in one pass.
+pub enum BodyRead {
+    /// A JSON object without an error: its usage, if it reports one.
+    Answer(Option<Usage>),
+    /// A JSON object with an `error` and no `choices`/`data`: a failure, whatever the status said.
+    Error(String),
+    NotJson,
+}
+
+/// Reads a complete response body in one pass: usage, or an error hidden behind a 200.
+pub fn read_body(body: &[u8]) -> BodyRead {
     #[derive(Deserialize)]
-    struct OnlyUsage {
+    struct Shape {
         #[serde(default)]
         usage: Option<WireUsage>,
+        #[serde(default)]
+        error: Option<serde_json::Value>,
+        #[serde(default)]
+        choices: Option<serde::de::IgnoredAny>,
+        #[serde(default)]
+        data: Option<serde::de::IgnoredAny>,
     }
-    serde_json::from_slice::<OnlyUsage>(body)
-        .ok()
-        .map(|b| b.usage.map(Usage::from))
+    match serde_json::from_slice::<Shape>(body) {
+        Err(_) => BodyRead::NotJson,
+        Ok(b) => match b.error {
+            Some(e) if !e.is_null() && b.choices.is_none() && b.data.is_none() => {
+                let msg = e["message"].as_str().or(e.as_str()).unwrap_or("upstream error");
+                BodyRead::Error(msg.chars().take(1000).collect())
+            }
+            _ => BodyRead::Answer(b.usage.map(Usage::from)),
+        },
+    }
 }
 
 /// Reads `usage` from a complete response body.
 pub fn usage_of_body(body: &[u8]) -> Option<Usage> {
-    read_usage(body).flatten()
+    match read_body(body) {
+        BodyRead::Answer(u) => u,
+        BodyRead::Error(_) | BodyRead::NotJson => None,
+    }
 }
 
 /// The generated text of a complete chat response, for estimating when no usage was reported.
@@ -434,6 +459,19 @@ mod tests {
         assert!(i.finish);
         assert_eq!(i.text, "{\"a\"");
         assert!(ChunkInfo::peek(b"not json").is_none());
+    }
+
+    #[test]
+    fn reads_errors_behind_a_200() {
+        assert!(matches!(read_body(br#"{"error":{"message":"quota"}}"#), BodyRead::Error(m) if m == "quota"));
+        assert!(matches!(read_body(br#"{"error":"boom"}"#), BodyRead::Error(m) if m == "boom"));
+        assert!(matches!(
+            read_body(br#"{"choices":[],"error":null}"#),
+            BodyRead::Answer(None)
+        ));
+        assert!(matches!(read_body(b"<html>"), BodyRead::NotJson));
+        let ok = br#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#;
+        assert!(matches!(read_body(ok), BodyRead::Answer(Some(u)) if u.prompt_tokens == 3));
     }
 
     #[test]

@@ -112,6 +112,20 @@ pub fn chunk_stream(resp: reqwest::Response, limits: CallLimits) -> super::Chunk
     }))
 }
 
+/// The usage of a complete answer. A body that is not JSON, or an error sent with a 200 status
+/// (some servers do), is a failure: it must never reach the client as a success.
+fn answer_usage(body: &[u8]) -> Result<Option<super::Usage>, UpstreamError> {
+    match super::read_body(body) {
+        super::BodyRead::Answer(u) => Ok(u),
+        super::BodyRead::Error(message) => Err(UpstreamError::Status {
+            status: 502,
+            message,
+            retry_after: None,
+        }),
+        super::BodyRead::NotJson => Err(UpstreamError::Protocol("response is not JSON".into())),
+    }
+}
+
 /// An error payload sent inside a stream, or a chunk that is not JSON.
 fn stream_error(data: &[u8]) -> UpstreamError {
     let v: Option<Value> = serde_json::from_slice(data).ok();
@@ -155,8 +169,7 @@ impl Provider for OpenAi {
             } else {
                 let resp = send(rb).await?;
                 let body = read_limited(resp, limits.max_response_bytes).await?;
-                let usage =
-                    super::read_usage(&body).ok_or_else(|| UpstreamError::Protocol("response is not JSON".into()))?;
+                let usage = answer_usage(&body)?;
                 Ok(ChatOutcome::Complete(Complete { body, usage }))
             }
         })
@@ -178,7 +191,7 @@ impl Provider for OpenAi {
         Box::pin(async move {
             let resp = send(rb).await?;
             let body = read_limited(resp, limits.max_response_bytes).await?;
-            let usage = super::usage_of_body(&body);
+            let usage = answer_usage(&body)?;
             Ok(Complete { body, usage })
         })
     }
