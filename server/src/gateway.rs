@@ -166,10 +166,12 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(config: &Config, client: reqwest::Client) -> Gateway {
+    pub fn new(config: &Config) -> Gateway {
         let mut providers: HashMap<String, ProviderEntry> = HashMap::new();
         for (name, p) in &config.providers {
             let pc = Arc::new(p.clone());
+            // One client (and connection pool) per provider, with that provider's connect timeout.
+            let client = providers::http_client(Duration::from_millis(p.connect_timeout_ms));
             let provider: Arc<dyn Provider> = match p.kind {
                 ProviderKind::Openai => Arc::new(providers::openai::OpenAi::new(client.clone(), pc.clone())),
                 ProviderKind::Anthropic => Arc::new(providers::anthropic::Anthropic::new(client.clone(), pc.clone())),
@@ -607,7 +609,7 @@ mod tests {
             "#
         );
         let c = Config::from_toml(&text, &|_| None, std::iter::empty()).unwrap();
-        Gateway::new(&c, providers::http_client())
+        Gateway::new(&c)
     }
 
     #[test]

@@ -40,7 +40,7 @@ use crate::usage::{ChannelSink, UsageSink, USAGE_CHANNEL_CAPACITY};
 /// Builds the shared state for `config`, sending usage events to `usage`.
 pub fn build_state(config: &Config, usage: Arc<dyn UsageSink>) -> Arc<AppState> {
     Arc::new(AppState {
-        gateway: gateway::Gateway::new(config, providers::http_client()),
+        gateway: gateway::Gateway::new(config),
         usage,
         max_body_bytes: config.server.max_body_bytes,
         metrics: telemetry::metrics_handle(),

@@ -540,3 +540,38 @@ async fn http2_clients_are_served_json_and_streams() {
     let text = String::from_utf8(body).unwrap();
     assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
 }
+
+#[tokio::test]
+async fn an_unreachable_upstream_is_502_after_retries() {
+    // A port that was just free: connecting to it is refused at once.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let cfg = format!(
+        r#"
+        [server.retry]
+        attempts_per_deployment = 2
+        backoff_ms = 1
+        max_backoff_ms = 2
+        [providers.gone]
+        kind = "openai"
+        base_url = "http://{closed}/v1"
+        connect_timeout_ms = 500
+        [[models.m.deployments]]
+        provider = "gone"
+        model = "x"
+        input_per_mtok = 1
+        output_per_mtok = 1
+        context_window = 1000
+        "#
+    );
+    let gw = switchyard_tests::TestGateway::start(&cfg).await;
+    let (status, h, v) = chat(&gw, json!({"model": "m", "messages": user("x")})).await;
+    assert_eq!(status, 502, "{v}");
+    assert_eq!(v["error"]["code"], "upstream_error");
+    assert_eq!(header(&h, "x-switchyard-attempts"), "2");
+    let ev = gw.wait_for_events(1, Duration::from_secs(2)).await;
+    assert_eq!(ev[0].error_kind, Some("upstream_connect"));
+}

@@ -420,10 +420,10 @@ pub(crate) fn map_reqwest(e: reqwest::Error) -> UpstreamError {
     }
 }
 
-/// The HTTP client shared by every provider: pooled connections, bounded connect time.
-pub fn http_client() -> reqwest::Client {
+/// An HTTP client for one provider: pooled connections, bounded connect time, no redirects.
+pub fn http_client(connect_timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
+        .connect_timeout(connect_timeout)
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(256)
         .tcp_nodelay(true)
