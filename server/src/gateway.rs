@@ -73,10 +73,6 @@ pub struct Deployment {
 }
 
 impl Deployment {
-    pub fn limits(&self) -> CallLimits {
-        self.limits
-    }
-
     pub fn inflight(&self) -> u32 {
         self.inflight.load(Ordering::Relaxed)
     }
