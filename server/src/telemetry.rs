@@ -30,6 +30,13 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(
+                    Matcher::Full("switchyard_gateway_overhead_seconds".into()),
+                    &[
+                        0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.005, 0.01,
+                    ],
+                )
+                .ok()?
+                .set_buckets_for_metric(
                     Matcher::Suffix("_seconds".into()),
                     &[
                         0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,

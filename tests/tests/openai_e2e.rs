@@ -427,6 +427,10 @@ async fn models_embeddings_health_and_metrics() {
     assert_eq!(ready["status"], "ready");
     let m = c.get(gw.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(m.contains("switchyard_http_requests_total"), "{m}");
+    assert!(
+        m.contains("switchyard_gateway_overhead_seconds_bucket{le=\"0.00001\"}"),
+        "{m}"
+    );
 }
 
 #[tokio::test]

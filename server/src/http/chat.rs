@@ -51,8 +51,9 @@ pub(crate) fn routing_headers(
     h.insert(H_REQ_BYTES, HeaderValue::from(request_bytes));
     let elapsed = received.elapsed();
     h.insert(H_PROCESS_MS, hv(format!("{:.3}", elapsed.as_secs_f64() * 1000.0)));
-    let overhead = elapsed.saturating_sub(upstream).as_micros() as u64;
-    h.insert(H_OVERHEAD_US, HeaderValue::from(overhead));
+    let overhead = elapsed.saturating_sub(upstream);
+    metrics::histogram!("switchyard_gateway_overhead_seconds").record(overhead.as_secs_f64());
+    h.insert(H_OVERHEAD_US, HeaderValue::from(overhead.as_micros() as u64));
 }
 
 /// Token and cost headers of a complete answer.
