@@ -210,21 +210,6 @@ impl ApiError {
         .with_code("service_unavailable")
         .with_retry_after(Some(Duration::from_secs(1)))
     }
-
-    pub fn shutting_down() -> Self {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
-            "server_error",
-            "The gateway is shutting down",
-        )
-        .with_code("service_unavailable")
-        .with_retry_after(Some(Duration::from_secs(1)))
-    }
-
-    pub fn internal(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "server_error", message)
-    }
 }
 
 impl std::fmt::Display for ApiError {
@@ -266,8 +251,6 @@ mod tests {
             ApiError::upstream_error("x"),
             ApiError::upstream_timeout(),
             ApiError::no_healthy_deployment("m"),
-            ApiError::shutting_down(),
-            ApiError::internal("x"),
         ];
         for e in all {
             assert!(e.status.as_u16() >= 400, "{e}");

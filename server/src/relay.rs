@@ -85,13 +85,13 @@ pub fn extension_json(cost: Nanos, usage: &Usage, source: UsageSource, deploymen
 
 impl Relay {
     fn take_chunk(&mut self, c: Chunk, out: &mut BytesMut) {
-        if let Some(u) = c.info.usage.and_then(Usage::plausible) {
+        if let Some(u) = c.info.usage {
             self.usage = Some(u);
         }
         if self.text.len() < MAX_TEXT_FOR_ESTIMATE {
             self.text.push_str(&c.info.text);
         }
-        if c.info.no_choices && c.info.usage.is_some() {
+        if c.info.no_choices && c.info.carries_usage {
             // The usage chunk: the stream's last data chunk.
             if self.include_usage {
                 if let Some(h) = self.held.take() {

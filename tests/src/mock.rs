@@ -20,7 +20,7 @@
 //! | `error_body` | answer 200 with an OpenAI error object instead of a completion |
 //!
 //! Paths: `POST /v1/chat/completions`, `POST /v1/embeddings`, `POST /v1/messages` (Anthropic),
-//! `GET /mock/stats`, `GET /mock/requests` (the last 200 request bodies), `POST /mock/reset`.
+//! `GET /mock/stats`, `GET /mock/requests` (the last 200 request bodies).
 //! Anthropic requests are checked for the rules Anthropic enforces (max_tokens present, turns
 //! alternate starting with user, tool results answer an earlier tool_use), so a translation
 //! mistake fails loudly.
@@ -130,12 +130,6 @@ impl MockState {
             .get(model)
             .copied()
             .unwrap_or(0)
-    }
-
-    pub fn reset(&self) {
-        self.requests.store(0, Ordering::Relaxed);
-        self.per_model.lock().expect("mock lock").clear();
-        self.recent.lock().expect("mock lock").clear();
     }
 }
 
@@ -561,11 +555,6 @@ async fn recent(State(state): State<Arc<MockState>>) -> Response {
     axum::Json(Value::Array(state.recent())).into_response()
 }
 
-async fn reset(State(state): State<Arc<MockState>>) -> StatusCode {
-    state.reset();
-    StatusCode::NO_CONTENT
-}
-
 pub fn router(state: Arc<MockState>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat))
@@ -573,7 +562,6 @@ pub fn router(state: Arc<MockState>) -> Router {
         .route("/v1/messages", post(messages))
         .route("/mock/stats", get(stats))
         .route("/mock/requests", get(recent))
-        .route("/mock/reset", post(reset))
         .with_state(state)
 }
 

@@ -125,9 +125,10 @@ pub(crate) async fn chat_completions(
     let deployment = routed.deployment.clone();
     meter.set_deployment(&deployment, routed.attempts);
 
-    match routed.value {
+    let (attempts, upstream) = (routed.attempts, routed.upstream);
+    let mut resp = match routed.value {
         ChatAnswer::Complete(c) => {
-            let (usage, source) = match c.usage.and_then(Usage::plausible) {
+            let (usage, source) = match c.usage {
                 Some(u) => (u, UsageSource::Reported),
                 None => {
                     // Rare: an upstream that reports no usage. Count so the headers stay honest.
@@ -153,23 +154,15 @@ pub(crate) async fn chat_completions(
                 cost,
                 source,
             );
-            meter.add_response_bytes(c.body.len());
-            let mut resp = Response::new(Body::from(c.body.clone()));
+            let len = c.body.len();
+            meter.add_response_bytes(len);
+            let mut resp = Response::new(Body::from(c.body));
             let h = resp.headers_mut();
             h.insert(http::header::CONTENT_TYPE, super::JSON);
-            routing_headers(
-                h,
-                &deployment,
-                &model.name,
-                routed.attempts,
-                received,
-                routed.upstream,
-                request_bytes,
-            );
-            usage_headers(h, &usage, cost, source, c.body.len());
+            usage_headers(h, &usage, cost, source, len);
             drop(routed.guard);
             meter.finish(200, Outcome::Success, None);
-            Ok(resp)
+            resp
         }
         ChatAnswer::Stream(started) => {
             let body = relay::sse_body(
@@ -191,16 +184,17 @@ pub(crate) async fn chat_completions(
                 HeaderName::from_static("x-accel-buffering"),
                 HeaderValue::from_static("no"),
             );
-            routing_headers(
-                h,
-                &deployment,
-                &model.name,
-                routed.attempts,
-                received,
-                routed.upstream,
-                request_bytes,
-            );
-            Ok(resp)
+            resp
         }
-    }
+    };
+    routing_headers(
+        resp.headers_mut(),
+        &deployment,
+        &model.name,
+        attempts,
+        received,
+        upstream,
+        request_bytes,
+    );
+    Ok(resp)
 }

@@ -79,7 +79,7 @@ pub(crate) async fn embeddings(
     let d = routed.deployment.clone();
     meter.set_deployment(&d, routed.attempts);
     let c = routed.value;
-    let (usage, source) = match c.usage.and_then(Usage::plausible) {
+    let (usage, source) = match c.usage {
         Some(u) => (u, UsageSource::Reported),
         None => {
             let n: u64 = request.texts.iter().map(|t| d.encoding.count(t)).sum::<u64>() + request.token_inputs;

@@ -16,9 +16,7 @@ use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 use serde_json::{json, Map, Value};
 
-use super::{
-    read_limited, send, sse, CallLimits, ChatOutcome, Chunk, ChunkInfo, Complete, Provider, UpstreamError, Usage,
-};
+use super::{read_limited, send, sse, CallLimits, ChatOutcome, Chunk, Complete, Provider, UpstreamError, Usage};
 use crate::config::{DeploymentConfig, ProviderConfig};
 use crate::request::{ChatRequest, EmbeddingsRequest};
 
@@ -389,12 +387,6 @@ impl StreamTranslator {
     }
 }
 
-fn to_chunk(v: &Value) -> Chunk {
-    let data = Bytes::from(v.to_string());
-    let info = ChunkInfo::peek(&data).unwrap_or_default();
-    Chunk { data, info }
-}
-
 impl Provider for Anthropic {
     fn chat(
         &self,
@@ -429,7 +421,7 @@ impl Provider for Anthropic {
                 let (body, usage) = translate_response(&msg);
                 return Ok(ChatOutcome::Complete(Complete {
                     body: Bytes::from(body.to_string()),
-                    usage: Some(usage),
+                    usage: usage.plausible(),
                 }));
             }
             let resp = tokio::time::timeout(limits.timeout, send(rb))
@@ -446,7 +438,7 @@ impl Provider for Anthropic {
                 let (mut events, mut tr, mut pending, mut ended) = state?;
                 loop {
                     if let Some(v) = pending.pop_front() {
-                        return Some((Ok(to_chunk(&v)), Some((events, tr, pending, ended))));
+                        return Some((Ok(Chunk::from_value(&v)), Some((events, tr, pending, ended))));
                     }
                     if ended {
                         return None;

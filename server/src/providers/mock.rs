@@ -13,9 +13,10 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use serde_json::{json, Map, Value};
 
-use super::{CallLimits, ChatOutcome, Chunk, ChunkInfo, Complete, Provider, UpstreamError, Usage};
+use super::{CallLimits, ChatOutcome, Chunk, Complete, Provider, UpstreamError, Usage};
 use crate::config::{DeploymentConfig, ProviderConfig};
 use crate::request::{ChatRequest, EmbeddingsRequest};
+use serde::Deserialize;
 
 /// What one choice of a mock answer is.
 #[derive(Debug, Clone, PartialEq)]
@@ -332,9 +333,7 @@ impl Provider for Mock {
                 if !first && !delay.is_zero() {
                     tokio::time::sleep(delay).await;
                 }
-                let data = Bytes::from(v.to_string());
-                let info = ChunkInfo::peek(&data).unwrap_or_default();
-                Some((Ok(Chunk { data, info }), (it, false)))
+                Some((Ok(Chunk::from_value(&v)), (it, false)))
             });
             Ok(ChatOutcome::Stream(Box::pin(s)))
         })
@@ -357,16 +356,14 @@ impl Provider for Mock {
             texts.push(String::new());
         }
         let v = render_embeddings(&deployment.model, &texts, dims);
-        let usage = super::usage_of_body(v.to_string().as_bytes());
+        let usage = super::WireUsage::deserialize(&v["usage"]).ok().map(Usage::from);
+        let body = Bytes::from(v.to_string());
         let latency = Duration::from_millis(self.config.latency_ms);
         Box::pin(async move {
             if !latency.is_zero() {
                 tokio::time::sleep(latency).await;
             }
-            Ok(Complete {
-                body: Bytes::from(v.to_string()),
-                usage,
-            })
+            Ok(Complete { body, usage })
         })
     }
 }

@@ -39,7 +39,7 @@ impl Usage {
 }
 
 #[derive(Deserialize)]
-struct WireUsage {
+pub(crate) struct WireUsage {
     #[serde(default)]
     prompt_tokens: u64,
     #[serde(default)]
@@ -71,10 +71,24 @@ pub struct Chunk {
     pub info: ChunkInfo,
 }
 
+impl Chunk {
+    /// A chunk a provider built itself: serialized once, its info read from the value, not re-parsed.
+    pub fn from_value(v: &serde_json::Value) -> Chunk {
+        let info = PeekChunk::deserialize(v).map(ChunkInfo::from_peek).unwrap_or_default();
+        Chunk {
+            data: Bytes::from(v.to_string()),
+            info,
+        }
+    }
+}
+
 /// What the gateway needs to know about a chunk, read once when it arrives.
 #[derive(Debug, Clone, Default)]
 pub struct ChunkInfo {
+    /// Usage the chunk reports, if believable (see [`Usage::plausible`]).
     pub usage: Option<Usage>,
+    /// The chunk has a `usage` object, believable or not (the usage-only chunk is recognised by it).
+    pub carries_usage: bool,
     /// At least one choice has a `finish_reason`.
     pub finish: bool,
     /// The chunk has no choices: OpenAI's usage-only chunk.
@@ -124,9 +138,15 @@ struct PeekFunction<'a> {
 impl ChunkInfo {
     /// Reads the parts of a chunk's JSON the gateway needs; `None` if it is not a chunk object.
     pub fn peek(data: &[u8]) -> Option<ChunkInfo> {
-        let c: PeekChunk<'_> = serde_json::from_slice(data).ok()?;
+        serde_json::from_slice::<PeekChunk<'_>>(data)
+            .ok()
+            .map(ChunkInfo::from_peek)
+    }
+
+    fn from_peek(c: PeekChunk<'_>) -> ChunkInfo {
         let mut info = ChunkInfo {
-            usage: c.usage.map(Usage::from),
+            carries_usage: c.usage.is_some(),
+            usage: c.usage.map(Usage::from).and_then(Usage::plausible),
             finish: false,
             no_choices: c.choices.is_empty(),
             text: String::new(),
@@ -149,7 +169,7 @@ impl ChunkInfo {
                 }
             }
         }
-        Some(info)
+        info
     }
 }
 
@@ -182,16 +202,8 @@ pub fn read_body(body: &[u8]) -> BodyRead {
                 let msg = e["message"].as_str().or(e.as_str()).unwrap_or("upstream error");
                 BodyRead::Error(msg.chars().take(1000).collect())
             }
-            _ => BodyRead::Answer(b.usage.map(Usage::from)),
+            _ => BodyRead::Answer(b.usage.map(Usage::from).and_then(Usage::plausible)),
         },
-    }
-}
-
-/// Reads `usage` from a complete response body.
-pub fn usage_of_body(body: &[u8]) -> Option<Usage> {
-    match read_body(body) {
-        BodyRead::Answer(u) => u,
-        BodyRead::Error(_) | BodyRead::NotJson => None,
     }
 }
 
@@ -459,6 +471,22 @@ mod tests {
         assert!(i.finish);
         assert_eq!(i.text, "{\"a\"");
         assert!(ChunkInfo::peek(b"not json").is_none());
+    }
+
+    #[test]
+    fn chunks_built_from_values_read_like_parsed_ones() {
+        let v = serde_json::json!({"choices": [{"index": 0, "delta": {"content": "Hi", "tool_calls": [
+            {"index": 0, "function": {"name": "f", "arguments": "{}"}}]}, "finish_reason": "stop"}]});
+        let built = Chunk::from_value(&v);
+        let parsed = ChunkInfo::peek(&built.data).unwrap();
+        assert_eq!((built.info.text.as_str(), built.info.finish), ("Hif{}", true));
+        assert_eq!((parsed.text.as_str(), parsed.finish), ("Hif{}", true));
+        // A zero report is carried (so the usage-only chunk is still recognised) but not believed.
+        let zero = Chunk::from_value(
+            &serde_json::json!({"choices": [], "usage": {"prompt_tokens": 0, "completion_tokens": 0}}),
+        );
+        assert!(zero.info.carries_usage && zero.info.no_choices);
+        assert_eq!(zero.info.usage, None);
     }
 
     #[test]

@@ -180,6 +180,30 @@ async fn closed_loop(url: &str, body: &str, stream: bool, concurrency: usize, se
     }
 }
 
+/// One table row: direct (`d`), the bare proxy (`b`, when measured) and Switchyard (`v`).
+fn row(name: &str, c: usize, d: &Stats, b: Option<&Stats>, v: &Stats) {
+    let dash = || "–".to_string();
+    let bare = |f: &dyn Fn(&Stats) -> String| b.map(f).unwrap_or_else(dash);
+    println!(
+        "| {name} | {c} | {} | {} | {} | {} / {} | {} | {} | {} | {:.0} | {} | {:.0} | {:.2} / {} | {} | {} |",
+        d.p50,
+        bare(&|b| b.p50.to_string()),
+        v.p50,
+        v.p50 as i64 - d.p50 as i64,
+        bare(&|b| (v.p50 as i64 - b.p50 as i64).to_string()),
+        d.p99,
+        v.p99,
+        v.p99 as i64 - d.p99 as i64,
+        d.rps,
+        bare(&|b| format!("{:.0}", b.rps)),
+        v.rps,
+        v.rps / d.rps.max(1e-9),
+        bare(&|b| format!("{:.2}", v.rps / b.rps.max(1e-9))),
+        overhead_cell(v),
+        d.errors + v.errors + b.map_or(0, |b| b.errors)
+    );
+}
+
 fn overhead_cell(s: &Stats) -> String {
     match s.overhead {
         Some((p50, p99)) => format!("{p50} / {p99}"),
@@ -339,24 +363,7 @@ context_window = 128000
             let d = closed_loop(&chat_url(&mock.addr), &direct_body, stream, c, secs).await;
             let b = closed_loop(&chat_url(&bare.addr), &direct_body, stream, c, secs).await;
             let v = closed_loop(&chat_url(&gw.addr), &via_body, stream, c, secs).await;
-            println!(
-                "| {name} | {c} | {} | {} | {} | {} / {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.2} / {:.2} | {} | {} |",
-                d.p50,
-                b.p50,
-                v.p50,
-                v.p50 as i64 - d.p50 as i64,
-                v.p50 as i64 - b.p50 as i64,
-                d.p99,
-                v.p99,
-                v.p99 as i64 - d.p99 as i64,
-                d.rps,
-                b.rps,
-                v.rps,
-                v.rps / d.rps.max(1e-9),
-                v.rps / b.rps.max(1e-9),
-                overhead_cell(&v),
-                d.errors + b.errors + v.errors
-            );
+            row(name, c, &d, Some(&b), &v);
         }
     }
 
@@ -366,19 +373,12 @@ context_window = 128000
         let via_body = format!(r#"{{"model":"bench-inproc","messages":{prompt}}}"#);
         let d = closed_loop(&chat_url(&mock.addr), &direct_body, false, c, secs).await;
         let v = closed_loop(&chat_url(&gw.addr), &via_body, false, c, secs).await;
-        println!(
-            "| JSON, Switchyard answering from its in-process mock (no upstream hop) | {c} | {} | – | {} | {} / – | {} | {} | {} | {:.0} | – | {:.0} | {:.2} / – | {} | {} |",
-            d.p50,
-            v.p50,
-            v.p50 as i64 - d.p50 as i64,
-            d.p99,
-            v.p99,
-            v.p99 as i64 - d.p99 as i64,
-            d.rps,
-            v.rps,
-            v.rps / d.rps.max(1e-9),
-            overhead_cell(&v),
-            d.errors + v.errors
+        row(
+            "JSON, Switchyard answering from its in-process mock (no upstream hop)",
+            c,
+            &d,
+            None,
+            &v,
         );
     }
 

@@ -10,13 +10,18 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::builder().build().expect("client")
 }
 
-pub async fn post(gw: &TestGateway, path: &str, body: Value) -> (u16, HeaderMap, Value) {
-    let r = client()
+/// POSTs a JSON body and returns the response, unread.
+pub async fn send(gw: &TestGateway, path: &str, body: &Value) -> reqwest::Response {
+    client()
         .post(gw.url(path))
-        .json(&body)
+        .json(body)
         .send()
         .await
-        .expect("request sent");
+        .expect("request sent")
+}
+
+pub async fn post(gw: &TestGateway, path: &str, body: Value) -> (u16, HeaderMap, Value) {
+    let r = send(gw, path, &body).await;
     let status = r.status().as_u16();
     let headers = r.headers().clone();
     let text = r.text().await.expect("body read");
@@ -30,12 +35,7 @@ pub async fn chat(gw: &TestGateway, body: Value) -> (u16, HeaderMap, Value) {
 
 /// Streams a chat completion and returns the headers, each `data:` payload, and whether `[DONE]` came.
 pub async fn stream(gw: &TestGateway, body: Value) -> (u16, HeaderMap, Vec<Value>, bool) {
-    let r = client()
-        .post(gw.url("/v1/chat/completions"))
-        .json(&body)
-        .send()
-        .await
-        .expect("request sent");
+    let r = send(gw, "/v1/chat/completions", &body).await;
     let status = r.status().as_u16();
     let headers = r.headers().clone();
     let mut events = Vec::new();
