@@ -81,6 +81,9 @@ impl fmt::Display for Secret {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub auth: AuthConfig,
+    pub ledger: LedgerConfig,
     pub providers: BTreeMap<String, ProviderConfig>,
     pub models: BTreeMap<String, ModelConfig>,
 }
@@ -119,6 +122,79 @@ impl Default for ServerConfig {
             log_format: LogFormat::Text,
             retry: RetryConfig::default(),
             breaker: BreakerConfig::default(),
+        }
+    }
+}
+
+/// Where keys, budgets and the usage ledger live.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` (relative paths are next to the config file) or `postgres://…`.
+    pub url: String,
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: "sqlite://switchyard.db".into(),
+            max_connections: 8,
+        }
+    }
+}
+
+/// Who may call the gateway.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Require a virtual key (`sk-sy-…`) on every `/v1` request. When false, requests without
+    /// one are served anonymously (no key limits), but a presented `sk-sy-` key is still checked.
+    pub required: bool,
+    /// Environment variable holding the admin master key for `/admin/v1`.
+    pub master_key_env: String,
+    /// How long a key lookup is cached; changes made by other processes show within this time.
+    pub key_cache_ttl_secs: u64,
+    /// The master key itself, read from `master_key_env`.
+    #[serde(skip)]
+    pub master_key: Option<Secret>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            required: true,
+            master_key_env: "SWITCHYARD_MASTER_KEY".into(),
+            key_cache_ttl_secs: 30,
+            master_key: None,
+        }
+    }
+}
+
+/// The usage ledger writer and the budget leases.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedgerConfig {
+    /// Events written per transaction at most.
+    pub batch_size: usize,
+    /// Longest time an event waits in memory before it is written.
+    pub flush_interval_ms: u64,
+    /// Share of a budget (percent) one process leases at a time beyond its immediate need.
+    pub lease_pct: u8,
+    /// A budget lease not renewed for this long is void (a crashed process's budget returns).
+    pub lease_ttl_secs: u64,
+    /// How often settled spend is written to the database and idle leases are returned.
+    pub budget_flush_ms: u64,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        LedgerConfig {
+            batch_size: 2000,
+            flush_interval_ms: 200,
+            lease_pct: 10,
+            lease_ttl_secs: 60,
+            budget_flush_ms: 500,
         }
     }
 }
@@ -307,7 +383,7 @@ pub struct DeploymentConfig {
     pub timeout_ms: Option<u64>,
 }
 
-const TOP_LEVEL_KEYS: &[&str] = &["server", "providers", "models"];
+const TOP_LEVEL_KEYS: &[&str] = &["server", "database", "auth", "ledger", "providers", "models"];
 
 impl Config {
     /// Reads `path` (or the built-in demo when `None`), overlays the environment and validates.
@@ -325,7 +401,22 @@ impl Config {
             })?,
             None => DEMO_CONFIG.to_string(),
         };
-        Config::from_toml(&text, env, env_vars)
+        let mut config = Config::from_toml(&text, env, env_vars)?;
+        // A relative SQLite path is next to the config file.
+        if let (Some(dir), Some(rest)) = (
+            path.and_then(Path::parent),
+            config.database.url.strip_prefix("sqlite://"),
+        ) {
+            let (file, query) = rest.split_once('?').map_or((rest, None), |(f, q)| (f, Some(q)));
+            if !file.is_empty() && Path::new(file).is_relative() && !dir.as_os_str().is_empty() {
+                let joined = dir.join(file);
+                config.database.url = match query {
+                    Some(q) => format!("sqlite://{}?{q}", joined.display()),
+                    None => format!("sqlite://{}", joined.display()),
+                };
+            }
+        }
+        Ok(config)
     }
 
     /// Parses TOML text, overlays `SWITCHYARD_*` variables from `env_vars`, resolves secrets through `env`.
@@ -359,6 +450,10 @@ impl Config {
 
 /// The configuration used when no file is given.
 pub const DEMO_CONFIG: &str = r#"
+[auth]
+# The demo answers without a key; keys created through the admin API are still enforced.
+required = false
+
 [providers.demo]
 kind = "mock"
 latency_ms = 20
@@ -530,11 +625,61 @@ fn validate(mut table: toml::Table, env: &dyn Fn(&str) -> Option<String>, proble
         });
     }
 
+    let database = match table.remove("database") {
+        Some(v) => take::<DatabaseConfig>(v, "database", problems).unwrap_or_default(),
+        None => DatabaseConfig::default(),
+    };
+    if !(database.url.starts_with("sqlite://")
+        || database.url.starts_with("postgres://")
+        || database.url.starts_with("postgresql://"))
+    {
+        problems.push(Problem {
+            path: "database.url".into(),
+            message: "must start with sqlite:// or postgres://".into(),
+        });
+    }
+    if database.max_connections == 0 {
+        problems.push(Problem {
+            path: "database.max_connections".into(),
+            message: "must be at least 1".into(),
+        });
+    }
+    let mut auth = match table.remove("auth") {
+        Some(v) => take::<AuthConfig>(v, "auth", problems).unwrap_or_default(),
+        None => AuthConfig::default(),
+    };
+    auth.master_key = env(&auth.master_key_env).filter(|v| !v.is_empty()).map(Secret::new);
+    if auth.master_key.as_ref().is_some_and(|k| k.expose().len() < 16) {
+        problems.push(Problem {
+            path: format!("auth.master_key_env ({})", auth.master_key_env),
+            message: "the master key must be at least 16 characters".into(),
+        });
+    }
+    let ledger = match table.remove("ledger") {
+        Some(v) => take::<LedgerConfig>(v, "ledger", problems).unwrap_or_default(),
+        None => LedgerConfig::default(),
+    };
+    if ledger.batch_size == 0 || ledger.flush_interval_ms == 0 || ledger.budget_flush_ms == 0 {
+        problems.push(Problem {
+            path: "ledger".into(),
+            message: "batch_size, flush_interval_ms and budget_flush_ms must be at least 1".into(),
+        });
+    }
+    if !(1..=100).contains(&ledger.lease_pct) || ledger.lease_ttl_secs == 0 {
+        problems.push(Problem {
+            path: "ledger".into(),
+            message: "lease_pct must be 1..=100 and lease_ttl_secs at least 1".into(),
+        });
+    }
+
     let providers = validate_providers(table.remove("providers"), env, problems);
     let models = validate_models(table.remove("models"), &providers, problems);
 
     Config {
         server,
+        database,
+        auth,
+        ledger,
         providers,
         models,
     }

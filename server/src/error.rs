@@ -158,6 +158,74 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", "invalid_request_error", message).with_code("not_found")
     }
 
+    /// No key, an unknown key, or one that is revoked, disabled or expired.
+    pub fn invalid_api_key(message: impl Into<String>) -> Self {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_api_key",
+            "invalid_request_error",
+            message,
+        )
+        .with_code("invalid_api_key")
+    }
+
+    /// The key may not use this model.
+    pub fn model_not_allowed(model: &str) -> Self {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "model_not_allowed",
+            "invalid_request_error",
+            format!("This API key is not allowed to use the model `{model}`."),
+        )
+        .with_param("model")
+        .with_code("model_not_allowed")
+    }
+
+    /// The admin API was called without the master key.
+    pub fn admin_unauthorized(message: impl Into<String>) -> Self {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "admin_unauthorized",
+            "invalid_request_error",
+            message,
+        )
+        .with_code("invalid_api_key")
+    }
+
+    /// A budget cannot cover the request.
+    pub fn insufficient_quota(message: impl Into<String>) -> Self {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "insufficient_quota",
+            "insufficient_quota",
+            message,
+        )
+        .with_code("insufficient_quota")
+    }
+
+    /// A rate or concurrency limit of the gateway's own (`what`: `requests`, `tokens`…).
+    pub fn rate_limited(what: &'static str, message: impl Into<String>, retry_after: Duration) -> Self {
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", what, message)
+            .with_code("rate_limit_exceeded")
+            .with_retry_after(Some(retry_after))
+    }
+
+    /// A dependency of the gateway (its database) is unreachable.
+    pub fn service_unavailable(message: impl Into<String>) -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "server_error",
+            message,
+        )
+        .with_code("service_unavailable")
+    }
+
+    /// The change conflicts with existing data (a duplicate name, a team that still has keys).
+    pub fn conflict(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::CONFLICT, "conflict", "invalid_request_error", message).with_code("conflict")
+    }
+
     pub fn method_not_allowed() -> Self {
         ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,

@@ -18,6 +18,7 @@ use crate::config::{
     Balance, BreakerConfig, Capability, Config, DeploymentConfig, ModelKind, ProviderKind, RetryConfig,
 };
 use crate::error::ApiError;
+use crate::pricing::{Nanos, PicoPerToken, Price};
 use crate::providers::{self, CallLimits, ChatOutcome, Chunk, ChunkStream, Complete, Provider, UpstreamError};
 use crate::request::{ChatRequest, EmbeddingsRequest, Needs};
 use crate::tokens::Encoding;
@@ -228,6 +229,31 @@ impl Gateway {
 
     pub fn model(&self, name: &str) -> Option<&Arc<LogicalModel>> {
         self.models.get(name)
+    }
+
+    /// The most a chat request to `model` can cost: `prompt_tokens` (an upper bound) at the
+    /// highest input price and the output cap at the highest output price of any deployment it
+    /// may reach, fallbacks included. Budgets reserve this before forwarding.
+    pub fn worst_case_cost(&self, model: &LogicalModel, prompt_tokens: u64, max_output: Option<u32>) -> Nanos {
+        let mut input = 0i64;
+        let mut output = 0i64;
+        let mut cap = 0u64;
+        let chain =
+            std::iter::once(model).chain(model.fallbacks.iter().filter_map(|f| self.models.get(f).map(|m| &**m)));
+        for m in chain {
+            for d in &m.deployments {
+                input = input.max(d.config.price.input.0).max(d.config.price.cached_input.0);
+                output = output.max(d.config.price.output.0);
+                cap = cap.max(u64::from(d.config.max_output_tokens.unwrap_or(d.config.context_window)));
+            }
+        }
+        let out_tokens = max_output.map_or(cap, u64::from);
+        Price {
+            input: PicoPerToken(input),
+            output: PicoPerToken(output),
+            cached_input: PicoPerToken(input),
+        }
+        .cost(prompt_tokens, 0, out_tokens)
     }
 
     /// Orders one model's deployments by its balancing policy.

@@ -7,21 +7,28 @@
 //! - [`gateway`]: logical models → deployments; balancing, breakers, retries, fallbacks.
 //! - [`providers`]: one file per upstream protocol (OpenAI-compatible, Anthropic, mock).
 //! - [`relay`]: the SSE relay that streams, meters and prices a chat stream.
-//! - [`usage`]: one usage event per accepted request, through a bounded sink.
+//! - [`usage`]: one usage event per accepted request, through a bounded sink to the ledger writer.
+//! - [`keys`], [`limits`]: virtual keys and teams; budgets, rate and concurrency limits.
+//! - [`store`]: SQLite or Postgres: keys, teams, the usage ledger, budget spend and leases.
+//! - [`clock`]: time behind a trait, and UTC calendar arithmetic.
 //! - [`tokens`], [`pricing`]: pure token estimates and integer money.
 //! - [`error`]: the OpenAI-shaped error every failure becomes.
 //! - [`telemetry`]: logs and Prometheus metrics.
 //!
 //! `main.rs` only parses the command line and calls [`run`].
 
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod gateway;
 pub mod http;
+pub mod keys;
+pub mod limits;
 pub mod pricing;
 pub mod providers;
 pub mod relay;
 pub mod request;
+pub mod store;
 pub mod telemetry;
 pub mod tokens;
 pub mod usage;
@@ -33,12 +40,34 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::http::AppState;
+use crate::limits::{LedgerSettings, Limiter};
+use crate::store::Store;
 use crate::usage::{ChannelSink, UsageSink, USAGE_CHANNEL_CAPACITY};
 
-/// Builds the shared state for `config`, sending usage events to `usage`.
-pub fn build_state(config: &Config, usage: Arc<dyn UsageSink>) -> Arc<AppState> {
+/// What a running gateway is built from besides its configuration.
+#[derive(Default)]
+pub struct RunOptions {
+    /// Replaces the default sink (the channel to the ledger writer); tests pass a memory sink.
+    pub usage: Option<Arc<dyn UsageSink>>,
+    /// Replaces the system clock (tests of budget periods and rate limits).
+    pub clock: Option<Arc<dyn Clock>>,
+}
+
+/// Builds the shared state for `config` on an open store, sending usage events to `usage`.
+pub fn build_state(config: &Config, usage: Arc<dyn UsageSink>, store: Store, clock: Arc<dyn Clock>) -> Arc<AppState> {
+    let limiter = Limiter::new(
+        store.clone(),
+        clock.clone(),
+        LedgerSettings {
+            lease_pct: config.ledger.lease_pct,
+            lease_ttl: Duration::from_secs(config.ledger.lease_ttl_secs),
+            flush_every: Duration::from_millis(config.ledger.budget_flush_ms),
+            ..LedgerSettings::default()
+        },
+    );
     Arc::new(AppState {
         gateway: gateway::Gateway::new(config),
         usage,
@@ -46,18 +75,48 @@ pub fn build_state(config: &Config, usage: Arc<dyn UsageSink>) -> Arc<AppState> 
         metrics: telemetry::metrics_handle(),
         draining: AtomicBool::new(false),
         http_metrics: http::HttpMetrics::new(),
+        keys: keys::Keys::new(store.clone(), Duration::from_secs(config.auth.key_cache_ttl_secs)),
+        store,
+        limiter,
+        clock,
+        auth_required: config.auth.required,
+        master_key: config.auth.master_key.clone(),
     })
 }
 
-/// Serves the gateway on `listener` until `shutdown` completes, then drains: no new connections,
-/// in-flight requests and streams get `server.shutdown_grace_secs` to finish, and the usage
-/// consumer is drained before returning. `usage` replaces the default sink (tests pass one).
+/// Serves the gateway on `listener` until `shutdown` completes; see [`run_with`].
 pub async fn run(
     config: Config,
     listener: TcpListener,
     usage: Option<Arc<dyn UsageSink>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    run_with(
+        config,
+        listener,
+        RunOptions {
+            usage,
+            ..RunOptions::default()
+        },
+        shutdown,
+    )
+    .await
+}
+
+/// Opens (and migrates) the database, serves the gateway on `listener` until `shutdown`
+/// completes, then drains: no new connections, in-flight requests and streams get
+/// `server.shutdown_grace_secs` to finish, every usage event is written to the ledger, settled
+/// budget spend is written and leases are returned before this returns.
+pub async fn run_with(
+    config: Config,
+    listener: TcpListener,
+    options: RunOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let store = Store::connect(&config.database.url, config.database.max_connections)
+        .await
+        .map_err(std::io::Error::other)?;
+    tracing::info!(backend = ?store.backend(), url = %store::redact(&config.database.url), "database ready");
     // Upstreams other than the in-process mock may report no usage; build their encoders now.
     let mut encodings: Vec<tokens::Encoding> = config
         .models
@@ -74,15 +133,28 @@ pub async fn run(
     encodings.sort_by_key(|e| *e as u8);
     encodings.dedup();
     tokio::task::spawn_blocking(move || tokens::warm_up(&encodings));
-    let (sink, consumer) = match usage {
+    let (sink, consumer) = match options.usage {
         Some(s) => (s, None),
         None => {
             let (sink, rx) = ChannelSink::new(USAGE_CHANNEL_CAPACITY);
             let sink: Arc<dyn UsageSink> = sink;
-            (sink, Some(tokio::spawn(usage::consume(rx))))
+            let writer = usage::LedgerWriter {
+                store: store.clone(),
+                batch_size: config.ledger.batch_size,
+                flush_interval: Duration::from_millis(config.ledger.flush_interval_ms),
+            };
+            (sink, Some(tokio::spawn(usage::consume(rx, Some(writer)))))
         }
     };
-    let state = build_state(&config, sink);
+    let clock = options.clock.unwrap_or_else(|| Arc::new(clock::SystemClock));
+    let state = build_state(&config, sink, store.clone(), clock);
+    let (flusher_stop, flusher_stopped) = tokio::sync::oneshot::channel::<()>();
+    let flusher = tokio::spawn(state.limiter.clone().run_flusher(async move {
+        let _ = flusher_stopped.await;
+    }));
+    if !config.auth.required {
+        tracing::warn!("auth.required = false: requests without a Switchyard key are served without limits");
+    }
     let app = http::router(state.clone());
     let limits = http::serve::ServeLimits {
         header_read_timeout: Duration::from_secs(config.server.header_read_timeout_secs),
@@ -97,14 +169,21 @@ pub async fn run(
             "shutting down: draining in-flight requests"
         );
     };
-    http::serve::serve(listener, app, limits, shutdown, on_shutdown).await?;
+    let served = http::serve::serve(listener, app, limits, shutdown, on_shutdown).await;
     drop(state);
     if let Some(consumer) = consumer {
-        // The consumer ends when the last sender (held by the state) is gone.
-        if tokio::time::timeout(Duration::from_secs(5), consumer).await.is_err() {
-            tracing::warn!("usage consumer did not drain within 5 s");
+        // The consumer ends when the last sender (held by the state) is gone and everything it
+        // received is written.
+        if tokio::time::timeout(Duration::from_secs(30), consumer).await.is_err() {
+            tracing::error!("usage ledger did not drain within 30 s");
         }
     }
+    // Every event is settled now: write the spend and return the leases.
+    let _ = flusher_stop.send(());
+    if tokio::time::timeout(Duration::from_secs(10), flusher).await.is_err() {
+        tracing::error!("budget spend was not written within 10 s");
+    }
+    store.close().await;
     tracing::info!("stopped");
-    Ok(())
+    served
 }

@@ -105,6 +105,44 @@ impl Nanos {
     }
 }
 
+impl Nanos {
+    /// Parses a decimal USD amount such as `"12.50"` exactly (at most nine decimals, not negative).
+    pub fn parse_usd(text: &str) -> Result<Nanos, String> {
+        let t = text.trim();
+        let (whole, frac) = t.split_once('.').unwrap_or((t, ""));
+        let digits_ok = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        if t.starts_with('-') {
+            return Err(format!("amount `{t}` must not be negative"));
+        }
+        if (whole.is_empty() && frac.is_empty()) || !digits_ok(whole) || !digits_ok(frac) {
+            return Err(format!("amount `{t}` is not a decimal number of USD"));
+        }
+        let frac = frac.trim_end_matches('0');
+        if frac.len() > 9 {
+            return Err(format!("amount `{t}` has more than 9 decimals"));
+        }
+        let whole: i64 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().map_err(|_| format!("amount `{t}` is too large"))?
+        };
+        let mut f: i64 = if frac.is_empty() {
+            0
+        } else {
+            frac.parse().expect("digits only")
+        };
+        for _ in frac.len()..9 {
+            f *= 10;
+        }
+        whole
+            .checked_mul(1_000_000_000)
+            .and_then(|w| w.checked_add(f))
+            .filter(|v| *v <= 1_000_000_000 * 1_000_000_000)
+            .map(Nanos)
+            .ok_or_else(|| format!("amount `{t}` is too large (over one billion USD)"))
+    }
+}
+
 /// Formats as a plain decimal USD amount with nine decimals, e.g. `0.000012345`.
 impl fmt::Display for Nanos {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -170,6 +208,16 @@ mod tests {
         assert_eq!(Nanos(12_345_678_901).to_string(), "12.345678901");
         assert_eq!(Nanos(-5).to_string(), "-0.000000005");
         assert_eq!(Nanos::ZERO.to_string(), "0.000000000");
+    }
+
+    #[test]
+    fn parses_usd_amounts_exactly() {
+        assert_eq!(Nanos::parse_usd("12.50"), Ok(Nanos(12_500_000_000)));
+        assert_eq!(Nanos::parse_usd("0.000000001"), Ok(Nanos(1)));
+        assert_eq!(Nanos::parse_usd("7"), Ok(Nanos(7_000_000_000)));
+        for bad in ["-1", "1e3", "", "0.0000000001", "abc", "1000000001"] {
+            assert!(Nanos::parse_usd(bad).is_err(), "{bad} accepted");
+        }
     }
 
     #[test]

@@ -14,8 +14,11 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::gateway::Deployment;
+use crate::keys::Principal;
+use crate::limits::{ConcurrencyPermit, Settlement};
 use crate::pricing::{Nanos, Price};
 use crate::providers::Usage;
+use crate::store::Store;
 use crate::tokens::{Encoding, PromptText};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -52,6 +55,8 @@ pub struct PendingEstimate {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct UsageEvent {
+    /// Unique per event: the ledger's primary key and the billing transaction id.
+    pub event_id: String,
     pub request_id: String,
     pub unix_ms: u64,
     /// `chat` or `embeddings`.
@@ -76,11 +81,31 @@ pub struct UsageEvent {
     pub attempts: u32,
     pub request_bytes: u64,
     pub response_bytes: u64,
+    pub key_id: Option<String>,
+    pub team_id: Option<String>,
+    pub cost_center: Option<String>,
+    pub tags: Vec<String>,
+    /// The routing policy that chose the model, when one did.
+    pub route: Option<String>,
+    /// Which price the cost was computed with.
+    pub price_version: Option<String>,
     #[serde(skip)]
     pub estimate: Option<Box<PendingEstimate>>,
+    /// Budget reservations and token estimate to settle once the real cost is known.
+    #[serde(skip)]
+    pub settlement: Option<Arc<Settlement>>,
 }
 
 impl UsageEvent {
+    /// Resolves any estimate and settles the request's budget reservations to the real cost.
+    /// Consumers call this once per event, off the request path.
+    pub fn finalize(&mut self) {
+        self.resolve_estimate();
+        if let Some(s) = self.settlement.take() {
+            s.settle(Nanos(self.cost_nanos), self.prompt_tokens + self.completion_tokens);
+        }
+    }
+
     /// Counts tokens for an event that carries an estimate; a no-op for reported usage.
     pub fn resolve_estimate(&mut self) {
         if let Some(est) = self.estimate.take() {
@@ -142,23 +167,85 @@ impl UsageSink for ChannelSink {
 /// keeps a wake-up (a context switch on a busy machine) off every request.
 pub const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
 
-/// Consumes events until every sender is gone: resolves estimates and updates metrics.
-/// The store-backed ledger writer plugs in here.
-pub async fn consume(mut rx: mpsc::Receiver<UsageEvent>) {
+/// What the consumer does with events besides metrics.
+pub struct LedgerWriter {
+    pub store: Store,
+    /// Events per transaction at most.
+    pub batch_size: usize,
+    /// Longest an event waits before it is written.
+    pub flush_interval: std::time::Duration,
+}
+
+/// Consumes events until every sender is gone: resolves estimates, settles budgets, updates
+/// metrics and, with a writer, writes the ledger in batches. On a database error the batch is
+/// kept and retried; while it is, the consumer stops taking new events beyond a few batches,
+/// so the bounded channel (whose drops are counted) is the only place events can be lost.
+/// Returns once everything received has been written (or the final retries failed).
+pub async fn consume(mut rx: mpsc::Receiver<UsageEvent>, writer: Option<LedgerWriter>) {
     let mut per_model: std::collections::HashMap<String, ModelCounters> = std::collections::HashMap::new();
     let mut tick = tokio::time::interval(DRAIN_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pending: Vec<UsageEvent> = Vec::new();
+    let mut oldest: Option<Instant> = None;
+    let mut failures: u32 = 0;
+    let max_pending = writer.as_ref().map_or(usize::MAX, |w| w.batch_size.saturating_mul(4));
+    let mut closed = false;
     loop {
         tick.tick().await;
-        loop {
+        while pending.len() < max_pending {
             match rx.try_recv() {
                 Ok(mut ev) => {
-                    ev.resolve_estimate();
+                    ev.finalize();
                     observe(&ev, &mut per_model);
+                    if writer.is_some() {
+                        oldest.get_or_insert_with(Instant::now);
+                        pending.push(ev);
+                    }
                 }
                 Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => return,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
             }
+        }
+        let Some(w) = &writer else {
+            if closed {
+                return;
+            }
+            continue;
+        };
+        let due = pending.len() >= w.batch_size || oldest.is_some_and(|t| t.elapsed() >= w.flush_interval) || closed;
+        if due && !pending.is_empty() {
+            while !pending.is_empty() {
+                let n = pending.len().min(w.batch_size);
+                let started = Instant::now();
+                match w.store.write_usage(&pending[..n]).await {
+                    Ok(()) => {
+                        metrics::counter!("switchyard_ledger_events_written_total").increment(n as u64);
+                        metrics::histogram!("switchyard_ledger_batch_seconds").record(started.elapsed().as_secs_f64());
+                        pending.drain(..n);
+                        failures = 0;
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        metrics::counter!("switchyard_ledger_write_errors_total").increment(1);
+                        tracing::error!(error = %e, events = pending.len(), attempt = failures, "cannot write usage events; retrying");
+                        if closed && failures >= 10 {
+                            tracing::error!(events = pending.len(), "giving up on usage events at shutdown");
+                            metrics::counter!("switchyard_usage_events_dropped_total").increment(pending.len() as u64);
+                            return;
+                        }
+                        let backoff = (100u64 << failures.min(6)).min(5_000);
+                        tokio::time::sleep(std::time::Duration::from_millis(backoff)).await;
+                        break;
+                    }
+                }
+            }
+            oldest = if pending.is_empty() { None } else { Some(Instant::now()) };
+        }
+        if closed && pending.is_empty() {
+            return;
         }
     }
 }
@@ -220,7 +307,7 @@ impl MemorySink {
 
 impl UsageSink for MemorySink {
     fn record(&self, mut event: UsageEvent) {
-        event.resolve_estimate();
+        event.finalize();
         self.events
             .lock()
             .expect("no panics while holding this lock")
@@ -238,6 +325,7 @@ fn unix_ms() -> u64 {
 /// Records exactly one usage event for one accepted request.
 pub struct Meter {
     sink: Arc<dyn UsageSink>,
+    permit: Option<ConcurrencyPermit>,
     started: Instant,
     event: Option<UsageEvent>,
     prompt: Option<Arc<PromptText>>,
@@ -257,8 +345,10 @@ impl Meter {
     ) -> Meter {
         Meter {
             sink,
+            permit: None,
             started,
             event: Some(UsageEvent {
+                event_id: crate::keys::new_id("evt"),
                 request_id: request_id.to_string(),
                 unix_ms: unix_ms(),
                 endpoint,
@@ -279,7 +369,14 @@ impl Meter {
                 attempts: 0,
                 request_bytes: request_bytes as u64,
                 response_bytes: 0,
+                key_id: None,
+                team_id: None,
+                cost_center: None,
+                tags: Vec::new(),
+                route: None,
+                price_version: None,
                 estimate: None,
+                settlement: None,
             }),
             prompt: None,
             price: Price::default(),
@@ -291,6 +388,22 @@ impl Meter {
         self.event
             .as_mut()
             .expect("a meter's event is present until it is recorded")
+    }
+
+    /// Attributes the event to a caller.
+    pub fn set_principal(&mut self, p: &Principal) {
+        let ev = self.ev();
+        ev.key_id = Some(p.key.id.clone());
+        ev.team_id = p.key.team_id.clone();
+        ev.cost_center = p.cost_center().map(str::to_string);
+        ev.tags = p.key.tags.clone();
+    }
+
+    /// Holds the request's concurrency slots until the event is recorded, and hands its budget
+    /// settlement to the event.
+    pub fn set_admission(&mut self, permit: ConcurrencyPermit, settlement: Option<Arc<Settlement>>) {
+        self.permit = Some(permit);
+        self.ev().settlement = settlement;
     }
 
     /// Keeps the prompt so usage can be estimated if the call ends without reported usage.
@@ -391,6 +504,7 @@ impl Meter {
             ev.outcome = outcome;
             ev.error_kind = error_kind;
             ev.latency_ms = latency;
+            self.permit = None;
             self.sink.record(ev);
         }
     }

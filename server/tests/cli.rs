@@ -73,6 +73,15 @@ fn serves_the_demo_and_stops_cleanly_on_sigterm() {
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env_remove("SWITCHYARD_CONFIG")
         .env("RUST_LOG", "info")
+        .env(
+            "SWITCHYARD_DATABASE__URL",
+            format!(
+                "sqlite://{}",
+                std::env::temp_dir()
+                    .join(format!("switchyard-cli-{}.db", std::process::id()))
+                    .display()
+            ),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -29,24 +29,43 @@ pub struct TestGateway {
 
 impl TestGateway {
     /// Starts a gateway from TOML text; panics with every problem if the config is invalid.
+    /// Unless the text has an `[auth]` section, keys are optional (the gateway tests of the core
+    /// send arbitrary keys); unless it has a `[database]` section, it gets a fresh SQLite file.
     pub async fn start(toml: &str) -> TestGateway {
-        let env = |k: &str| match k {
-            "MOCK_KEY" => Some("mock-secret".to_string()),
-            _ => None,
-        };
-        let config = Config::from_toml(toml, &env, std::iter::empty()).unwrap_or_else(|e| panic!("{e}"));
+        let config = parse_config(toml);
         Self::start_config(config).await
     }
 
     pub async fn start_config(config: Config) -> TestGateway {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind an ephemeral port");
-        let addr = listener.local_addr().expect("bound listener has an address");
         let usage = Arc::new(MemorySink::default());
         let sink: Arc<dyn UsageSink> = usage.clone();
+        Self::start_with(
+            config,
+            switchyard::RunOptions {
+                usage: Some(sink),
+                ..Default::default()
+            },
+            usage,
+        )
+        .await
+    }
+
+    /// Starts with explicit options (the real ledger writer when `options.usage` is `None`).
+    pub async fn start_with(config: Config, options: switchyard::RunOptions, usage: Arc<MemorySink>) -> TestGateway {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind an ephemeral port");
+        let addr = listener.local_addr().expect("bound listener has an address");
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(switchyard::run(config, listener, Some(sink), async move {
+        let task = tokio::spawn(switchyard::run_with(config, listener, options, async move {
             let _ = rx.await;
         }));
+        // `run_with` opens the database before it serves; wait until it answers.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline && !task.is_finished() {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         TestGateway {
             addr,
             usage,
@@ -100,6 +119,77 @@ impl Drop for TestGateway {
         }
     }
 }
+
+/// A fresh SQLite database URL in the system's temp directory.
+pub fn temp_sqlite_url() -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let dir = std::env::temp_dir().join("switchyard-tests");
+    std::fs::create_dir_all(&dir).expect("create the temp directory for test databases");
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = dir.join(format!("{}-{}-{n}.db", std::process::id(), fastrand_u64()));
+    format!("sqlite://{}", path.display())
+}
+
+fn fastrand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(Instant::now().elapsed().as_nanos() as u64);
+    h.finish()
+}
+
+/// The environment variable that points tests at a PostgreSQL server (`.ci/run` sets it).
+pub const POSTGRES_ENV: &str = "SWITCHYARD_TEST_POSTGRES_URL";
+
+/// A database URL per backend to run a store test against: always a fresh SQLite file, and a
+/// fresh schema on the PostgreSQL server named by `SWITCHYARD_TEST_POSTGRES_URL` when it is
+/// set (skipped with a message when it is not; a set but unreachable server fails the test).
+pub async fn test_databases() -> Vec<(&'static str, String)> {
+    let mut out = vec![("sqlite", temp_sqlite_url())];
+    if let Some(url) = fresh_postgres_schema().await {
+        out.push(("postgres", url));
+    }
+    out
+}
+
+/// A URL whose connections use a new, empty schema on the test PostgreSQL server.
+pub async fn fresh_postgres_schema() -> Option<String> {
+    let Ok(base) = std::env::var(POSTGRES_ENV) else {
+        eprintln!("SKIP postgres: {POSTGRES_ENV} is not set; running the SQLite half only");
+        return None;
+    };
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&base)
+        .await
+        .unwrap_or_else(|e| panic!("{POSTGRES_ENV}={base} is set but cannot be reached: {e}"));
+    let schema = format!("t_{}_{}", std::process::id(), fastrand_u64() % 1_000_000_000);
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&mut conn)
+        .await
+        .expect("create a test schema");
+    let sep = if base.contains('?') { '&' } else { '?' };
+    Some(format!("{base}{sep}options=-c%20search_path%3D{schema}"))
+}
+
+/// Parses test TOML (the mock's key in `MOCK_KEY`) with the harness defaults described at
+/// [`TestGateway::start`].
+pub fn parse_config(toml: &str) -> Config {
+    let env = |k: &str| match k {
+        "MOCK_KEY" => Some("mock-secret".to_string()),
+        "TEST_MASTER_KEY" => Some(TEST_MASTER_KEY.to_string()),
+        _ => None,
+    };
+    let mut config = Config::from_toml(toml, &env, std::iter::empty()).unwrap_or_else(|e| panic!("{e}"));
+    if !toml.contains("[auth]") {
+        config.auth.required = false;
+    }
+    if !toml.contains("[database]") {
+        config.database.url = temp_sqlite_url();
+    }
+    config
+}
+
+/// The master key of test configs that name `master_key_env = "TEST_MASTER_KEY"`.
+pub const TEST_MASTER_KEY: &str = "sy-master-test-0123456789";
 
 /// One model per scenario, all served by the mock at `mock_base` (`http://HOST:PORT/v1`).
 pub fn standard_config(mock_base: &str) -> String {

@@ -9,7 +9,7 @@ use switchyard::config::Config;
 use switchyard::usage::{MemorySink, UsageSink};
 use tower::ServiceExt;
 
-fn app() -> (axum::Router, Arc<MemorySink>) {
+async fn app() -> (axum::Router, Arc<MemorySink>) {
     let sink = Arc::new(MemorySink::default());
     let s: Arc<dyn UsageSink> = sink.clone();
     let mut cfg = Config::demo();
@@ -17,7 +17,11 @@ fn app() -> (axum::Router, Arc<MemorySink>) {
         p.latency_ms = 0;
         p.chunk_delay_ms = 0;
     }
-    (switchyard::http::router(switchyard::build_state(&cfg, s)), sink)
+    let store = switchyard::store::Store::connect(&switchyard_tests::temp_sqlite_url(), 2)
+        .await
+        .unwrap();
+    let state = switchyard::build_state(&cfg, s, store, Arc::new(switchyard::clock::SystemClock));
+    (switchyard::http::router(state), sink)
 }
 
 async fn send(app: axum::Router, req: Request<Body>) -> (StatusCode, http::HeaderMap, Value) {
@@ -37,7 +41,7 @@ fn post(body: &str) -> Request<Body> {
 
 #[tokio::test]
 async fn demo_answers_without_any_key() {
-    let (app, sink) = app();
+    let (app, sink) = app().await;
     let (status, h, v) = send(
         app,
         post(r#"{"model":"demo-cheap","messages":[{"role":"user","content":"hi"}]}"#),
@@ -90,7 +94,7 @@ async fn error_table() {
     ];
     for (req, want, param) in cases {
         let uri = req.uri().clone();
-        let (app, sink) = app();
+        let (app, sink) = app().await;
         let (status, h, v) = send(app, req).await;
         assert_eq!(status, want, "{uri}: {v}");
         let err = &v["error"];

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 
-use super::{hv, model_of_kind, read_json_body, AppState, Received, RequestId};
+use super::{access, hv, model_of_kind, read_json_body, AppState, Received, RequestId};
 use crate::config::ModelKind;
 use crate::error::ApiError;
 use crate::gateway::{ChatAnswer, Deployment};
@@ -85,11 +85,13 @@ pub(crate) async fn chat_completions(
     Extension(Received(received)): Extension<Received>,
     req: Request,
 ) -> Result<Response, ApiError> {
+    let principal = access::authenticate(&state, req.headers()).await?;
     let (_headers, bytes) = read_json_body(req, state.max_body_bytes).await?;
     let request_bytes = bytes.len();
     let request = ChatRequest::from_body(parse_object(&bytes)?)?;
     drop(bytes);
     let model = model_of_kind(&state, &request.model, ModelKind::Chat)?;
+    access::check_model(principal.as_deref(), &model.name)?;
 
     // From here on the request is accepted: it yields exactly one usage event.
     let mut meter = Meter::start(
@@ -102,6 +104,28 @@ pub(crate) async fn chat_completions(
         request_bytes,
     );
     meter.set_prompt(request.prompt.clone());
+    if let Some(p) = &principal {
+        meter.set_principal(p);
+    }
+    let prompt_bound = request.prompt.upper_bound();
+    let worst = state
+        .gateway
+        .worst_case_cost(&model, prompt_bound, request.max_output_tokens);
+    let est_tokens = prompt_bound / 4 + u64::from(request.max_output_tokens.unwrap_or(0));
+    let admitted = match access::admit(&state, principal.as_deref(), est_tokens, worst).await {
+        Ok(a) => a.map(|a| {
+            meter.set_admission(a.permit, a.settlement);
+            (a.headers, a.budget_remaining, a.soft_limit_reached)
+        }),
+        Err(refusal) => {
+            meter.finish(
+                refusal.error.status.as_u16(),
+                Outcome::Rejected,
+                Some(refusal.error.kind()),
+            );
+            return Ok(refusal.into_response());
+        }
+    };
 
     let routed = match state.gateway.chat(&model, &request).await {
         Ok(r) => r,
@@ -118,6 +142,9 @@ pub(crate) async fn chat_completions(
             if let Some(d) = &de.last_deployment {
                 resp.headers_mut().insert(H_DEPLOYMENT, hv(&d.config.id));
                 resp.headers_mut().insert(H_PROVIDER, hv(&d.provider_name));
+            }
+            if let Some(a) = &admitted {
+                access::admitted_headers(resp.headers_mut(), a);
             }
             return Ok(resp);
         }
@@ -196,5 +223,8 @@ pub(crate) async fn chat_completions(
         upstream,
         request_bytes,
     );
+    if let Some(a) = &admitted {
+        access::admitted_headers(resp.headers_mut(), a);
+    }
     Ok(resp)
 }

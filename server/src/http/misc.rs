@@ -10,7 +10,7 @@ use axum::Extension;
 use serde_json::{json, Value};
 
 use super::chat::{routing_headers, usage_headers, H_ATTEMPTS};
-use super::{hv, json_response, model_of_kind, read_json_body, AppState, Received, RequestId};
+use super::{access, hv, json_response, model_of_kind, read_json_body, AppState, Received, RequestId};
 use crate::config::ModelKind;
 use crate::error::ApiError;
 use crate::gateway::LogicalModel;
@@ -53,10 +53,12 @@ pub(crate) async fn embeddings(
     Extension(Received(received)): Extension<Received>,
     req: Request,
 ) -> Result<Response, ApiError> {
+    let principal = access::authenticate(&state, req.headers()).await?;
     let (_headers, bytes) = read_json_body(req, state.max_body_bytes).await?;
     let request_bytes = bytes.len();
     let request = EmbeddingsRequest::from_body(parse_object(&bytes)?)?;
     let model = model_of_kind(&state, &request.model, ModelKind::Embedding)?;
+    access::check_model(principal.as_deref(), &model.name)?;
     let mut meter = Meter::start(
         state.usage.clone(),
         received,
@@ -66,6 +68,25 @@ pub(crate) async fn embeddings(
         false,
         request_bytes,
     );
+    if let Some(p) = &principal {
+        meter.set_principal(p);
+    }
+    let input_bound: u64 = request.texts.iter().map(|t| t.len() as u64).sum::<u64>() + request.token_inputs;
+    let worst = state.gateway.worst_case_cost(&model, input_bound, Some(0));
+    let admitted = match access::admit(&state, principal.as_deref(), input_bound / 4, worst).await {
+        Ok(a) => a.map(|a| {
+            meter.set_admission(a.permit, a.settlement);
+            (a.headers, a.budget_remaining, a.soft_limit_reached)
+        }),
+        Err(refusal) => {
+            meter.finish(
+                refusal.error.status.as_u16(),
+                Outcome::Rejected,
+                Some(refusal.error.kind()),
+            );
+            return Ok(refusal.into_response());
+        }
+    };
     let routed = match state.gateway.embeddings(&model, &request).await {
         Ok(r) => r,
         Err(de) => {
@@ -73,6 +94,9 @@ pub(crate) async fn embeddings(
             meter.finish(de.error.status.as_u16(), Outcome::UpstreamError, Some(de.kind));
             let mut resp = de.error.into_response();
             resp.headers_mut().insert(H_ATTEMPTS, HeaderValue::from(de.attempts));
+            if let Some(a) = &admitted {
+                access::admitted_headers(resp.headers_mut(), a);
+            }
             return Ok(resp);
         }
     };
@@ -110,6 +134,9 @@ pub(crate) async fn embeddings(
         request_bytes,
     );
     usage_headers(h, &usage, cost, source, len);
+    if let Some(a) = &admitted {
+        access::admitted_headers(h, a);
+    }
     drop(routed.guard);
     meter.finish(200, Outcome::Success, None);
     Ok(resp)

@@ -5,6 +5,8 @@
 //! validate the body, ask the gateway, shape the answer and its headers. Every error leaves as
 //! OpenAI-shaped JSON through [`ApiError`]'s `IntoResponse`.
 
+mod access;
+mod admin;
 mod chat;
 mod misc;
 pub mod serve;
@@ -36,6 +38,14 @@ pub struct AppState {
     /// Set when shutdown begins: `/readyz` turns 503 so load balancers stop sending traffic.
     pub draining: AtomicBool,
     pub http_metrics: HttpMetrics,
+    pub store: crate::store::Store,
+    pub keys: crate::keys::Keys,
+    pub limiter: Arc<crate::limits::Limiter>,
+    pub clock: Arc<dyn crate::clock::Clock>,
+    /// Whether `/v1` requests must carry a virtual key.
+    pub auth_required: bool,
+    /// The admin master key, if one is configured.
+    pub master_key: Option<crate::config::Secret>,
 }
 
 impl AppState {
@@ -250,6 +260,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(misc::healthz))
         .route("/readyz", get(misc::readyz))
         .route("/metrics", get(misc::metrics))
+        .merge(admin::routes().route_layer(middleware::from_fn_with_state(state.clone(), admin::require_master)))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), request_context))

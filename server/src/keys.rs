@@ -1,0 +1,248 @@
+//! Virtual API keys and teams: records, secrets, and the cached lookup on the request path.
+//!
+//! A key's secret (`sk-sy-…`, 40 random base62 characters) is shown once, when it is created or
+//! rotated; the store keeps its SHA-256 and a short visible prefix. Lookups go through a moka
+//! cache keyed by that hash (also caching misses, so a flood of bad keys does not reach the
+//! database); any change made through this process invalidates the cache, and entries expire
+//! after `auth.key_cache_ttl_secs` so changes made by other processes are seen too.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::limits::Limits;
+use crate::store::{Store, StoreError};
+
+pub const SECRET_PREFIX: &str = "sk-sy-";
+const SECRET_CHARS: usize = 40;
+/// Characters of the secret kept visible (`sk-sy-` and the first six random ones).
+const VISIBLE: usize = SECRET_PREFIX.len() + 6;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyStatus {
+    Active,
+    /// Temporarily off; can be enabled again.
+    Disabled,
+    /// Permanently off.
+    Revoked,
+}
+
+impl KeyStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyStatus::Active => "active",
+            KeyStatus::Disabled => "disabled",
+            KeyStatus::Revoked => "revoked",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<KeyStatus, String> {
+        Ok(match s {
+            "active" => KeyStatus::Active,
+            "disabled" => KeyStatus::Disabled,
+            "revoked" => KeyStatus::Revoked,
+            _ => return Err(format!("unknown key status `{s}` (active, disabled, revoked)")),
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TeamRecord {
+    pub id: String,
+    pub name: String,
+    pub cost_center: Option<String>,
+    pub limits: Limits,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyRecord {
+    pub id: String,
+    pub name: String,
+    /// The visible start of the secret, e.g. `sk-sy-Ab12Cd`.
+    pub prefix: String,
+    pub team_id: Option<String>,
+    pub cost_center: Option<String>,
+    pub tags: Vec<String>,
+    /// Logical models this key may call; `None` means all.
+    pub allowed_models: Option<Vec<String>>,
+    pub expires_ms: Option<i64>,
+    pub status: KeyStatus,
+    pub limits: Limits,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    pub rotated_ms: Option<i64>,
+}
+
+impl KeyRecord {
+    pub fn allows_model(&self, model: &str) -> bool {
+        self.allowed_models
+            .as_ref()
+            .is_none_or(|m| m.iter().any(|x| x == model))
+    }
+}
+
+/// The caller behind a request: its key and the key's team.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub key: KeyRecord,
+    pub team: Option<TeamRecord>,
+    pub key_scope: String,
+    pub team_scope: Option<String>,
+}
+
+impl Principal {
+    pub fn new(key: KeyRecord, team: Option<TeamRecord>) -> Principal {
+        Principal {
+            key_scope: format!("key:{}", key.id),
+            team_scope: team.as_ref().map(|t| format!("team:{}", t.id)),
+            key,
+            team,
+        }
+    }
+
+    /// The key's cost center, else its team's.
+    pub fn cost_center(&self) -> Option<&str> {
+        self.key
+            .cost_center
+            .as_deref()
+            .or(self.team.as_ref().and_then(|t| t.cost_center.as_deref()))
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    const H: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(H[(b >> 4) as usize] as char);
+        s.push(H[(b & 15) as usize] as char);
+    }
+    s
+}
+
+/// A random id such as `key_3f9a…` (16 hex digits).
+pub fn new_id(kind: &str) -> String {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).expect("the operating system's random source is available");
+    format!("{kind}_{}", hex(&b))
+}
+
+/// A fresh secret and its visible prefix.
+pub fn new_secret() -> (String, String) {
+    const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut s = String::from(SECRET_PREFIX);
+    let mut buf = [0u8; 64];
+    while s.len() < SECRET_PREFIX.len() + SECRET_CHARS {
+        getrandom::fill(&mut buf).expect("the operating system's random source is available");
+        // Rejection sampling keeps every character equally likely.
+        for b in buf {
+            if b < 248 && s.len() < SECRET_PREFIX.len() + SECRET_CHARS {
+                s.push(ALPHABET[(b % 62) as usize] as char);
+            }
+        }
+    }
+    let prefix = s[..VISIBLE].to_string();
+    (s, prefix)
+}
+
+/// What the store keeps of a secret.
+pub fn hash_secret(secret: &str) -> String {
+    hex(&Sha256::digest(secret.as_bytes()))
+}
+
+/// Why a presented key was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AuthError {
+    Invalid,
+    Revoked,
+    Disabled,
+    Expired,
+    Unavailable(String),
+}
+
+pub struct Keys {
+    store: Store,
+    cache: moka::sync::Cache<String, Option<Arc<Principal>>>,
+}
+
+impl Keys {
+    pub fn new(store: Store, ttl: Duration) -> Keys {
+        Keys {
+            store,
+            cache: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(ttl)
+                .build(),
+        }
+    }
+
+    /// The principal of a secret, checked for status and expiry at `now_ms`.
+    pub async fn authenticate(&self, secret: &str, now_ms: i64) -> Result<Arc<Principal>, AuthError> {
+        if !secret.starts_with(SECRET_PREFIX) || secret.len() != SECRET_PREFIX.len() + SECRET_CHARS {
+            return Err(AuthError::Invalid);
+        }
+        let hash = hash_secret(secret);
+        let found = match self.cache.get(&hash) {
+            Some(p) => p,
+            None => {
+                let p = self
+                    .load(&hash)
+                    .await
+                    .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+                self.cache.insert(hash, p.clone());
+                p
+            }
+        };
+        let p = found.ok_or(AuthError::Invalid)?;
+        match p.key.status {
+            KeyStatus::Active => {}
+            KeyStatus::Disabled => return Err(AuthError::Disabled),
+            KeyStatus::Revoked => return Err(AuthError::Revoked),
+        }
+        if p.key.expires_ms.is_some_and(|e| e <= now_ms) {
+            return Err(AuthError::Expired);
+        }
+        Ok(p)
+    }
+
+    async fn load(&self, hash: &str) -> Result<Option<Arc<Principal>>, StoreError> {
+        let Some(key) = self.store.key_by_hash(hash).await? else {
+            return Ok(None);
+        };
+        let team = match &key.team_id {
+            Some(t) => self.store.get_team(t).await?,
+            None => None,
+        };
+        Ok(Some(Arc::new(Principal::new(key, team))))
+    }
+
+    /// Forgets every cached lookup (after any change to keys or teams).
+    pub fn invalidate_all(&self) {
+        self.cache.invalidate_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_long_random_and_prefixed() {
+        let (a, pa) = new_secret();
+        let (b, _) = new_secret();
+        assert_ne!(a, b);
+        assert!(a.starts_with("sk-sy-") && a.len() == 46, "{a}");
+        assert!(a[6..].bytes().all(|c| c.is_ascii_alphanumeric()));
+        assert_eq!(pa, &a[..12]);
+        assert_eq!(hash_secret(&a).len(), 64);
+        assert_ne!(hash_secret(&a), hash_secret(&b));
+        assert_eq!(
+            hash_secret("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}
