@@ -115,10 +115,21 @@ impl Store {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
-        migrator
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError(format!("migrating {}: {e}", redact(&url))))?;
+        // Processes starting together race to migrate; SQLite has no migration lock, so the
+        // loser sees a locked database or a table that just appeared. Retrying finds the
+        // migrations applied and goes on.
+        let mut attempt = 0;
+        loop {
+            match migrator.run(&pool).await {
+                Ok(()) => break,
+                Err(e) if attempt < 10 => {
+                    attempt += 1;
+                    tracing::warn!(error = %e, attempt, "migration failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                }
+                Err(e) => return Err(StoreError(format!("migrating {}: {e}", redact(&url)))),
+            }
+        }
         Ok(Store { pool, backend })
     }
 
@@ -325,7 +336,13 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
-        for chunk in events.chunks(ROWS_PER_INSERT) {
+        // SQLite binds many-parameter statements slowly; one cached single-row statement per
+        // event in one transaction is its fast path. Postgres prefers few large statements.
+        let rows = match self.backend {
+            Backend::Sqlite => 1,
+            Backend::Postgres => ROWS_PER_INSERT,
+        };
+        for chunk in events.chunks(rows) {
             let mut sql = String::with_capacity(600 + chunk.len() * 140);
             sql.push_str(
                 "INSERT INTO usage_events (event_id, request_id, ts_ms, key_id, team_id, cost_center, tags, route, \
@@ -369,8 +386,8 @@ impl Store {
             q.execute(&mut *tx).await?;
         }
         let rollups = rollup(events);
-        let rows: Vec<(&RollupKey, &Rollup)> = rollups.iter().collect();
-        for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let agg: Vec<(&RollupKey, &Rollup)> = rollups.iter().collect();
+        for chunk in agg.chunks(rows) {
             let mut sql = String::from(
                 "INSERT INTO usage_hourly (hour_ms, key_id, team_id, model, requests, errors, prompt_tokens, \
                  completion_tokens, cached_tokens, cost_nanos) VALUES ",

@@ -60,11 +60,21 @@ impl TestGateway {
         }));
         // `run_with` opens the database before it serves; wait until it answers.
         let deadline = Instant::now() + Duration::from_secs(30);
+        let client = reqwest::Client::new();
         while Instant::now() < deadline && !task.is_finished() {
-            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            if client
+                .get(format!("http://{addr}/healthz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if task.is_finished() {
+            let r = task.await.expect("gateway task does not panic");
+            panic!("the gateway stopped while starting: {r:?}");
         }
         TestGateway {
             addr,

@@ -48,9 +48,24 @@ chunk_delay_ms = 50
 [[models.slow.deployments]]
 provider = "slow"
 model = "slow"
-input_per_mtok = "1"
-output_per_mtok = "1"
+input_per_mtok = "1000"
+output_per_mtok = "2000"
 context_window = 100000
+max_output_tokens = 100
+
+[providers.down]
+kind = "openai"
+base_url = "http://127.0.0.1:1/v1"
+timeout_ms = 2000
+
+[models.down]
+[[models.down.deployments]]
+provider = "down"
+model = "down"
+input_per_mtok = "1000"
+output_per_mtok = "2000"
+context_window = 100000
+max_output_tokens = 100
 
 [models.free]
 [[models.free.deployments]]
@@ -610,4 +625,85 @@ async fn ledger_survives_restart_and_reports_agree() {
         store.close().await;
         gw.stop().await.unwrap();
     }
+}
+
+#[tokio::test]
+async fn reservations_are_released_on_every_outcome() {
+    for (backend, url) in test_databases().await {
+        let gw = gateway(&url).await;
+        let admin = Admin::new(&gw);
+        // $0.25 holds one worst case ($0.208) at a time.
+        let (_, secret) = admin
+            .key(json!({"name": "tight", "limits": {"budget": {"limit_usd": "0.25", "period": "daily"}}}))
+            .await;
+        let c = reqwest::Client::new();
+        // Upstream failures cost nothing and give the reservation back.
+        for _ in 0..3 {
+            assert_eq!(chat(&c, &gw, Some(&secret), "down").await.status(), 502, "{backend}");
+        }
+        // A client that leaves mid-stream: charged an estimate, the rest given back.
+        let mut resp = c
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(&secret)
+            .json(&json!({"model": "slow", "stream": true, "max_tokens": 100,
+                "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{backend}");
+        let _ = resp.chunk().await.unwrap();
+        drop(resp);
+        let events = gw.wait_for_events(4, Duration::from_secs(5)).await;
+        assert_eq!(events[3].outcome, Outcome::ClientDisconnect, "{backend}");
+        // A success settles to its real cost ($0.055 here)…
+        let r = chat(&c, &gw, Some(&secret), "cheap").await;
+        assert_eq!(r.status(), 200, "{backend}: every earlier reservation was released");
+        let cost: f64 = r.headers()["x-switchyard-cost-usd"].to_str().unwrap().parse().unwrap();
+        assert!(cost > 0.01 && cost < 0.1, "{cost}");
+        // …and what is left no longer covers a worst case.
+        assert_eq!(
+            error_code(chat(&c, &gw, Some(&secret), "cheap").await).await,
+            (429, "insufficient_quota".into()),
+            "{backend}"
+        );
+        let events = gw.wait_for_events(6, Duration::from_secs(5)).await;
+        let outcomes: Vec<Outcome> = events.iter().map(|e| e.outcome).collect();
+        assert_eq!(
+            outcomes,
+            vec![
+                Outcome::UpstreamError,
+                Outcome::UpstreamError,
+                Outcome::UpstreamError,
+                Outcome::ClientDisconnect,
+                Outcome::Success,
+                Outcome::Rejected
+            ],
+            "{backend}"
+        );
+        gw.stop().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_openapi_document_covers_every_admin_route() {
+    let gw = gateway(&switchyard_tests::temp_sqlite_url()).await;
+    let admin = Admin::new(&gw);
+    let (s, doc) = admin.call(reqwest::Method::GET, "/openapi.json", None).await;
+    assert_eq!(s, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for (path, methods) in [
+        ("/admin/v1/teams", &["post", "get"][..]),
+        ("/admin/v1/teams/{id}", &["get", "patch", "delete"][..]),
+        ("/admin/v1/keys", &["post", "get"][..]),
+        ("/admin/v1/keys/{id}", &["get", "patch"][..]),
+        ("/admin/v1/keys/{id}/revoke", &["post"][..]),
+        ("/admin/v1/keys/{id}/rotate", &["post"][..]),
+        ("/admin/v1/usage", &["get"][..]),
+        ("/admin/v1/usage/export", &["get"][..]),
+    ] {
+        for m in methods {
+            assert!(doc["paths"][path][m].is_object(), "{m} {path} is not documented");
+        }
+    }
+    gw.stop().await.unwrap();
 }

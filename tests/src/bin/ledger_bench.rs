@@ -1,0 +1,146 @@
+//! Benchmarks the money path: the per-request cost of authentication, rate limits and a budget
+//! reservation (cache hit, lease available), and the usage ledger's batched write throughput on
+//! SQLite and, when `SWITCHYARD_TEST_POSTGRES_URL` is set, Postgres.
+//!
+//! `cargo run --release -p switchyard-tests --bin ledger-bench`
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use switchyard::clock::SystemClock;
+use switchyard::keys::{hash_secret, new_secret, KeyRecord, KeyStatus, Keys};
+use switchyard::limits::{Budget, LedgerSettings, Limiter, Limits, Period, Subject};
+use switchyard::pricing::Nanos;
+use switchyard::store::Store;
+use switchyard::usage::{Outcome, UsageEvent, UsageSource};
+
+fn event(i: usize) -> UsageEvent {
+    UsageEvent {
+        event_id: format!("evt_bench_{i:012}_{}", std::process::id()),
+        request_id: format!("req_{i}"),
+        unix_ms: 1_790_000_000_000 + (i as u64 % 7_200_000),
+        endpoint: "chat",
+        model: ["gpt-4o-mini", "gpt-4o", "claude"][i % 3].to_string(),
+        deployment: Some("d1".into()),
+        provider: Some("openai".into()),
+        stream: i % 2 == 0,
+        status: 200,
+        outcome: Outcome::Success,
+        error_kind: None,
+        prompt_tokens: 120,
+        completion_tokens: 40,
+        cached_tokens: 0,
+        usage_source: UsageSource::Reported,
+        cost_nanos: 12_345,
+        latency_ms: 300,
+        ttft_ms: Some(90),
+        attempts: 1,
+        request_bytes: 800,
+        response_bytes: 1500,
+        key_id: Some(format!("key_{}", i % 50)),
+        team_id: Some(format!("team_{}", i % 5)),
+        cost_center: None,
+        tags: vec![],
+        route: None,
+        price_version: None,
+        estimate: None,
+        settlement: None,
+    }
+}
+
+async fn hot_path(url: &str) {
+    let store = Store::connect(url, 4).await.expect("open the store");
+    let (secret, prefix) = new_secret();
+    let limits = Limits {
+        budget: Some(Budget {
+            limit: Nanos(1_000_000_000_000_000),
+            period: Period::Monthly,
+            soft_pct: 80,
+        }),
+        rpm: Some(u64::MAX / 4),
+        tpm: Some(u64::MAX / 4),
+        max_concurrent: Some(1000),
+    };
+    let key = KeyRecord {
+        id: "key_bench".into(),
+        name: "bench".into(),
+        prefix,
+        team_id: None,
+        cost_center: None,
+        tags: vec![],
+        allowed_models: None,
+        expires_ms: None,
+        status: KeyStatus::Active,
+        limits,
+        created_ms: 0,
+        updated_ms: 0,
+        rotated_ms: None,
+    };
+    store
+        .insert_key(&key, &hash_secret(&secret))
+        .await
+        .expect("insert a key");
+    let keys = Keys::new(store.clone(), Duration::from_secs(600));
+    let limiter = Limiter::new(store.clone(), Arc::new(SystemClock), LedgerSettings::default());
+    let clock = SystemClock;
+    use switchyard::clock::Clock;
+    let n = 200_000;
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n + 1000 {
+        let t = Instant::now();
+        let p = keys.authenticate(&secret, clock.now_ms()).await.expect("valid key");
+        let subjects = [Subject {
+            scope: p.key_scope.clone(),
+            limits: &p.key.limits,
+        }];
+        let a = limiter.admit(&subjects, 300, Nanos(50_000)).await.expect("admitted");
+        if let Some(s) = &a.settlement {
+            s.settle(Nanos(12_345), 160);
+        }
+        drop(a);
+        if i >= 1000 {
+            samples.push(t.elapsed());
+        }
+    }
+    samples.sort();
+    let pct = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
+    println!(
+        "hot path (auth + rpm + tpm + concurrency + budget reserve/settle), {n} requests on one task: p50 {:.2} µs, p99 {:.2} µs, max {:.1} µs",
+        pct(0.5).as_secs_f64() * 1e6,
+        pct(0.99).as_secs_f64() * 1e6,
+        samples[samples.len() - 1].as_secs_f64() * 1e6
+    );
+    store.close().await;
+}
+
+async fn ledger(name: &str, url: &str) {
+    let store = Store::connect(url, 4).await.expect("open the store");
+    let batch = 2000;
+    let total = 100_000;
+    let events: Vec<UsageEvent> = (0..total).map(event).collect();
+    let t = Instant::now();
+    for chunk in events.chunks(batch) {
+        store.write_usage(chunk).await.expect("write a batch");
+    }
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "ledger write {name}: {total} events in batches of {batch}: {:.0} events/s ({:.1} ms per batch)",
+        total as f64 / secs,
+        secs * 1000.0 / (total / batch) as f64
+    );
+    store.close().await;
+}
+
+#[tokio::main]
+async fn main() {
+    let sqlite = switchyard_tests::temp_sqlite_url();
+    hot_path(&sqlite).await;
+    ledger("sqlite", &switchyard_tests::temp_sqlite_url()).await;
+    match switchyard_tests::fresh_postgres_schema().await {
+        Some(pg) => ledger("postgres", &pg).await,
+        None => println!(
+            "ledger write postgres: skipped ({} not set)",
+            switchyard_tests::POSTGRES_ENV
+        ),
+    }
+}
