@@ -136,7 +136,7 @@ impl Default for LedgerSettings {
 
 /// A subject of limits: a key or a team, named `key:ID` or `team:ID`.
 pub struct Subject<'a> {
-    pub scope: String,
+    pub scope: &'a str,
     pub limits: &'a Limits,
 }
 
@@ -267,6 +267,23 @@ impl BudgetState {
         self.lease - self.reserved - self.unflushed
     }
 
+    /// Records spend of an earlier period, to be written by the next flush.
+    fn add_late(&mut self, period_start: i64, used: i64) {
+        match self.late.iter_mut().find(|(p, _)| *p == period_start) {
+            Some((_, u)) => *u += used,
+            None => self.late.push((period_start, used)),
+        }
+    }
+
+    /// Reserves `amount` from the lease if it fits.
+    fn try_reserve(&mut self, amount: i64) -> bool {
+        let fits = self.available() >= amount;
+        if fits {
+            self.reserved += amount;
+        }
+        fits
+    }
+
     /// Moves to the period starting at `ps` if the clock has passed into it.
     fn roll(&mut self, ps: i64, limit: i64) {
         self.limit = limit;
@@ -274,7 +291,8 @@ impl BudgetState {
             if self.initialized && (self.unflushed > 0 || self.lease > 0) {
                 // The old period's spend must still be written; its lease is simply dropped
                 // (the row expires and belongs to a period nobody reads any more).
-                self.late.push((self.period_start, self.unflushed));
+                let (ps, used) = (self.period_start, self.unflushed);
+                self.add_late(ps, used);
             }
             self.period_start = ps;
             self.lease = 0;
@@ -341,6 +359,16 @@ struct Reserved {
     scope: Arc<ScopeState>,
     period_start: i64,
     amount: i64,
+}
+
+impl Reserved {
+    fn new(scope: &Arc<ScopeState>, period_start: i64, amount: i64) -> Reserved {
+        Reserved {
+            scope: scope.clone(),
+            period_start,
+            amount,
+        }
+    }
 }
 
 struct SettlementInner {
@@ -431,7 +459,7 @@ impl Limiter {
         worst_cost: Nanos,
     ) -> Result<Admission, Denied> {
         let now = self.clock.now_ms();
-        let states: Vec<Arc<ScopeState>> = subjects.iter().map(|s| self.scope(&s.scope)).collect();
+        let states: Vec<Arc<ScopeState>> = subjects.iter().map(|s| self.scope(s.scope)).collect();
 
         // Rate limits: check every subject first, then take, so a refusal takes nothing.
         let mut headers = RateHeaders::default();
@@ -444,7 +472,7 @@ impl Limiter {
                 let h = (rpm, b.level.max(0.0).floor() as u64, b.reset());
                 if !wait.is_zero() {
                     return Err(Denied::RateLimited {
-                        scope: s.scope.clone(),
+                        scope: s.scope.to_string(),
                         what: "requests",
                         retry_after: wait,
                         headers: RateHeaders {
@@ -465,7 +493,7 @@ impl Limiter {
                 let h = (tpm, b.level.max(0.0).floor() as u64, b.reset());
                 if need > tpm as f64 {
                     return Err(Denied::RateLimited {
-                        scope: s.scope.clone(),
+                        scope: s.scope.to_string(),
                         what: "tokens",
                         retry_after: Duration::from_secs(60),
                         headers: RateHeaders {
@@ -477,7 +505,7 @@ impl Limiter {
                 let wait = b.wait_for(need);
                 if !wait.is_zero() {
                     return Err(Denied::RateLimited {
-                        scope: s.scope.clone(),
+                        scope: s.scope.to_string(),
                         what: "tokens",
                         retry_after: wait,
                         headers: RateHeaders {
@@ -499,7 +527,7 @@ impl Limiter {
                 permit.0.push(st.clone());
                 if prev >= max {
                     return Err(Denied::RateLimited {
-                        scope: s.scope.clone(),
+                        scope: s.scope.to_string(),
                         what: "concurrent requests",
                         retry_after: Duration::from_secs(1),
                         headers,
@@ -511,17 +539,6 @@ impl Limiter {
         let mut reserved: Vec<Reserved> = Vec::new();
         let mut remaining: Option<f64> = None;
         let mut soft = false;
-        let release = |limiter: &Arc<Limiter>, reserved: Vec<Reserved>| {
-            if !reserved.is_empty() {
-                let inner = SettlementInner {
-                    limiter: limiter.clone(),
-                    reserved,
-                    token_buckets: Vec::new(),
-                    estimated_tokens: 0,
-                };
-                limiter.settle(&inner, 0, None);
-            }
-        };
         for (s, st) in subjects.iter().zip(&states) {
             let Some(b) = s.limits.budget else { continue };
             st.has_budget.store(true, Ordering::Relaxed);
@@ -529,10 +546,10 @@ impl Limiter {
                 match self.reserve(st, b, worst_cost.0, now).await {
                     Ok(r) => reserved.push(r),
                     Err(e) => {
-                        release(self, reserved);
+                        Self::release(&reserved);
                         return Err(match e {
                             ReserveError::Insufficient => Denied::Budget {
-                                scope: s.scope.clone(),
+                                scope: s.scope.to_string(),
                                 limit: b.limit,
                                 headers,
                             },
@@ -610,13 +627,8 @@ impl Limiter {
             let mut g = lock(&st.budget);
             g.roll(ps, b.limit.0);
             g.last_activity_ms = now;
-            if g.available() >= worst {
-                g.reserved += worst;
-                return Ok(Reserved {
-                    scope: st.clone(),
-                    period_start: ps,
-                    amount: worst,
-                });
+            if g.try_reserve(worst) {
+                return Ok(Reserved::new(st, ps, worst));
             }
         }
         // The lease is short: take more from the store (rare: one call per lease slice).
@@ -624,13 +636,8 @@ impl Limiter {
         let want = {
             let mut g = lock(&st.budget);
             g.roll(ps, b.limit.0);
-            if g.available() >= worst {
-                g.reserved += worst;
-                return Ok(Reserved {
-                    scope: st.clone(),
-                    period_start: ps,
-                    amount: worst,
-                });
+            if g.try_reserve(worst) {
+                return Ok(Reserved::new(st, ps, worst));
             }
             let slice = b.limit.0 / 100 * i64::from(self.settings.lease_pct.clamp(1, 100));
             (worst - g.available()).max(0) + slice
@@ -653,16 +660,21 @@ impl Limiter {
             g.lease += granted;
             g.known_spent = spent;
             g.last_renewal_ms = now;
-            if g.available() >= worst {
-                g.reserved += worst;
-                return Ok(Reserved {
-                    scope: st.clone(),
-                    period_start: ps,
-                    amount: worst,
-                });
+            if g.try_reserve(worst) {
+                return Ok(Reserved::new(st, ps, worst));
             }
         }
         Err(ReserveError::Insufficient)
+    }
+
+    /// Gives reservations back unused (a later subject refused the request).
+    fn release(reserved: &[Reserved]) {
+        for r in reserved {
+            let mut g = lock(&r.scope.budget);
+            if g.period_start == r.period_start {
+                g.reserved -= r.amount;
+            }
+        }
     }
 
     fn settle(&self, inner: &SettlementInner, cost: i64, tokens: Option<u64>) {
@@ -672,10 +684,7 @@ impl Limiter {
                 g.reserved -= r.amount;
                 g.unflushed += cost;
             } else if cost > 0 {
-                match g.late.iter_mut().find(|(p, _)| *p == r.period_start) {
-                    Some((_, used)) => *used += cost,
-                    None => g.late.push((r.period_start, cost)),
-                }
+                g.add_late(r.period_start, cost);
             }
         }
         if let Some(actual) = tokens {
@@ -716,7 +725,7 @@ impl Limiter {
                     .await
                 {
                     tracing::error!(scope = %st.scope, error = %e, "cannot write budget spend; will retry");
-                    lock(&st.budget).late.push((ps, used));
+                    lock(&st.budget).add_late(ps, used);
                 }
             }
             let (ps, used, old_lease, new_lease) = {
@@ -759,7 +768,7 @@ impl Limiter {
                         g.unflushed += used;
                         g.lease += old_lease - new_lease;
                     } else {
-                        g.late.push((ps, used));
+                        g.add_late(ps, used);
                     }
                 }
             }

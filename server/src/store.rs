@@ -369,7 +369,7 @@ impl Store {
                     .bind(e.provider.clone())
                     .bind(i64::from(e.stream))
                     .bind(i64::from(e.status))
-                    .bind(outcome_str(e.outcome))
+                    .bind(e.outcome.as_str())
                     .bind(e.error_kind)
                     .bind(e.prompt_tokens as i64)
                     .bind(e.completion_tokens as i64)
@@ -437,15 +437,7 @@ impl Store {
         for a in args {
             q = a.bind_to(q);
         }
-        let row = q.fetch_one(&self.pool).await?;
-        Ok(Totals {
-            requests: row.try_get("requests")?,
-            errors: row.try_get("errors")?,
-            prompt_tokens: row.try_get("prompt_tokens")?,
-            completion_tokens: row.try_get("completion_tokens")?,
-            cached_tokens: row.try_get("cached_tokens")?,
-            cost_nanos: row.try_get("cost_nanos")?,
-        })
+        Totals::of_row(&q.fetch_one(&self.pool).await?)
     }
 
     /// Usage grouped by `group`, from the hourly rollups when the filter allows (hour-aligned
@@ -496,19 +488,7 @@ impl Store {
         }
         let rows = q.fetch_all(&self.pool).await?;
         rows.iter()
-            .map(|row| {
-                Ok((
-                    row.try_get::<String, _>("grp")?,
-                    Totals {
-                        requests: row.try_get("requests")?,
-                        errors: row.try_get("errors")?,
-                        prompt_tokens: row.try_get("prompt_tokens")?,
-                        completion_tokens: row.try_get("completion_tokens")?,
-                        cached_tokens: row.try_get("cached_tokens")?,
-                        cost_nanos: row.try_get("cost_nanos")?,
-                    },
-                ))
-            })
+            .map(|row| Ok((row.try_get::<String, _>("grp")?, Totals::of_row(row)?)))
             .collect()
     }
 
@@ -701,15 +681,6 @@ fn parse_list(text: Option<String>) -> Result<Option<Vec<String>>> {
         .transpose()
 }
 
-pub fn outcome_str(o: Outcome) -> &'static str {
-    match o {
-        Outcome::Success => "success",
-        Outcome::UpstreamError => "upstream_error",
-        Outcome::ClientDisconnect => "client_disconnect",
-        Outcome::Rejected => "rejected",
-    }
-}
-
 fn usage_source_str(e: &UsageEvent) -> &'static str {
     match e.usage_source {
         crate::usage::UsageSource::Reported => "reported",
@@ -870,6 +841,26 @@ pub struct Totals {
 }
 
 impl Totals {
+    fn of_row(row: &AnyRow) -> Result<Totals> {
+        Ok(Totals {
+            requests: row.try_get("requests")?,
+            errors: row.try_get("errors")?,
+            prompt_tokens: row.try_get("prompt_tokens")?,
+            completion_tokens: row.try_get("completion_tokens")?,
+            cached_tokens: row.try_get("cached_tokens")?,
+            cost_nanos: row.try_get("cost_nanos")?,
+        })
+    }
+
+    pub fn add(&mut self, t: &Totals) {
+        self.requests += t.requests;
+        self.errors += t.errors;
+        self.prompt_tokens += t.prompt_tokens;
+        self.completion_tokens += t.completion_tokens;
+        self.cached_tokens += t.cached_tokens;
+        self.cost_nanos += t.cost_nanos;
+    }
+
     pub fn add_row(&mut self, r: &UsageRow) {
         self.requests += 1;
         self.errors += i64::from(r.outcome != "success");
@@ -932,78 +923,61 @@ impl Arg {
 }
 
 impl UsageFilter {
+    /// `WHERE …` over raw events (`ts_ms`) with parameters numbered from `first`.
     fn where_clause(&self, first: usize) -> (String, Vec<Arg>) {
-        let mut parts = Vec::new();
-        let mut args = Vec::new();
-        let mut n = first;
-        let mut add = |col: &str, op: &str, a: Arg| {
-            parts.push(format!("{col} {op} ${n}"));
-            args.push(a);
-            n += 1;
-        };
-        if let Some(v) = self.from_ms {
-            add("ts_ms", ">=", Arg::I(v));
-        }
-        if let Some(v) = self.to_ms {
-            add("ts_ms", "<", Arg::I(v));
-        }
-        if let Some(v) = &self.key_id {
-            add("key_id", "=", Arg::S(v.clone()));
-        }
-        if let Some(v) = &self.team_id {
-            add("team_id", "=", Arg::S(v.clone()));
-        }
-        if let Some(v) = &self.model {
-            add("model", "=", Arg::S(v.clone()));
-        }
-        if let Some(v) = &self.cost_center {
-            add("cost_center", "=", Arg::S(v.clone()));
-        }
-        if let Some(v) = &self.tag {
-            // Tags are stored as a JSON array of strings; match one element exactly.
-            add(
-                "tags",
-                "LIKE",
-                Arg::S(format!("%{}%", serde_json::Value::from(v.as_str()))),
-            );
-        }
-        if parts.is_empty() {
-            (String::new(), args)
-        } else {
-            (format!(" WHERE {}", parts.join(" AND ")), args)
-        }
+        self.clause(first, false)
     }
 
+    /// The same over hourly rollups (`hour_ms`; an hour that starts before `to` is included).
+    /// Tag and cost-center filters have no rollup column; callers use raw events for them.
     fn rollup_where_clause(&self, first: usize) -> (String, Vec<Arg>) {
-        let mut parts = Vec::new();
-        let mut args = Vec::new();
-        let mut n = first;
-        let mut add = |col: &str, op: &str, a: Arg| {
-            parts.push(format!("{col} {op} ${n}"));
-            args.push(a);
-            n += 1;
-        };
+        self.clause(first, true)
+    }
+
+    fn clause(&self, first: usize, rollup: bool) -> (String, Vec<Arg>) {
+        let time_col = if rollup { "hour_ms" } else { "ts_ms" };
+        let mut conds: Vec<(&str, &str, Arg)> = Vec::new();
         if let Some(v) = self.from_ms {
-            add("hour_ms", ">=", Arg::I(v - v.rem_euclid(HOUR_MS)));
+            let v = if rollup { v - v.rem_euclid(HOUR_MS) } else { v };
+            conds.push((time_col, ">=", Arg::I(v)));
         }
         if let Some(v) = self.to_ms {
-            // An hour that starts before `to` is included.
-            add("hour_ms", "<", Arg::I(v));
+            conds.push((time_col, "<", Arg::I(v)));
         }
-        if let Some(v) = &self.key_id {
-            add("key_id", "=", Arg::S(v.clone()));
+        for (col, v) in [
+            ("key_id", &self.key_id),
+            ("team_id", &self.team_id),
+            ("model", &self.model),
+        ] {
+            if let Some(v) = v {
+                conds.push((col, "=", Arg::S(v.clone())));
+            }
         }
-        if let Some(v) = &self.team_id {
-            add("team_id", "=", Arg::S(v.clone()));
+        if !rollup {
+            if let Some(v) = &self.cost_center {
+                conds.push(("cost_center", "=", Arg::S(v.clone())));
+            }
+            if let Some(v) = &self.tag {
+                // Tags are stored as a JSON array of strings; match one element exactly.
+                conds.push((
+                    "tags",
+                    "LIKE",
+                    Arg::S(format!("%{}%", serde_json::Value::from(v.as_str()))),
+                ));
+            }
         }
-        if let Some(v) = &self.model {
-            add("model", "=", Arg::S(v.clone()));
+        if conds.is_empty() {
+            return (String::new(), Vec::new());
         }
-        if parts.is_empty() {
-            (String::new(), args)
-        } else {
-            (format!(" WHERE {}", parts.join(" AND ")), args)
-        }
+        let parts: Vec<String> = conds
+            .iter()
+            .enumerate()
+            .map(|(i, (col, op, _))| format!("{col} {op} ${}", first + i))
+            .collect();
+        (
+            format!(" WHERE {}", parts.join(" AND ")),
+            conds.into_iter().map(|(_, _, a)| a).collect(),
+        )
     }
 }
 

@@ -33,6 +33,18 @@ pub enum Outcome {
     Rejected,
 }
 
+impl Outcome {
+    /// The name used in metrics labels and ledger rows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::UpstreamError => "upstream_error",
+            Outcome::ClientDisconnect => "client_disconnect",
+            Outcome::Rejected => "rejected",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UsageSource {
@@ -260,17 +272,8 @@ struct ModelCounters {
 /// Models in the config bound the map in practice; this caps it if clients send many names.
 const MAX_MODEL_SERIES: usize = 1024;
 
-fn outcome_name(o: Outcome) -> &'static str {
-    match o {
-        Outcome::Success => "success",
-        Outcome::UpstreamError => "upstream_error",
-        Outcome::ClientDisconnect => "client_disconnect",
-        Outcome::Rejected => "rejected",
-    }
-}
-
 fn observe(ev: &UsageEvent, per_model: &mut std::collections::HashMap<String, ModelCounters>) {
-    let outcome = outcome_name(ev.outcome);
+    let outcome = ev.outcome.as_str();
     metrics::counter!("switchyard_usage_events_total", "outcome" => outcome).increment(1);
     if !per_model.contains_key(&ev.model) && per_model.len() < MAX_MODEL_SERIES {
         let model = ev.model.clone();

@@ -26,7 +26,7 @@ fn limits(period: Period) -> Limits {
 
 async fn spend(limiter: &Arc<Limiter>, l: &Limits, cost: i64) -> Result<(), Denied> {
     let subject = [Subject {
-        scope: "key:k1".into(),
+        scope: "key:k1",
         limits: l,
     }];
     let a = limiter.admit(&subject, 0, Nanos(cost)).await?;
@@ -161,7 +161,7 @@ async fn an_unsettled_reservation_is_charged_at_its_worst_case() {
     );
     let l = limits(Period::Total);
     let subject = [Subject {
-        scope: "key:k1".into(),
+        scope: "key:k1",
         limits: &l,
     }];
     let a = limiter.admit(&subject, 0, Nanos(300_000_000)).await.unwrap();

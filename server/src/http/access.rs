@@ -4,12 +4,14 @@
 use std::sync::Arc;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::response::{IntoResponse, Response};
 
 use super::{hv, AppState};
 use crate::error::ApiError;
 use crate::keys::{AuthError, Principal, SECRET_PREFIX};
-use crate::limits::{Admission, Denied, RateHeaders, Subject};
+use crate::limits::{Denied, RateHeaders, Subject};
 use crate::pricing::Nanos;
+use crate::usage::{Meter, Outcome};
 
 pub(crate) const H_BUDGET_REMAINING: HeaderName = HeaderName::from_static("x-switchyard-budget-remaining");
 pub(crate) const H_BUDGET_WARNING: HeaderName = HeaderName::from_static("x-switchyard-budget-warning");
@@ -95,25 +97,28 @@ pub(crate) fn check_model(p: Option<&Principal>, model: &str) -> Result<(), ApiE
     }
 }
 
-/// Admits the request against the caller's key and team limits.
+/// Admits the request against the caller's key and team limits. An admitted request's
+/// concurrency slots and settlement move into `meter`; a refused one is recorded as `rejected`
+/// and its response (429/503 with rate-limit headers) comes back as the error.
 pub(crate) async fn admit(
     state: &AppState,
     p: Option<&Principal>,
+    meter: &mut Option<Meter>,
     est_tokens: u64,
     worst_cost: Nanos,
-) -> Result<Option<Admission>, Refusal> {
+) -> Result<Option<AdmittedInfo>, Response> {
     let Some(p) = p else { return Ok(None) };
     let mut subjects = Vec::with_capacity(2);
     if !p.key.limits.is_empty() {
         subjects.push(Subject {
-            scope: p.key_scope.clone(),
+            scope: &p.key_scope,
             limits: &p.key.limits,
         });
     }
     if let (Some(team), Some(scope)) = (&p.team, &p.team_scope) {
         if !team.limits.is_empty() {
             subjects.push(Subject {
-                scope: scope.clone(),
+                scope,
                 limits: &team.limits,
             });
         }
@@ -121,29 +126,38 @@ pub(crate) async fn admit(
     if subjects.is_empty() {
         return Ok(None);
     }
-    state
-        .limiter
-        .admit(&subjects, est_tokens, worst_cost)
-        .await
-        .map(Some)
-        .map_err(refusal)
+    match state.limiter.admit(&subjects, est_tokens, worst_cost).await {
+        Ok(a) => {
+            if let Some(m) = meter.as_mut() {
+                m.set_admission(a.permit, a.settlement);
+            }
+            Ok(Some((a.headers, a.budget_remaining, a.soft_limit_reached)))
+        }
+        Err(d) => {
+            let r = refusal(d);
+            if let Some(m) = meter.take() {
+                m.finish(r.error.status.as_u16(), Outcome::Rejected, Some(r.error.kind()));
+            }
+            Err(r.into_response())
+        }
+    }
 }
 
-/// A refusal as the client sees it, with `x-ratelimit-*` headers attached by the caller.
+/// A refusal as the client sees it, with its `x-ratelimit-*` headers.
 pub(crate) struct Refusal {
     pub error: ApiError,
     pub headers: RateHeaders,
 }
 
-impl axum::response::IntoResponse for Refusal {
-    fn into_response(self) -> axum::response::Response {
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
         let mut resp = self.error.into_response();
         rate_headers(resp.headers_mut(), &self.headers);
         resp
     }
 }
 
-pub(crate) fn refusal(d: Denied) -> Refusal {
+fn refusal(d: Denied) -> Refusal {
     match d {
         Denied::RateLimited {
             scope,

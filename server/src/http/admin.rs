@@ -722,12 +722,7 @@ async fn usage(
             let rows = state.store.usage_grouped(&f, g).await.map_err(store_err)?;
             let mut t = Totals::default();
             for (_, r) in &rows {
-                t.requests += r.requests;
-                t.errors += r.errors;
-                t.prompt_tokens += r.prompt_tokens;
-                t.completion_tokens += r.completion_tokens;
-                t.cached_tokens += r.cached_tokens;
-                t.cost_nanos += r.cost_nanos;
+                t.add(r);
             }
             let groups = rows
                 .into_iter()

@@ -112,20 +112,12 @@ pub(crate) async fn chat_completions(
         .gateway
         .worst_case_cost(&model, prompt_bound, request.max_output_tokens);
     let est_tokens = prompt_bound / 4 + u64::from(request.max_output_tokens.unwrap_or(0));
-    let admitted = match access::admit(&state, principal.as_deref(), est_tokens, worst).await {
-        Ok(a) => a.map(|a| {
-            meter.set_admission(a.permit, a.settlement);
-            (a.headers, a.budget_remaining, a.soft_limit_reached)
-        }),
-        Err(refusal) => {
-            meter.finish(
-                refusal.error.status.as_u16(),
-                Outcome::Rejected,
-                Some(refusal.error.kind()),
-            );
-            return Ok(refusal.into_response());
-        }
+    let mut metered = Some(meter);
+    let admitted = match access::admit(&state, principal.as_deref(), &mut metered, est_tokens, worst).await {
+        Ok(a) => a,
+        Err(refused) => return Ok(refused),
     };
+    let mut meter = metered.expect("an admitted request keeps its meter");
 
     let routed = match state.gateway.chat(&model, &request).await {
         Ok(r) => r,

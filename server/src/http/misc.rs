@@ -73,20 +73,12 @@ pub(crate) async fn embeddings(
     }
     let input_bound: u64 = request.texts.iter().map(|t| t.len() as u64).sum::<u64>() + request.token_inputs;
     let worst = state.gateway.worst_case_cost(&model, input_bound, Some(0));
-    let admitted = match access::admit(&state, principal.as_deref(), input_bound / 4, worst).await {
-        Ok(a) => a.map(|a| {
-            meter.set_admission(a.permit, a.settlement);
-            (a.headers, a.budget_remaining, a.soft_limit_reached)
-        }),
-        Err(refusal) => {
-            meter.finish(
-                refusal.error.status.as_u16(),
-                Outcome::Rejected,
-                Some(refusal.error.kind()),
-            );
-            return Ok(refusal.into_response());
-        }
+    let mut metered = Some(meter);
+    let admitted = match access::admit(&state, principal.as_deref(), &mut metered, input_bound / 4, worst).await {
+        Ok(a) => a,
+        Err(refused) => return Ok(refused),
     };
+    let mut meter = metered.expect("an admitted request keeps its meter");
     let routed = match state.gateway.embeddings(&model, &request).await {
         Ok(r) => r,
         Err(de) => {

@@ -90,7 +90,7 @@ async fn hot_path(url: &str) {
         let t = Instant::now();
         let p = keys.authenticate(&secret, clock.now_ms()).await.expect("valid key");
         let subjects = [Subject {
-            scope: p.key_scope.clone(),
+            scope: &p.key_scope,
             limits: &p.key.limits,
         }];
         let a = limiter.admit(&subjects, 300, Nanos(50_000)).await.expect("admitted");
