@@ -14,7 +14,9 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::pricing::Price;
+use std::sync::Arc;
+
+use crate::pricing::{Price, PriceSchedule, PriceTable};
 
 /// Prefix of environment variables that override config values (`SWITCHYARD_SERVER__LISTEN`).
 pub const ENV_PREFIX: &str = "SWITCHYARD_";
@@ -84,6 +86,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub auth: AuthConfig,
     pub ledger: LedgerConfig,
+    pub billing: BillingConfig,
+    pub pricing: PricingConfig,
     pub providers: BTreeMap<String, ProviderConfig>,
     pub models: BTreeMap<String, ModelConfig>,
 }
@@ -197,6 +201,83 @@ impl Default for LedgerConfig {
             budget_flush_ms: 500,
         }
     }
+}
+
+/// Where versioned prices come from.
+#[derive(Debug, Clone, Default)]
+pub struct PricingConfig {
+    /// The price table file (`[pricing] file`, relative to the config file), if any.
+    pub file: Option<std::path::PathBuf>,
+    /// Its contents; empty without a file.
+    pub table: Arc<PriceTable>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawPricing {
+    file: Option<String>,
+}
+
+/// Delivery of billing events (one per usage event) to a Lago-compatible webhook.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BillingConfig {
+    /// Base URL of the billing API; events go to `{url}/api/v1/events`. Empty: billing is off.
+    pub url: String,
+    /// Environment variable holding the API key sent as `Authorization: Bearer …`, if any.
+    pub api_key_env: Option<String>,
+    /// The billable metric code of every event.
+    pub code: String,
+    /// What `external_subscription_id` is: the caller's `team` (falling back to its key) or its `key`.
+    pub subscription: SubscriptionFrom,
+    /// `external_subscription_id` of requests made without a key (auth not required).
+    pub anonymous_subscription: String,
+    /// Events per request: 1 posts to `/api/v1/events`, more posts up to 100 to `/api/v1/events/batch`.
+    pub batch_size: usize,
+    /// Requests in flight to the webhook at most.
+    pub concurrency: usize,
+    /// First retry delay; doubles per failed attempt, with jitter, up to `max_backoff_secs`.
+    pub backoff_ms: u64,
+    pub max_backoff_secs: u64,
+    /// Timeout of one delivery request.
+    pub timeout_ms: u64,
+    /// How long delivered events stay in the outbox before they are pruned.
+    pub retain_delivered_hours: u64,
+    /// The API key itself, read from `api_key_env`.
+    #[serde(skip)]
+    pub api_key: Option<Secret>,
+}
+
+impl BillingConfig {
+    pub fn enabled(&self) -> bool {
+        !self.url.is_empty()
+    }
+}
+
+impl Default for BillingConfig {
+    fn default() -> Self {
+        BillingConfig {
+            url: String::new(),
+            api_key_env: None,
+            code: "llm_usage".into(),
+            subscription: SubscriptionFrom::Team,
+            anonymous_subscription: "anonymous".into(),
+            batch_size: 1,
+            concurrency: 4,
+            backoff_ms: 500,
+            max_backoff_secs: 300,
+            timeout_ms: 10_000,
+            retain_delivered_hours: 24,
+            api_key: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriptionFrom {
+    Team,
+    Key,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -344,8 +425,8 @@ struct RawDeployment {
     model: String,
     #[serde(default = "one")]
     weight: u32,
-    input_per_mtok: toml::Value,
-    output_per_mtok: toml::Value,
+    input_per_mtok: Option<toml::Value>,
+    output_per_mtok: Option<toml::Value>,
     cached_input_per_mtok: Option<toml::Value>,
     context_window: u32,
     max_output_tokens: Option<u32>,
@@ -376,14 +457,24 @@ pub struct DeploymentConfig {
     pub provider: String,
     pub model: String,
     pub weight: u32,
-    pub price: Price,
+    /// Its prices over time: from the price table, or one inline price for all time.
+    pub prices: PriceSchedule,
     pub context_window: u32,
     pub max_output_tokens: Option<u32>,
     pub capabilities: Vec<Capability>,
     pub timeout_ms: Option<u64>,
 }
 
-const TOP_LEVEL_KEYS: &[&str] = &["server", "database", "auth", "ledger", "providers", "models"];
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "server",
+    "database",
+    "auth",
+    "ledger",
+    "billing",
+    "pricing",
+    "providers",
+    "models",
+];
 
 impl Config {
     /// Reads `path` (or the built-in demo when `None`), overlays the environment and validates.
@@ -401,7 +492,8 @@ impl Config {
             })?,
             None => DEMO_CONFIG.to_string(),
         };
-        let mut config = Config::from_toml(&text, env, env_vars)?;
+        let base = path.and_then(Path::parent).filter(|d| !d.as_os_str().is_empty());
+        let mut config = Config::parse(&text, base, env, env_vars)?;
         // A relative SQLite path is next to the config file.
         if let (Some(dir), Some(rest)) = (
             path.and_then(Path::parent),
@@ -425,6 +517,16 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
         env_vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
+        Config::parse(text, None, env, env_vars)
+    }
+
+    /// Like [`Config::from_toml`], with relative file references (the price table) resolved in `base`.
+    pub fn parse(
+        text: &str,
+        base: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+        env_vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
         let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
             ConfigError(vec![Problem {
                 path: String::new(),
@@ -433,11 +535,29 @@ impl Config {
         })?;
         let mut problems = Vec::new();
         apply_env_overlay(&mut table, env_vars, &mut problems);
-        let config = validate(table, env, &mut problems);
+        let config = validate(table, base, env, &mut problems);
         if problems.is_empty() {
             Ok(config)
         } else {
             Err(ConfigError(problems))
+        }
+    }
+
+    /// Every deployment id with known prices: the price table's (configured or not, so history
+    /// of retired deployments can be re-priced) and the configured deployments priced inline.
+    pub fn price_book(&self) -> crate::pricing::PriceBook {
+        let mut out: std::collections::HashMap<String, PriceSchedule> = self
+            .pricing
+            .table
+            .deployments()
+            .map(|(d, s)| (d.to_string(), s.clone()))
+            .collect();
+        for d in self.models.values().flat_map(|m| &m.deployments) {
+            out.entry(d.id.clone()).or_insert_with(|| d.prices.clone());
+        }
+        crate::pricing::PriceBook {
+            schedules: out,
+            versions: self.pricing.table.versions.clone(),
         }
     }
 
@@ -580,7 +700,12 @@ fn take<T: DeserializeOwned>(value: toml::Value, path: &str, problems: &mut Vec<
     }
 }
 
-fn validate(mut table: toml::Table, env: &dyn Fn(&str) -> Option<String>, problems: &mut Vec<Problem>) -> Config {
+fn validate(
+    mut table: toml::Table,
+    base: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<Problem>,
+) -> Config {
     for key in table.keys() {
         if !TOP_LEVEL_KEYS.contains(&key.as_str()) {
             problems.push(Problem {
@@ -672,16 +797,105 @@ fn validate(mut table: toml::Table, env: &dyn Fn(&str) -> Option<String>, proble
         });
     }
 
+    let mut billing = match table.remove("billing") {
+        Some(v) => take::<BillingConfig>(v, "billing", problems).unwrap_or_default(),
+        None => BillingConfig::default(),
+    };
+    validate_billing(&mut billing, env, problems);
+    let pricing = validate_pricing(table.remove("pricing"), base, problems);
+
     let providers = validate_providers(table.remove("providers"), env, problems);
-    let models = validate_models(table.remove("models"), &providers, problems);
+    let models = validate_models(table.remove("models"), &providers, &pricing.table, problems);
 
     Config {
         server,
         database,
         auth,
         ledger,
+        billing,
+        pricing,
         providers,
         models,
+    }
+}
+
+fn validate_billing(b: &mut BillingConfig, env: &dyn Fn(&str) -> Option<String>, problems: &mut Vec<Problem>) {
+    let mut problem = |path: &str, message: String| {
+        problems.push(Problem {
+            path: format!("billing.{path}"),
+            message,
+        })
+    };
+    if !b.url.is_empty() {
+        match reqwest::Url::parse(&b.url) {
+            Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+            _ => problem("url", format!("`{}` is not an http(s) URL", b.url)),
+        }
+        b.url = b.url.trim_end_matches('/').to_string();
+    }
+    if let Some(var) = &b.api_key_env {
+        match env(var) {
+            Some(v) if !v.is_empty() => b.api_key = Some(Secret::new(v)),
+            _ => problem("api_key_env", format!("environment variable `{var}` is not set")),
+        }
+    }
+    if b.code.trim().is_empty() {
+        problem("code", "must not be empty".into());
+    }
+    if !(1..=100).contains(&b.batch_size) {
+        problem("batch_size", "must be 1..=100".into());
+    }
+    if !(1..=64).contains(&b.concurrency) {
+        problem("concurrency", "must be 1..=64".into());
+    }
+    if b.backoff_ms == 0 || b.max_backoff_secs == 0 || b.timeout_ms == 0 {
+        problem(
+            "",
+            "backoff_ms, max_backoff_secs and timeout_ms must be at least 1".into(),
+        );
+    }
+}
+
+fn validate_pricing(value: Option<toml::Value>, base: Option<&Path>, problems: &mut Vec<Problem>) -> PricingConfig {
+    let raw = match value {
+        Some(v) => take::<RawPricing>(v, "pricing", problems).unwrap_or_default(),
+        None => RawPricing::default(),
+    };
+    let Some(file) = raw.file else {
+        return PricingConfig::default();
+    };
+    let path = match base {
+        Some(dir) if Path::new(&file).is_relative() => dir.join(&file),
+        _ => std::path::PathBuf::from(&file),
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) => {
+            problems.push(Problem {
+                path: "pricing.file".into(),
+                message: format!("cannot read {}: {e}", path.display()),
+            });
+            return PricingConfig::default();
+        }
+    };
+    match PriceTable::parse(&text) {
+        Ok(table) => PricingConfig {
+            file: Some(path),
+            table: Arc::new(table),
+        },
+        Err(list) => {
+            for (p, message) in list {
+                problems.push(Problem {
+                    path: if p.is_empty() {
+                        format!("pricing.file ({})", path.display())
+                    } else {
+                        format!("{}: {p}", path.display())
+                    },
+                    message,
+                });
+            }
+            PricingConfig::default()
+        }
     }
 }
 
@@ -831,6 +1045,7 @@ fn price_field(value: toml::Value, path: &str, problems: &mut Vec<Problem>) -> O
 fn validate_models(
     value: Option<toml::Value>,
     providers: &BTreeMap<String, ProviderConfig>,
+    prices: &PriceTable,
     problems: &mut Vec<Problem>,
 ) -> BTreeMap<String, ModelConfig> {
     let raw_models = as_table(value, "models", problems);
@@ -897,20 +1112,53 @@ fn validate_models(
                     message: "must not be empty".into(),
                 });
             }
-            let input = price_field(d.input_per_mtok, &format!("{dpath}.input_per_mtok"), problems);
-            let output = price_field(d.output_per_mtok, &format!("{dpath}.output_per_mtok"), problems);
-            let cached = match d.cached_input_per_mtok {
-                Some(v) => price_field(v, &format!("{dpath}.cached_input_per_mtok"), problems),
-                None => input,
-            };
             let id = d.id.unwrap_or_else(|| format!("{}/{}", d.provider, d.model));
+            let inline = d.input_per_mtok.is_some() || d.output_per_mtok.is_some() || d.cached_input_per_mtok.is_some();
+            let schedule = match (prices.schedule(&id), inline) {
+                (Some(_), true) => {
+                    problems.push(Problem {
+                        path: dpath.clone(),
+                        message: format!(
+                            "`{id}` is priced both inline and in the price table; keep one (the table keeps history)"
+                        ),
+                    });
+                    None
+                }
+                (Some(s), false) => Some(s.clone()),
+                (None, _) => {
+                    let mut field = |v: Option<toml::Value>, name: &str| match v {
+                        Some(v) => price_field(v, &format!("{dpath}.{name}"), problems),
+                        None => {
+                            problems.push(Problem {
+                                path: format!("{dpath}.{name}"),
+                                message: format!("missing: `{id}` has no price inline or in the price table"),
+                            });
+                            None
+                        }
+                    };
+                    let input = field(d.input_per_mtok, "input_per_mtok");
+                    let output = field(d.output_per_mtok, "output_per_mtok");
+                    let cached = match d.cached_input_per_mtok {
+                        Some(v) => price_field(v, &format!("{dpath}.cached_input_per_mtok"), problems),
+                        None => input,
+                    };
+                    match (input, output, cached) {
+                        (Some(input), Some(output), Some(cached_input)) => Some(PriceSchedule::fixed(Price {
+                            input,
+                            output,
+                            cached_input,
+                        })),
+                        _ => None,
+                    }
+                }
+            };
             if deployments.iter().any(|x: &DeploymentConfig| x.id == id) {
                 problems.push(Problem {
                     path: format!("{dpath}.id"),
                     message: format!("duplicate deployment id `{id}` in this model; give each an `id`"),
                 });
             }
-            if let (Some(input), Some(output), Some(cached_input)) = (input, output, cached) {
+            if let Some(prices) = schedule {
                 let mut capabilities = d.capabilities;
                 capabilities.sort();
                 capabilities.dedup();
@@ -919,11 +1167,7 @@ fn validate_models(
                     provider: d.provider,
                     model: d.model,
                     weight: d.weight,
-                    price: Price {
-                        input,
-                        output,
-                        cached_input,
-                    },
+                    prices,
                     context_window: d.context_window,
                     max_output_tokens: d.max_output_tokens,
                     capabilities,
@@ -980,13 +1224,20 @@ mod tests {
 
     #[test]
     fn example_config_is_valid_with_its_secrets_set() {
-        let text = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../config/switchyard.example.toml"
-        ))
-        .expect("example config exists");
+        let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../config"));
+        let text = std::fs::read_to_string(dir.join("switchyard.example.toml")).expect("example config exists");
         let env = |k: &str| Some(format!("test-secret-for-{k}"));
-        let c = Config::from_toml(&text, &env, std::iter::empty()).unwrap_or_else(|e| panic!("{e}"));
+        let c = Config::parse(&text, Some(dir), &env, std::iter::empty()).unwrap_or_else(|e| panic!("{e}"));
+        // Every real deployment is priced by the table, with its history.
+        let mini = &c.models["gpt-4o-mini"].deployments[0];
+        assert_eq!(mini.prices.points().len(), 2);
+        let oct_2024 = crate::clock::parse_time("2024-11-01").unwrap();
+        let p = mini.prices.at(oct_2024).unwrap();
+        assert_eq!((&*p.version, p.price.cached_input.0), ("2024-10-02", 75_000));
+        let gpt4o = &c.models["gpt-4o"].deployments[0];
+        let june_2024 = crate::clock::parse_time("2024-06-01").unwrap();
+        assert_eq!(gpt4o.prices.at(june_2024).unwrap().price.input.0, 5_000_000);
+        assert_eq!(&*c.models["demo"].deployments[0].prices.points()[0].version, "config");
         let kinds: Vec<ProviderKind> = c.providers.values().map(|p| p.kind).collect();
         for k in [ProviderKind::Openai, ProviderKind::Anthropic, ProviderKind::Mock] {
             assert!(kinds.contains(&k), "example covers {k:?}");
@@ -1083,6 +1334,163 @@ mod tests {
         assert!(!printed.contains("sk-very-secret"));
     }
 
+    fn table_dir(prices: &str) -> std::path::PathBuf {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "switchyard-prices-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("prices.toml"), prices).unwrap();
+        dir
+    }
+
+    const TWO_VERSIONS: &str = r#"
+        [[versions]]
+        id = "v1"
+        effective = "2025-01-01"
+        prices."p/a" = { input = "1", output = "2" }
+        prices."p/b" = { input = "3", output = "4", cached_input = "0.5" }
+        [[versions]]
+        id = "v2"
+        effective = "2025-06-01T12:00:00Z"
+        prices."p/a" = { input = "0.5", output = 1 }
+    "#;
+
+    #[test]
+    fn price_table_versions_apply_from_their_effective_time() {
+        let dir = table_dir(TWO_VERSIONS);
+        let text = r#"
+            [pricing]
+            file = "prices.toml"
+            [providers.p]
+            kind = "mock"
+            [[models.a.deployments]]
+            provider = "p"
+            model = "a"
+            context_window = 10
+            [[models.b.deployments]]
+            provider = "p"
+            model = "b"
+            context_window = 10
+        "#;
+        let c = Config::parse(text, Some(&dir), &no_env, std::iter::empty()).unwrap_or_else(|e| panic!("{e}"));
+        let a = &c.models["a"].deployments[0].prices;
+        let t = |s: &str| crate::clock::parse_time(s).unwrap();
+        assert!(
+            a.at(t("2024-12-31T23:59:59Z")).is_none(),
+            "no price before the first version"
+        );
+        assert_eq!(&*a.at_or_first(t("2024-12-31")).version, "v1");
+        assert_eq!(&*a.at(t("2025-06-01T11:59:59Z")).unwrap().version, "v1");
+        let v2 = a.at(t("2025-06-01T12:00:00Z")).unwrap();
+        assert_eq!(
+            (&*v2.version, v2.price.input.0, v2.price.output.0),
+            ("v2", 500_000, 1_000_000)
+        );
+        assert_eq!(v2.price.cached_input, v2.price.input, "cached input defaults to input");
+        // b is not named by v2: it keeps v1's price.
+        let b = c.models["b"].deployments[0].prices.at(t("2026-01-01")).unwrap();
+        assert_eq!((&*b.version, b.price.cached_input.0), ("v1", 500_000));
+        let book = c.price_book();
+        assert_eq!(book.versions.len(), 2);
+        assert_eq!(book.price_at("p/a", t("2025-07-01")).unwrap().price.input.0, 500_000);
+        assert!(book.price_at("p/zzz", t("2025-07-01")).is_none());
+    }
+
+    #[test]
+    fn a_deployment_is_priced_exactly_once() {
+        let dir = table_dir(TWO_VERSIONS);
+        let text = r#"
+            [pricing]
+            file = "prices.toml"
+            [providers.p]
+            kind = "mock"
+            [[models.a.deployments]]
+            provider = "p"
+            model = "a"
+            input_per_mtok = "1"
+            output_per_mtok = "1"
+            context_window = 10
+            [[models.c.deployments]]
+            provider = "p"
+            model = "c"
+            context_window = 10
+        "#;
+        let err = Config::parse(text, Some(&dir), &no_env, std::iter::empty()).unwrap_err();
+        let paths: Vec<&str> = err.0.iter().map(|p| p.path.as_str()).collect();
+        assert!(paths.contains(&"models.a.deployments[0]"), "{err}");
+        assert!(paths.contains(&"models.c.deployments[0].input_per_mtok"), "{err}");
+        assert!(paths.contains(&"models.c.deployments[0].output_per_mtok"), "{err}");
+        assert!(err.to_string().contains("both inline and in the price table"), "{err}");
+    }
+
+    #[test]
+    fn bad_price_tables_are_refused_with_paths() {
+        let dir = table_dir(
+            r#"
+            [[versions]]
+            id = "v2"
+            effective = "2025-06-01"
+            prices."p/a" = { input = "-1", output = "x" }
+            [[versions]]
+            id = "v2"
+            effective = "2025-01-01"
+            [[versions]]
+            id = "v3"
+            effective = "June"
+            "#,
+        );
+        let text = "[pricing]\nfile = \"prices.toml\"\n";
+        let err = Config::parse(text, Some(&dir), &no_env, std::iter::empty())
+            .unwrap_err()
+            .to_string();
+        for want in [
+            "versions[0].prices.\"p/a\".input",
+            "versions[0].prices.\"p/a\".output",
+            "versions[1].id: duplicate version",
+            "versions[1].effective: must be later",
+            "versions[2].effective",
+        ] {
+            assert!(err.contains(want), "missing {want} in {err}");
+        }
+        let missing = Config::parse(
+            "[pricing]\nfile = \"nope.toml\"\n",
+            Some(&dir),
+            &no_env,
+            std::iter::empty(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(missing.contains("pricing.file: cannot read"), "{missing}");
+    }
+
+    #[test]
+    fn billing_settings_are_checked() {
+        let text = r#"
+            [billing]
+            url = "ftp://billing"
+            api_key_env = "SURELY_UNSET_BILLING_KEY"
+            batch_size = 0
+            concurrency = 100
+        "#;
+        let err = load(text).unwrap_err().to_string();
+        for want in [
+            "billing.url",
+            "billing.api_key_env",
+            "billing.batch_size",
+            "billing.concurrency",
+        ] {
+            assert!(err.contains(want), "missing {want} in {err}");
+        }
+        let ok = load("[billing]\nurl = \"http://127.0.0.1:3000/\"\n").unwrap();
+        assert!(ok.billing.enabled());
+        assert_eq!(ok.billing.url, "http://127.0.0.1:3000");
+        assert!(!load("").unwrap().billing.enabled());
+    }
+
     #[test]
     fn float_prices_are_read_exactly() {
         let text = r#"
@@ -1096,7 +1504,7 @@ mod tests {
             context_window = 10
         "#;
         let c = load(text).unwrap();
-        let p = c.models["m"].deployments[0].price;
+        let p = c.models["m"].deployments[0].prices.points()[0].price;
         assert_eq!(p.input.0, 150_000);
         assert_eq!(p.output.0, 600_000);
         assert_eq!(p.cached_input, p.input);

@@ -234,7 +234,15 @@ impl Gateway {
     /// The most a chat request to `model` can cost: `prompt_tokens` (an upper bound) at the
     /// highest input price and the output cap at the highest output price of any deployment it
     /// may reach, fallbacks included. Budgets reserve this before forwarding.
-    pub fn worst_case_cost(&self, model: &LogicalModel, prompt_tokens: u64, max_output: Option<u32>) -> Nanos {
+    /// Prices are those in force at `at_ms`, the request's time; `choices` is the request's `n`.
+    pub fn worst_case_cost(
+        &self,
+        model: &LogicalModel,
+        at_ms: i64,
+        prompt_tokens: u64,
+        max_output: Option<u32>,
+        choices: u32,
+    ) -> Nanos {
         let mut input = 0i64;
         let mut output = 0i64;
         let mut cap = 0u64;
@@ -242,12 +250,14 @@ impl Gateway {
             std::iter::once(model).chain(model.fallbacks.iter().filter_map(|f| self.models.get(f).map(|m| &**m)));
         for m in chain {
             for d in &m.deployments {
-                input = input.max(d.config.price.input.0).max(d.config.price.cached_input.0);
-                output = output.max(d.config.price.output.0);
+                let price = d.config.prices.at_or_first(at_ms).price;
+                input = input.max(price.input.0).max(price.cached_input.0);
+                output = output.max(price.output.0);
                 cap = cap.max(u64::from(d.config.max_output_tokens.unwrap_or(d.config.context_window)));
             }
         }
-        let out_tokens = max_output.map_or(cap, u64::from);
+        // Every choice may run to the cap.
+        let out_tokens = max_output.map_or(cap, u64::from) * u64::from(choices.max(1));
         Price {
             input: PicoPerToken(input),
             output: PicoPerToken(output),

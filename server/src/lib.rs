@@ -9,6 +9,7 @@
 //! - [`relay`]: the SSE relay that streams, meters and prices a chat stream.
 //! - [`usage`]: one usage event per accepted request, through a bounded sink to the ledger writer.
 //! - [`keys`], [`limits`]: virtual keys and teams; budgets, rate and concurrency limits.
+//! - [`billing`]: billing events in a durable outbox, delivered to a Lago-format webhook.
 //! - [`store`]: SQLite or Postgres: keys, teams, the usage ledger, budget spend and leases.
 //! - [`clock`]: time behind a trait, and UTC calendar arithmetic.
 //! - [`tokens`], [`pricing`]: pure token estimates and integer money.
@@ -17,6 +18,7 @@
 //!
 //! `main.rs` only parses the command line and calls [`run`].
 
+pub mod billing;
 pub mod clock;
 pub mod config;
 pub mod error;
@@ -81,6 +83,7 @@ pub fn build_state(config: &Config, usage: Arc<dyn UsageSink>, store: Store, clo
         clock,
         auth_required: config.auth.required,
         master_key: config.auth.master_key.clone(),
+        prices: Arc::new(config.price_book()),
     })
 }
 
@@ -142,6 +145,7 @@ pub async fn run_with(
                 store: store.clone(),
                 batch_size: config.ledger.batch_size,
                 flush_interval: Duration::from_millis(config.ledger.flush_interval_ms),
+                billing: config.billing.enabled().then(|| billing::Shape::of(&config.billing)),
             };
             (sink, Some(tokio::spawn(usage::consume(rx, Some(writer)))))
         }
@@ -152,6 +156,22 @@ pub async fn run_with(
     let flusher = tokio::spawn(state.limiter.clone().run_flusher(async move {
         let _ = flusher_stopped.await;
     }));
+    let (billing_stop, billing_stopped) = tokio::sync::oneshot::channel::<()>();
+    let deliverer = config.billing.enabled().then(|| {
+        let d = billing::Deliverer::new(
+            store.clone(),
+            config.billing.clone(),
+            state.clock.clone(),
+            state.limiter.holder().to_string(),
+        );
+        tracing::info!(url = %config.billing.url, "billing events go to the webhook");
+        tokio::spawn(d.run(
+            async move {
+                let _ = billing_stopped.await;
+            },
+            Duration::from_secs(5),
+        ))
+    });
     if !config.auth.required {
         tracing::warn!("auth.required = false: requests without a Switchyard key are served without limits");
     }
@@ -176,6 +196,13 @@ pub async fn run_with(
         // received is written.
         if tokio::time::timeout(Duration::from_secs(30), consumer).await.is_err() {
             tracing::error!("usage ledger did not drain within 30 s");
+        }
+    }
+    // Every event is in the outbox now: one last delivery round, bounded.
+    let _ = billing_stop.send(());
+    if let Some(d) = deliverer {
+        if tokio::time::timeout(Duration::from_secs(15), d).await.is_err() {
+            tracing::warn!("billing delivery did not stop within 15 s; undelivered events go after restart");
         }
     }
     // Every event is settled now: write the spend and return the leases.

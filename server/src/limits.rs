@@ -258,11 +258,33 @@ struct BudgetState {
     late: Vec<(i64, i64)>,
     last_activity_ms: i64,
     last_renewal_ms: i64,
+    soft_pct: u8,
     soft_alerted: bool,
+    hard_alerted: bool,
     initialized: bool,
 }
 
 impl BudgetState {
+    /// The soft-threshold alert, the first time settled spend reaches it in this period.
+    fn soft_alert(&mut self, scope: &str, now: i64) -> Option<BudgetAlert> {
+        let spent = self.known_spent + self.unflushed;
+        if self.soft_alerted || spent * 100 < self.limit.max(1) * i64::from(self.soft_pct) {
+            return None;
+        }
+        self.soft_alerted = true;
+        metrics::counter!("switchyard_budget_alerts_total", "kind" => "soft").increment(1);
+        tracing::warn!(scope, spent = %Nanos(spent), limit = %Nanos(self.limit), soft_pct = self.soft_pct,
+            "budget soft threshold reached");
+        Some(BudgetAlert {
+            scope: scope.to_string(),
+            period_start: self.period_start,
+            kind: "soft",
+            ts_ms: now,
+            spent_nanos: spent,
+            limit_nanos: self.limit,
+        })
+    }
+
     fn available(&self) -> i64 {
         self.lease - self.reserved - self.unflushed
     }
@@ -285,8 +307,9 @@ impl BudgetState {
     }
 
     /// Moves to the period starting at `ps` if the clock has passed into it.
-    fn roll(&mut self, ps: i64, limit: i64) {
-        self.limit = limit;
+    fn roll(&mut self, ps: i64, b: Budget) {
+        self.limit = b.limit.0;
+        self.soft_pct = b.soft_pct;
         if !self.initialized || ps > self.period_start {
             if self.initialized && (self.unflushed > 0 || self.lease > 0) {
                 // The old period's spend must still be written; its lease is simply dropped
@@ -300,6 +323,7 @@ impl BudgetState {
             self.unflushed = 0;
             self.known_spent = 0;
             self.soft_alerted = false;
+            self.hard_alerted = false;
             self.initialized = true;
         }
     }
@@ -338,6 +362,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Budgets and rate limits of every key and team, in memory, backed by the store.
 pub struct Limiter {
     scopes: RwLock<HashMap<String, Arc<ScopeState>>>,
+    /// Alerts raised on the request path, written to the store by the next flush.
+    alerts: Mutex<Vec<BudgetAlert>>,
     store: Store,
     clock: Arc<dyn Clock>,
     holder: String,
@@ -429,6 +455,7 @@ impl Limiter {
         let _ = getrandom::fill(&mut b);
         Arc::new(Limiter {
             scopes: RwLock::new(HashMap::new()),
+            alerts: Mutex::new(Vec::new()),
             store,
             clock,
             holder: format!("gw_{}", crate::keys::hex(&b)),
@@ -547,6 +574,9 @@ impl Limiter {
                     Ok(r) => reserved.push(r),
                     Err(e) => {
                         Self::release(&reserved);
+                        if matches!(e, ReserveError::Insufficient) {
+                            self.hard_alert(st, b, now);
+                        }
                         return Err(match e {
                             ReserveError::Insufficient => Denied::Budget {
                                 scope: s.scope.to_string(),
@@ -612,20 +642,40 @@ impl Limiter {
         let limit = b.limit.0.max(1);
         let frac = ((limit - spent).max(0) as f64 / limit as f64).clamp(0.0, 1.0);
         let over = spent * 100 >= limit * i64::from(b.soft_pct);
-        if over && !g.soft_alerted {
-            g.soft_alerted = true;
-            metrics::counter!("switchyard_budget_alerts_total").increment(1);
-            tracing::warn!(scope = %st.scope, spent = %Nanos(spent), limit = %b.limit, soft_pct = b.soft_pct,
-                "budget soft threshold reached");
+        let alert = g.soft_alert(&st.scope, self.clock.now_ms());
+        drop(g);
+        if let Some(a) = alert {
+            lock(&self.alerts).push(a);
         }
         (frac, over)
+    }
+
+    /// Records the first refusal of a scope in a period as a hard alert.
+    fn hard_alert(&self, st: &ScopeState, b: Budget, now: i64) {
+        let mut g = lock(&st.budget);
+        if g.hard_alerted {
+            return;
+        }
+        g.hard_alerted = true;
+        metrics::counter!("switchyard_budget_alerts_total", "kind" => "hard").increment(1);
+        tracing::warn!(scope = %st.scope, limit = %b.limit, "budget exhausted: refusing requests");
+        let alert = BudgetAlert {
+            scope: st.scope.clone(),
+            period_start: g.period_start,
+            kind: "hard",
+            ts_ms: now,
+            spent_nanos: g.known_spent + g.unflushed,
+            limit_nanos: b.limit.0,
+        };
+        drop(g);
+        lock(&self.alerts).push(alert);
     }
 
     async fn reserve(&self, st: &Arc<ScopeState>, b: Budget, worst: i64, now: i64) -> Result<Reserved, ReserveError> {
         let ps = b.period.start_of(now);
         {
             let mut g = lock(&st.budget);
-            g.roll(ps, b.limit.0);
+            g.roll(ps, b);
             g.last_activity_ms = now;
             if g.try_reserve(worst) {
                 return Ok(Reserved::new(st, ps, worst));
@@ -635,7 +685,7 @@ impl Limiter {
         let _op = st.store_op.lock().await;
         let want = {
             let mut g = lock(&st.budget);
-            g.roll(ps, b.limit.0);
+            g.roll(ps, b);
             if g.try_reserve(worst) {
                 return Ok(Reserved::new(st, ps, worst));
             }
@@ -683,6 +733,11 @@ impl Limiter {
             if g.period_start == r.period_start {
                 g.reserved -= r.amount;
                 g.unflushed += cost;
+                // Spend grows here, not at admission: a burst can cross the threshold unseen there.
+                if let Some(a) = g.soft_alert(&r.scope.scope, self.clock.now_ms()) {
+                    drop(g);
+                    lock(&self.alerts).push(a);
+                }
             } else if cost > 0 {
                 g.add_late(r.period_start, cost);
             }
@@ -704,6 +759,16 @@ impl Limiter {
     /// Writes settled spend, renews live leases and returns idle ones. Run periodically and at
     /// shutdown (`final_flush` returns every lease).
     pub async fn flush(&self, final_flush: bool) {
+        let alerts: Vec<BudgetAlert> = std::mem::take(&mut *lock(&self.alerts));
+        if !alerts.is_empty() {
+            if let Err(e) = self.store.insert_alerts(&alerts).await {
+                tracing::error!(error = %e, "cannot store budget alerts; will retry");
+                let mut pending = lock(&self.alerts);
+                if pending.len() < 10_000 {
+                    pending.extend(alerts);
+                }
+            }
+        }
         let scopes: Vec<Arc<ScopeState>> = self
             .scopes
             .read()
@@ -800,6 +865,17 @@ impl Limiter {
         let g = lock(&s.budget);
         Some((g.known_spent + g.unflushed, g.reserved, g.lease))
     }
+}
+
+/// A budget crossing its soft threshold (`soft`) or refusing its first request (`hard`) in a period.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BudgetAlert {
+    pub scope: String,
+    pub period_start: i64,
+    pub kind: &'static str,
+    pub ts_ms: i64,
+    pub spent_nanos: i64,
+    pub limit_nanos: i64,
 }
 
 enum ReserveError {

@@ -7,14 +7,26 @@
 //! request below half a nanodollar.
 
 use std::fmt;
+use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A price in picodollars (10^-12 USD) per token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize)]
 pub struct PicoPerToken(pub i64);
 
 impl PicoPerToken {
+    /// The price as USD per million tokens, trailing zeros trimmed (`"2.5"`, `"0.075"`).
+    pub fn usd_per_mtok(self) -> String {
+        let whole = self.0 / 1_000_000;
+        let frac = self.0 % 1_000_000;
+        if frac == 0 {
+            return whole.to_string();
+        }
+        let f = format!("{frac:06}");
+        format!("{whole}.{}", f.trim_end_matches('0'))
+    }
+
     /// Parses a decimal USD-per-million-tokens amount such as `"2.50"` exactly.
     pub fn parse_usd_per_mtok(text: &str) -> Result<Self, String> {
         let t = text.trim();
@@ -80,6 +92,219 @@ impl Price {
             + i128::from(cached) * i128::from(self.cached_input.0)
             + i128::from(completion_tokens) * i128::from(self.output.0);
         Nanos::from_pico_round(pico)
+    }
+}
+
+/// The version name of a price written inline in a deployment's config instead of the price table.
+pub const INLINE_VERSION: &str = "config";
+
+/// One price of one deployment, in force from `from_ms` until the next point.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PricePoint {
+    pub from_ms: i64,
+    /// The price table version (or [`INLINE_VERSION`]) this price comes from; stored with every event.
+    pub version: Arc<str>,
+    pub price: Price,
+}
+
+/// A deployment's prices over time, oldest first; never empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PriceSchedule(Arc<[PricePoint]>);
+
+impl PriceSchedule {
+    /// One price for all time, written inline in the config.
+    pub fn fixed(price: Price) -> PriceSchedule {
+        PriceSchedule(Arc::new([PricePoint {
+            from_ms: i64::MIN,
+            version: Arc::from(INLINE_VERSION),
+            price,
+        }]))
+    }
+
+    /// The price in force at `ms`, or `None` before the first point.
+    pub fn at(&self, ms: i64) -> Option<&PricePoint> {
+        self.0.iter().rev().find(|p| p.from_ms <= ms)
+    }
+
+    /// The price in force at `ms`; before the first point, the first one (a request is never unpriced).
+    pub fn at_or_first(&self, ms: i64) -> &PricePoint {
+        self.at(ms).unwrap_or(&self.0[0])
+    }
+
+    pub fn points(&self) -> &[PricePoint] {
+        &self.0
+    }
+}
+
+/// One version of the price table: when it takes effect and what it changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PriceVersion {
+    pub id: String,
+    pub effective_ms: i64,
+    pub note: Option<String>,
+}
+
+/// The versioned price table (`config/prices.toml`).
+///
+/// Versions are listed oldest first. Each names the deployments whose prices it sets; a
+/// deployment keeps its price from the last version that named it, so a version only needs
+/// to list what changed. History is priced with the version in force at each event's time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PriceTable {
+    pub versions: Vec<PriceVersion>,
+    schedules: std::collections::BTreeMap<String, PriceSchedule>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPriceFile {
+    #[serde(default)]
+    versions: Vec<RawVersion>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVersion {
+    id: String,
+    effective: String,
+    note: Option<String>,
+    #[serde(default)]
+    prices: std::collections::BTreeMap<String, RawPrice>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrice {
+    input: PriceText,
+    output: PriceText,
+    cached_input: Option<PriceText>,
+}
+
+/// A price written as a string (`"0.15"`), an integer or a float; read exactly.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub enum PriceText {
+    Text(String),
+    Int(i64),
+    Float(f64),
+}
+
+impl PriceText {
+    pub fn parse(&self) -> Result<PicoPerToken, String> {
+        match self {
+            PriceText::Text(s) => PicoPerToken::parse_usd_per_mtok(s),
+            PriceText::Int(i) => PicoPerToken::parse_usd_per_mtok(&i.to_string()),
+            // Display of an f64 is its shortest round-trip form, so 0.15 reads back as "0.15".
+            PriceText::Float(f) => PicoPerToken::parse_usd_per_mtok(&f.to_string()),
+        }
+    }
+}
+
+impl PriceTable {
+    /// Parses and checks a price file; every problem comes back with the path of its value.
+    pub fn parse(text: &str) -> Result<PriceTable, Vec<(String, String)>> {
+        let raw: RawPriceFile = toml::from_str(text).map_err(|e| vec![(String::new(), e.message().to_string())])?;
+        let mut problems = Vec::new();
+        let mut versions: Vec<PriceVersion> = Vec::new();
+        let mut points: std::collections::BTreeMap<String, Vec<PricePoint>> = Default::default();
+        for (i, v) in raw.versions.into_iter().enumerate() {
+            let path = format!("versions[{i}]");
+            if v.id.trim().is_empty() || v.id.len() > 64 {
+                problems.push((format!("{path}.id"), "must be 1 to 64 characters".to_string()));
+            }
+            if versions.iter().any(|x| x.id == v.id) {
+                problems.push((format!("{path}.id"), format!("duplicate version `{}`", v.id)));
+            }
+            let effective_ms = match crate::clock::parse_time(&v.effective) {
+                Ok(ms) => ms,
+                Err(e) => {
+                    problems.push((format!("{path}.effective"), e));
+                    continue;
+                }
+            };
+            if let Some(prev) = versions.last() {
+                if effective_ms <= prev.effective_ms {
+                    problems.push((
+                        format!("{path}.effective"),
+                        format!(
+                            "must be later than version `{}` (versions are listed oldest first)",
+                            prev.id
+                        ),
+                    ));
+                }
+            }
+            let version: Arc<str> = Arc::from(v.id.as_str());
+            for (deployment, p) in v.prices {
+                let ppath = format!("{path}.prices.\"{deployment}\"");
+                let mut field = |name: &str, t: &PriceText| match t.parse() {
+                    Ok(v) => Some(v),
+                    Err(e) => {
+                        problems.push((format!("{ppath}.{name}"), e));
+                        None
+                    }
+                };
+                let input = field("input", &p.input);
+                let output = field("output", &p.output);
+                let cached = match &p.cached_input {
+                    Some(c) => field("cached_input", c),
+                    None => input,
+                };
+                if let (Some(input), Some(output), Some(cached_input)) = (input, output, cached) {
+                    points.entry(deployment).or_default().push(PricePoint {
+                        from_ms: effective_ms,
+                        version: version.clone(),
+                        price: Price {
+                            input,
+                            output,
+                            cached_input,
+                        },
+                    });
+                }
+            }
+            versions.push(PriceVersion {
+                id: v.id,
+                effective_ms,
+                note: v.note,
+            });
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(PriceTable {
+            versions,
+            schedules: points
+                .into_iter()
+                .map(|(d, p)| (d, PriceSchedule(Arc::from(p))))
+                .collect(),
+        })
+    }
+
+    /// The prices of one deployment id, when the table names it.
+    pub fn schedule(&self, deployment: &str) -> Option<&PriceSchedule> {
+        self.schedules.get(deployment)
+    }
+
+    pub fn deployments(&self) -> impl Iterator<Item = (&str, &PriceSchedule)> {
+        self.schedules.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.versions.is_empty()
+    }
+}
+
+/// Every known price by deployment id, for pricing stored history.
+#[derive(Debug, Clone, Default)]
+pub struct PriceBook {
+    pub schedules: std::collections::HashMap<String, PriceSchedule>,
+    /// The price table's versions, oldest first.
+    pub versions: Vec<PriceVersion>,
+}
+
+impl PriceBook {
+    /// The price of `deployment` in force at `ms`, if known.
+    pub fn price_at(&self, deployment: &str, ms: i64) -> Option<PricePoint> {
+        self.schedules.get(deployment).and_then(|s| s.at(ms)).cloned()
     }
 }
 
@@ -171,6 +396,13 @@ mod tests {
         ];
         for (text, want) in cases {
             assert_eq!(PicoPerToken::parse_usd_per_mtok(text), Ok(PicoPerToken(want)), "{text}");
+        }
+    }
+
+    #[test]
+    fn prints_prices_as_they_are_written() {
+        for text in ["0.15", "2.5", "10", "0.0375", "0.000001", "0"] {
+            assert_eq!(PicoPerToken::parse_usd_per_mtok(text).unwrap().usd_per_mtok(), text);
         }
     }
 

@@ -331,7 +331,8 @@ impl Store {
 
     /// Writes a batch of events and their hourly rollups in one transaction. Events whose id is
     /// already stored are skipped, so a retried batch is not counted twice.
-    pub async fn write_usage(&self, events: &[UsageEvent]) -> Result<()> {
+    /// With `billing`, each event's billing event goes into the outbox in the same transaction.
+    pub async fn write_usage(&self, events: &[UsageEvent], billing: Option<&crate::billing::Shape>) -> Result<()> {
         if events.is_empty() {
             return Ok(());
         }
@@ -418,8 +419,195 @@ impl Store {
             }
             q.execute(&mut *tx).await?;
         }
+        if let Some(shape) = billing {
+            for chunk in events.chunks(rows) {
+                let mut sql =
+                    String::from("INSERT INTO billing_outbox (event_id, ts_ms, payload, next_attempt_ms) VALUES ");
+                push_placeholders(&mut sql, chunk.len(), 4);
+                sql.push_str(" ON CONFLICT (event_id) DO NOTHING");
+                let mut q = sqlx::query(AssertSqlSafe(sql));
+                for e in chunk {
+                    q = q
+                        .bind(e.event_id.clone())
+                        .bind(e.unix_ms as i64)
+                        .bind(shape.event_json(e))
+                        .bind(0i64);
+                }
+                q.execute(&mut *tx).await?;
+            }
+        }
         tx.commit().await?;
         Ok(())
+    }
+
+    // ---- budget alerts ----
+
+    /// Stores alerts; one per scope, period and kind (repeats are ignored).
+    pub async fn insert_alerts(&self, alerts: &[crate::limits::BudgetAlert]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for a in alerts {
+            sqlx::query(
+                "INSERT INTO budget_alerts (scope, period_start, kind, ts_ms, spent_nanos, limit_nanos) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (scope, period_start, kind) DO NOTHING",
+            )
+            .bind(a.scope.clone())
+            .bind(a.period_start)
+            .bind(a.kind)
+            .bind(a.ts_ms)
+            .bind(a.spent_nanos)
+            .bind(a.limit_nanos)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Alerts raised at or after `since_ms`, newest first.
+    pub async fn list_alerts(&self, since_ms: i64, limit: i64) -> Result<Vec<crate::limits::BudgetAlert>> {
+        let rows = sqlx::query(
+            "SELECT scope, period_start, kind, ts_ms, spent_nanos, limit_nanos FROM budget_alerts \
+             WHERE ts_ms >= $1 ORDER BY ts_ms DESC, scope LIMIT $2",
+        )
+        .bind(since_ms)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let kind: String = r.try_get("kind")?;
+                Ok(crate::limits::BudgetAlert {
+                    scope: r.try_get("scope")?,
+                    period_start: r.try_get("period_start")?,
+                    kind: if kind == "hard" { "hard" } else { "soft" },
+                    ts_ms: r.try_get("ts_ms")?,
+                    spent_nanos: r.try_get("spent_nanos")?,
+                    limit_nanos: r.try_get("limit_nanos")?,
+                })
+            })
+            .collect()
+    }
+
+    // ---- billing outbox ----
+
+    /// Claims up to `limit` undelivered rows due at `now` under the token `claim` until
+    /// `until_ms`, and returns them. Rows another process claimed meanwhile are skipped
+    /// (Postgres re-checks the condition on the locked row; SQLite has one writer).
+    pub async fn claim_billing(
+        &self,
+        claim: &str,
+        now: i64,
+        until_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<crate::billing::Pending>> {
+        sqlx::query(
+            "UPDATE billing_outbox SET claimed_by = $1, next_attempt_ms = $2 \
+             WHERE delivered_ms IS NULL AND next_attempt_ms <= $3 AND event_id IN \
+             (SELECT event_id FROM billing_outbox WHERE delivered_ms IS NULL AND next_attempt_ms <= $3 \
+              ORDER BY next_attempt_ms LIMIT $4)",
+        )
+        .bind(claim)
+        .bind(until_ms)
+        .bind(now)
+        .bind(limit)
+        .execute(&self.pool)
+        .await?;
+        let rows = sqlx::query(
+            "SELECT event_id, payload, attempts FROM billing_outbox \
+             WHERE claimed_by = $1 AND next_attempt_ms = $2 AND delivered_ms IS NULL ORDER BY ts_ms, event_id",
+        )
+        .bind(claim)
+        .bind(until_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(crate::billing::Pending {
+                    event_id: r.try_get("event_id")?,
+                    payload: r.try_get("payload")?,
+                    attempts: r.try_get("attempts")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn billing_delivered(&self, ids: &[String], now: i64) -> Result<()> {
+        let mut sql = String::from(
+            "UPDATE billing_outbox SET delivered_ms = $1, attempts = attempts + 1, claimed_by = NULL, last_error = NULL \
+             WHERE event_id IN ",
+        );
+        push_placeholders_from(&mut sql, ids.len(), 2);
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now);
+        for id in ids {
+            q = q.bind(id.clone());
+        }
+        q.execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Records a failed attempt and when to try again.
+    pub async fn billing_failed(&self, ids: &[String], next_attempt_ms: i64, error: &str) -> Result<()> {
+        let mut sql = String::from(
+            "UPDATE billing_outbox SET attempts = attempts + 1, next_attempt_ms = $1, last_error = $2, claimed_by = NULL \
+             WHERE delivered_ms IS NULL AND event_id IN ",
+        );
+        push_placeholders_from(&mut sql, ids.len(), 3);
+        let mut q = sqlx::query(AssertSqlSafe(sql))
+            .bind(next_attempt_ms)
+            .bind(error.to_string());
+        for id in ids {
+            q = q.bind(id.clone());
+        }
+        q.execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Makes rows claimed under any of `holder`'s claims due at once (at shutdown).
+    pub async fn release_billing_claims(&self, holder: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE billing_outbox SET claimed_by = NULL, next_attempt_ms = 0 \
+             WHERE delivered_ms IS NULL AND claimed_by LIKE $1",
+        )
+        .bind(format!("{holder}:%"))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes rows delivered before `before_ms`.
+    pub async fn prune_billing(&self, before_ms: i64) -> Result<u64> {
+        let r = sqlx::query("DELETE FROM billing_outbox WHERE delivered_ms IS NOT NULL AND delivered_ms < $1")
+            .bind(before_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    pub async fn billing_status(&self) -> Result<crate::billing::OutboxStatus> {
+        let r = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(CASE WHEN delivered_ms IS NULL THEN 1 ELSE 0 END), 0) AS BIGINT) AS pending, \
+             CAST(COALESCE(SUM(CASE WHEN delivered_ms IS NULL THEN 0 ELSE 1 END), 0) AS BIGINT) AS delivered, \
+             MIN(CASE WHEN delivered_ms IS NULL THEN ts_ms END) AS oldest, \
+             CAST(COALESCE(MAX(CASE WHEN delivered_ms IS NULL THEN attempts ELSE 0 END), 0) AS BIGINT) AS max_attempts \
+             FROM billing_outbox",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let last_error: Option<String> = sqlx::query(
+            "SELECT last_error FROM billing_outbox WHERE delivered_ms IS NULL AND last_error IS NOT NULL \
+             ORDER BY next_attempt_ms DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| r.try_get("last_error"))
+        .transpose()?;
+        Ok(crate::billing::OutboxStatus {
+            pending: r.try_get("pending")?,
+            delivered_retained: r.try_get("delivered")?,
+            oldest_pending_ms: r.try_get("oldest")?,
+            max_attempts: r.try_get("max_attempts")?,
+            last_error,
+        })
     }
 
     /// Totals over raw events matching `f` (the ground truth reports are checked against).
@@ -522,6 +710,91 @@ impl Store {
         }
         let rows = q.fetch_all(&self.pool).await?;
         rows.iter().map(usage_row).collect()
+    }
+
+    /// Recomputes the cost of every event matching `f` from its stored tokens with the price
+    /// `price_of(deployment, ts_ms)` returns (the one in force at the event's time), updating
+    /// changed events and their hourly rollups page by page, each page in one transaction.
+    /// Events whose deployment has no price for their time are left as they are and counted.
+    /// Budget spend already settled is not changed: re-pricing corrects the record.
+    pub async fn reprice(
+        &self,
+        f: &UsageFilter,
+        price_of: &(dyn Fn(&str, i64) -> Option<crate::pricing::PricePoint> + Sync),
+        dry_run: bool,
+    ) -> Result<RepriceReport> {
+        let mut report = RepriceReport {
+            dry_run,
+            ..RepriceReport::default()
+        };
+        let mut after: Option<(i64, String)> = None;
+        loop {
+            let page = self.usage_page(f, after.clone(), 1000).await?;
+            let Some(last) = page.last() else { break };
+            after = Some((last.ts_ms, last.event_id.clone()));
+            let mut changes: Vec<(&UsageRow, i64, String)> = Vec::new();
+            for row in &page {
+                report.events += 1;
+                report.cost_before_nanos += row.cost_nanos;
+                let point = row.deployment.as_deref().and_then(|d| price_of(d, row.ts_ms));
+                let Some(point) = point else {
+                    report.unpriced += 1;
+                    report.cost_after_nanos += row.cost_nanos;
+                    continue;
+                };
+                let cost = point
+                    .price
+                    .cost(
+                        row.prompt_tokens.max(0) as u64,
+                        row.cached_tokens.max(0) as u64,
+                        row.completion_tokens.max(0) as u64,
+                    )
+                    .0;
+                report.cost_after_nanos += cost;
+                let version = point.version.to_string();
+                if cost != row.cost_nanos || row.price_version.as_deref() != Some(version.as_str()) {
+                    report.changed += 1;
+                    changes.push((row, cost, version));
+                }
+            }
+            if dry_run || changes.is_empty() {
+                continue;
+            }
+            let mut deltas: HashMap<(i64, String, String, String), i64> = HashMap::new();
+            let mut tx = self.pool.begin().await?;
+            for (row, cost, version) in &changes {
+                sqlx::query("UPDATE usage_events SET cost_nanos = $1, price_version = $2 WHERE event_id = $3")
+                    .bind(*cost)
+                    .bind(version.clone())
+                    .bind(row.event_id.clone())
+                    .execute(&mut *tx)
+                    .await?;
+                let key = (
+                    row.ts_ms - row.ts_ms.rem_euclid(HOUR_MS),
+                    row.key_id.clone().unwrap_or_default(),
+                    row.team_id.clone().unwrap_or_default(),
+                    row.model.clone(),
+                );
+                *deltas.entry(key).or_default() += cost - row.cost_nanos;
+            }
+            for ((hour, key, team, model), delta) in deltas {
+                if delta != 0 {
+                    sqlx::query(
+                        "UPDATE usage_hourly SET cost_nanos = cost_nanos + $1 \
+                         WHERE hour_ms = $2 AND key_id = $3 AND team_id = $4 AND model = $5",
+                    )
+                    .bind(delta)
+                    .bind(hour)
+                    .bind(key)
+                    .bind(team)
+                    .bind(model)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            tx.commit().await?;
+        }
+        Ok(report)
     }
 
     // ---- budgets ----
@@ -651,6 +924,19 @@ pub fn redact(url: &str) -> String {
         }
         _ => url.to_string(),
     }
+}
+
+/// `($first,$first+1,…)` for an `IN` list of `n` values.
+fn push_placeholders_from(sql: &mut String, n: usize, first: usize) {
+    use std::fmt::Write;
+    sql.push('(');
+    for i in 0..n {
+        if i > 0 {
+            sql.push(',');
+        }
+        let _ = write!(sql, "${}", first + i);
+    }
+    sql.push(')');
 }
 
 fn push_placeholders(sql: &mut String, rows: usize, cols: usize) {
@@ -827,6 +1113,20 @@ fn usage_row(r: &AnyRow) -> Result<UsageRow> {
         request_bytes: r.try_get("request_bytes")?,
         response_bytes: r.try_get("response_bytes")?,
     })
+}
+
+/// What a re-pricing run found and changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RepriceReport {
+    pub dry_run: bool,
+    /// Events in the range.
+    pub events: u64,
+    /// Events whose cost or price version differs under the table (updated unless a dry run).
+    pub changed: u64,
+    /// Events whose deployment has no price for their time; left as they are.
+    pub unpriced: u64,
+    pub cost_before_nanos: i64,
+    pub cost_after_nanos: i64,
 }
 
 /// Sums of usage.

@@ -186,6 +186,8 @@ pub struct LedgerWriter {
     pub batch_size: usize,
     /// Longest an event waits before it is written.
     pub flush_interval: std::time::Duration,
+    /// When billing is on: how each event's billing event, written with it, looks.
+    pub billing: Option<crate::billing::Shape>,
 }
 
 /// Consumes events until every sender is gone: resolves estimates, settles budgets, updates
@@ -232,7 +234,7 @@ pub async fn consume(mut rx: mpsc::Receiver<UsageEvent>, writer: Option<LedgerWr
             while !pending.is_empty() {
                 let n = pending.len().min(w.batch_size);
                 let started = Instant::now();
-                match w.store.write_usage(&pending[..n]).await {
+                match w.store.write_usage(&pending[..n], w.billing.as_ref()).await {
                     Ok(()) => {
                         metrics::counter!("switchyard_ledger_events_written_total").increment(n as u64);
                         metrics::histogram!("switchyard_ledger_batch_seconds").record(started.elapsed().as_secs_f64());
@@ -414,13 +416,24 @@ impl Meter {
         self.prompt = Some(prompt);
     }
 
+    /// The deployment that served (or last tried) the request; its price is the one in force
+    /// when the request arrived.
     pub fn set_deployment(&mut self, d: &Deployment, attempts: u32) {
-        self.price = d.config.price;
+        let at = self.ev().unix_ms as i64;
+        let point = d.config.prices.at_or_first(at);
+        self.price = point.price;
         self.encoding = d.encoding;
+        let version = point.version.to_string();
         let ev = self.ev();
+        ev.price_version = Some(version);
         ev.deployment = Some(d.config.id.clone());
         ev.provider = Some(d.provider_name.clone());
         ev.attempts = attempts;
+    }
+
+    /// When the request arrived, in milliseconds since 1970.
+    pub fn arrived_ms(&self) -> i64 {
+        self.event.as_ref().map_or(0, |e| e.unix_ms as i64)
     }
 
     pub fn set_attempts(&mut self, attempts: u32) {

@@ -300,3 +300,50 @@ pub async fn standard() -> (MockUpstream, TestGateway) {
     let gw = TestGateway::start(&standard_config(&mock.base_url())).await;
     (mock, gw)
 }
+
+/// The admin API with the test master key.
+pub struct Admin {
+    client: reqwest::Client,
+    base: String,
+}
+
+impl Admin {
+    pub fn new(gw: &TestGateway) -> Admin {
+        Admin {
+            client: reqwest::Client::new(),
+            base: gw.url("/admin/v1"),
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut rb = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(TEST_MASTER_KEY);
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        let r = rb.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// Creates a key; returns its id and secret.
+    pub async fn key(&self, body: serde_json::Value) -> (String, String) {
+        let (s, v) = self.post("/keys", body).await;
+        assert_eq!(s, 201, "{v}");
+        (
+            v["id"].as_str().unwrap().to_string(),
+            v["key"].as_str().unwrap().to_string(),
+        )
+    }
+}

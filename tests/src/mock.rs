@@ -444,6 +444,7 @@ fn anthropic_usage(p: &Plan, usage: bool) -> Value {
 fn anthropic_blocks(p: &Plan) -> (Vec<Value>, &'static str) {
     match &p.answers[0] {
         Answer::Text(t) => (vec![json!({"type": "text", "text": t})], "end_turn"),
+        Answer::Cut(t) => (vec![json!({"type": "text", "text": t})], "max_tokens"),
         Answer::ToolCall { id, name, arguments } => (
             vec![
                 json!({"type": "text", "text": "I will call a tool."}),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use switchyard::store::{Store, UsageFilter};
 use switchyard::usage::{MemorySink, Outcome};
-use switchyard_tests::{parse_config, test_databases, TestGateway, TEST_MASTER_KEY};
+use switchyard_tests::{parse_config, test_databases, Admin, TestGateway, TEST_MASTER_KEY};
 
 /// An in-process mock model with large prices, so costs are easy to reason about:
 /// 1,000 USD per million input tokens = 1,000,000 nanodollars a token.
@@ -88,46 +88,6 @@ context_window = 100000
 
 async fn gateway(db_url: &str) -> TestGateway {
     TestGateway::start_config(parse_config(&config(db_url, ""))).await
-}
-
-struct Admin {
-    client: reqwest::Client,
-    base: String,
-}
-
-impl Admin {
-    fn new(gw: &TestGateway) -> Admin {
-        Admin {
-            client: reqwest::Client::new(),
-            base: gw.url("/admin/v1"),
-        }
-    }
-
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut rb = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(TEST_MASTER_KEY);
-        if let Some(b) = body {
-            rb = rb.json(&b);
-        }
-        let r = rb.send().await.unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        self.call(reqwest::Method::POST, path, Some(body)).await
-    }
-
-    async fn key(&self, body: Value) -> (String, String) {
-        let (s, v) = self.post("/keys", body).await;
-        assert_eq!(s, 201, "{v}");
-        (
-            v["id"].as_str().unwrap().to_string(),
-            v["key"].as_str().unwrap().to_string(),
-        )
-    }
 }
 
 async fn chat(client: &reqwest::Client, gw: &TestGateway, key: Option<&str>, model: &str) -> reqwest::Response {
@@ -700,6 +660,10 @@ async fn the_openapi_document_covers_every_admin_route() {
         ("/admin/v1/keys/{id}/rotate", &["post"][..]),
         ("/admin/v1/usage", &["get"][..]),
         ("/admin/v1/usage/export", &["get"][..]),
+        ("/admin/v1/usage/reprice", &["post"][..]),
+        ("/admin/v1/prices", &["get"][..]),
+        ("/admin/v1/alerts", &["get"][..]),
+        ("/admin/v1/billing", &["get"][..]),
     ] {
         for m in methods {
             assert!(doc["paths"][path][m].is_object(), "{m} {path} is not documented");

@@ -42,6 +42,10 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/admin/v1/keys/{id}/rotate", post(rotate_key))
         .route("/admin/v1/usage", get(usage))
         .route("/admin/v1/usage/export", get(export))
+        .route("/admin/v1/usage/reprice", post(reprice))
+        .route("/admin/v1/prices", get(prices))
+        .route("/admin/v1/alerts", get(alerts))
+        .route("/admin/v1/billing", get(billing_status))
         .route("/admin/v1/openapi.json", get(openapi))
 }
 
@@ -750,6 +754,145 @@ async fn usage(
             "groups": groups,
         }),
     ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RepriceIn {
+    from: Option<String>,
+    to: Option<String>,
+    key_id: Option<String>,
+    team_id: Option<String>,
+    model: Option<String>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// Re-prices stored events from their tokens with the prices in force at each event's time.
+async fn reprice(State(state): State<Arc<AppState>>, req: Request) -> Result<Response, ApiError> {
+    let b: RepriceIn = body(req).await?;
+    let f = filter_of(&UsageQuery {
+        from: b.from,
+        to: b.to,
+        key_id: b.key_id,
+        team_id: b.team_id,
+        model: b.model,
+        tag: None,
+        cost_center: None,
+        group_by: None,
+        format: None,
+    })?;
+    let book = state.prices.clone();
+    let report = state
+        .store
+        .reprice(&f, &|d, ms| book.price_at(d, ms), b.dry_run)
+        .await
+        .map_err(store_err)?;
+    tracing::info!(?report, "usage re-priced");
+    Ok(ok_json(
+        StatusCode::OK,
+        json!({
+            "object": "usage.reprice",
+            "dry_run": report.dry_run,
+            "events": report.events,
+            "changed": report.changed,
+            "unpriced": report.unpriced,
+            "cost_before_usd": Nanos(report.cost_before_nanos).to_string(),
+            "cost_after_usd": Nanos(report.cost_after_nanos).to_string(),
+            "cost_before_nanos": report.cost_before_nanos,
+            "cost_after_nanos": report.cost_after_nanos,
+        }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlertsQuery {
+    since: Option<String>,
+    limit: Option<i64>,
+}
+
+/// Stored budget alerts, newest first.
+async fn alerts(
+    State(state): State<Arc<AppState>>,
+    q: Result<Query<AlertsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::invalid_request(format!("Invalid query: {}", e.body_text())))?;
+    let since = match q.since.as_deref() {
+        Some(s) => parse_time(s).map_err(|e| ApiError::invalid_param("since", e))?,
+        None => 0,
+    };
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid_param("limit", "must be 1..=1000"));
+    }
+    let rows = state.store.list_alerts(since, limit).await.map_err(store_err)?;
+    let data: Vec<Value> = rows
+        .iter()
+        .map(|a| {
+            json!({
+                "scope": a.scope,
+                "kind": a.kind,
+                "period_start": iso8601(a.period_start),
+                "at": iso8601(a.ts_ms),
+                "spent_usd": Nanos(a.spent_nanos).to_string(),
+                "limit_usd": Nanos(a.limit_nanos).to_string(),
+            })
+        })
+        .collect();
+    Ok(ok_json(StatusCode::OK, json!({"object": "list", "data": data})))
+}
+
+/// The billing outbox: pending and retained delivered events, the oldest pending, the last error.
+async fn billing_status(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let s = state.store.billing_status().await.map_err(store_err)?;
+    Ok(ok_json(
+        StatusCode::OK,
+        json!({
+            "object": "billing.outbox",
+            "pending": s.pending,
+            "delivered_retained": s.delivered_retained,
+            "oldest_pending": s.oldest_pending_ms.map(iso8601),
+            "max_attempts": s.max_attempts,
+            "last_error": s.last_error,
+        }),
+    ))
+}
+
+/// The price table's versions and every deployment's prices over time.
+async fn prices(State(state): State<Arc<AppState>>) -> Response {
+    let per_mtok = |p: crate::pricing::PicoPerToken| p.usd_per_mtok();
+    let mut deployments: Vec<(&String, &crate::pricing::PriceSchedule)> = state.prices.schedules.iter().collect();
+    deployments.sort_by_key(|(d, _)| *d);
+    let deployments: Vec<Value> = deployments
+        .into_iter()
+        .map(|(d, s)| {
+            let points: Vec<Value> = s
+                .points()
+                .iter()
+                .map(|p| {
+                    json!({
+                        "version": &*p.version,
+                        "effective": (p.from_ms != i64::MIN).then(|| iso8601(p.from_ms)),
+                        "input_per_mtok": per_mtok(p.price.input),
+                        "output_per_mtok": per_mtok(p.price.output),
+                        "cached_input_per_mtok": per_mtok(p.price.cached_input),
+                    })
+                })
+                .collect();
+            json!({"deployment": d, "prices": points})
+        })
+        .collect();
+    let versions: Vec<Value> = state
+        .prices
+        .versions
+        .iter()
+        .map(|v| json!({"id": v.id, "effective": iso8601(v.effective_ms), "note": v.note}))
+        .collect();
+    ok_json(
+        StatusCode::OK,
+        json!({"object": "prices", "versions": versions, "deployments": deployments}),
+    )
 }
 
 const CSV_COLUMNS: &[&str] = &[

@@ -108,9 +108,13 @@ pub(crate) async fn chat_completions(
         meter.set_principal(p);
     }
     let prompt_bound = request.prompt.upper_bound();
-    let worst = state
-        .gateway
-        .worst_case_cost(&model, prompt_bound, request.max_output_tokens);
+    let worst = state.gateway.worst_case_cost(
+        &model,
+        meter.arrived_ms(),
+        prompt_bound,
+        request.max_output_tokens,
+        request.n,
+    );
     let est_tokens = prompt_bound / 4 + u64::from(request.max_output_tokens.unwrap_or(0));
     let mut metered = Some(meter);
     let admitted = match access::admit(&state, principal.as_deref(), &mut metered, est_tokens, worst).await {
@@ -162,9 +166,8 @@ pub(crate) async fn chat_completions(
                     )
                 }
             };
-            let cost = deployment
-                .config
-                .price
+            let cost = meter
+                .price()
                 .cost(usage.prompt_tokens, usage.cached_tokens, usage.completion_tokens);
             meter.set_counted(
                 usage.prompt_tokens,

@@ -72,7 +72,9 @@ pub(crate) async fn embeddings(
         meter.set_principal(p);
     }
     let input_bound: u64 = request.texts.iter().map(|t| t.len() as u64).sum::<u64>() + request.token_inputs;
-    let worst = state.gateway.worst_case_cost(&model, input_bound, Some(0));
+    let worst = state
+        .gateway
+        .worst_case_cost(&model, meter.arrived_ms(), input_bound, Some(0), 1);
     let mut metered = Some(meter);
     let admitted = match access::admit(&state, principal.as_deref(), &mut metered, input_bound / 4, worst).await {
         Ok(a) => a,
@@ -109,7 +111,7 @@ pub(crate) async fn embeddings(
             )
         }
     };
-    let cost = d.config.price.cost(usage.prompt_tokens, 0, 0);
+    let cost = meter.price().cost(usage.prompt_tokens, 0, 0);
     meter.set_counted(usage.prompt_tokens, 0, 0, cost, source);
     meter.add_response_bytes(c.body.len());
     let len = c.body.len();

@@ -46,6 +46,8 @@ pub struct AppState {
     pub auth_required: bool,
     /// The admin master key, if one is configured.
     pub master_key: Option<crate::config::Secret>,
+    /// Every known price, for re-pricing history.
+    pub prices: Arc<crate::pricing::PriceBook>,
 }
 
 impl AppState {

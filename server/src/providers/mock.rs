@@ -22,6 +22,8 @@ use serde::Deserialize;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Answer {
     Text(String),
+    /// Text cut at the request's output token limit, as a real model stops (`length`).
+    Cut(String),
     ToolCall {
         id: String,
         name: String,
@@ -33,13 +35,14 @@ impl Answer {
     pub fn finish_reason(&self) -> &'static str {
         match self {
             Answer::Text(_) => "stop",
+            Answer::Cut(_) => "length",
             Answer::ToolCall { .. } => "tool_calls",
         }
     }
 
     fn len_text(&self) -> &str {
         match self {
-            Answer::Text(t) => t,
+            Answer::Text(t) | Answer::Cut(t) => t,
             Answer::ToolCall { arguments, .. } => arguments,
         }
     }
@@ -120,6 +123,9 @@ pub fn plan(model: &str, body: &Map<String, Value>) -> Plan {
         Some("json_object") | Some("json_schema")
     );
     let wants_tool = !tools.is_empty() && tool_choice != json!("none") && last_role != "tool";
+    let max_output = ["max_completion_tokens", "max_tokens"]
+        .iter()
+        .find_map(|k| body.get(*k).and_then(Value::as_u64));
 
     let mut answers = Vec::with_capacity(n);
     for i in 0..n {
@@ -152,7 +158,7 @@ pub fn plan(model: &str, body: &Map<String, Value>) -> Plan {
                 "This is {model}, a Switchyard mock model. You said: \"{snippet}\". A real deployment would answer here{suffix}."
             ))
         };
-        answers.push(answer);
+        answers.push(cap(answer, max_output));
     }
     let completion_tokens = answers.iter().map(|a| mock_tokens(a.len_text()).max(1)).sum();
     Plan {
@@ -169,6 +175,22 @@ pub fn plan(model: &str, body: &Map<String, Value>) -> Plan {
             cached_tokens: 0,
         },
     }
+}
+
+/// Cuts a text answer to `max` mock tokens (four bytes each), as a model stops at its limit.
+fn cap(answer: Answer, max: Option<u64>) -> Answer {
+    let (Answer::Text(t), Some(max)) = (&answer, max) else {
+        return answer;
+    };
+    let limit = (max.max(1) * 4) as usize;
+    if t.len() <= limit {
+        return answer;
+    }
+    let mut end = limit;
+    while !t.is_char_boundary(end) {
+        end -= 1;
+    }
+    Answer::Cut(t[..end].to_string())
 }
 
 fn usage_json(u: &Usage) -> Value {
@@ -188,7 +210,7 @@ pub fn render_completion(plan: &Plan, with_usage: bool) -> Value {
         .enumerate()
         .map(|(i, a)| {
             let message = match a {
-                Answer::Text(t) => json!({"role": "assistant", "content": t, "refusal": null}),
+                Answer::Text(t) | Answer::Cut(t) => json!({"role": "assistant", "content": t, "refusal": null}),
                 Answer::ToolCall { id, name, arguments } => json!({
                     "role": "assistant", "content": null, "refusal": null,
                     "tool_calls": [{"id": id, "type": "function", "function": {"name": name, "arguments": arguments}}]
@@ -228,7 +250,7 @@ pub fn render_chunks(plan: &Plan, pieces: usize, with_usage: bool) -> Vec<Value>
     let mut out = Vec::new();
     for (i, a) in plan.answers.iter().enumerate() {
         match a {
-            Answer::Text(t) => {
+            Answer::Text(t) | Answer::Cut(t) => {
                 out.push(base(json!([{"index": i, "delta": {"role": "assistant", "content": "", "refusal": null}, "logprobs": null, "finish_reason": null}])));
                 for piece in split_text(t, pieces) {
                     out.push(base(
@@ -375,6 +397,24 @@ mod tests {
     fn body(v: Value) -> Map<String, Value> {
         let Value::Object(m) = v else { panic!() };
         m
+    }
+
+    #[test]
+    fn answers_stop_at_the_output_limit() {
+        let p = plan(
+            "m",
+            &body(json!({"messages": [{"role": "user", "content": "tell me everything"}], "max_tokens": 3, "n": 2})),
+        );
+        for a in &p.answers {
+            assert_eq!(a.finish_reason(), "length");
+            assert!(matches!(a, Answer::Cut(t) if t.len() <= 12), "{a:?}");
+        }
+        assert!(p.usage.completion_tokens <= 6, "{:?}", p.usage);
+        let long = plan(
+            "m",
+            &body(json!({"messages": [{"role": "user", "content": "hi"}], "max_completion_tokens": 1000})),
+        );
+        assert_eq!(long.answers[0].finish_reason(), "stop");
     }
 
     #[test]

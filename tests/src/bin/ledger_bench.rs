@@ -120,7 +120,7 @@ async fn ledger(name: &str, url: &str) {
     let events: Vec<UsageEvent> = (0..total).map(event).collect();
     let t = Instant::now();
     for chunk in events.chunks(batch) {
-        store.write_usage(chunk).await.expect("write a batch");
+        store.write_usage(chunk, None).await.expect("write a batch");
     }
     let secs = t.elapsed().as_secs_f64();
     println!(
