@@ -9,6 +9,7 @@
 //! - [`relay`]: the SSE relay that streams, meters and prices a chat stream.
 //! - [`usage`]: one usage event per accepted request, through a bounded sink to the ledger writer.
 //! - [`keys`], [`limits`]: virtual keys and teams; budgets, rate and concurrency limits.
+//! - [`admin_client`]: the CLI's client of the admin API (`switchyard keys …`, `switchyard usage …`).
 //! - [`billing`]: billing events in a durable outbox, delivered to a Lago-format webhook.
 //! - [`store`]: SQLite or Postgres: keys, teams, the usage ledger, budget spend and leases.
 //! - [`clock`]: time behind a trait, and UTC calendar arithmetic.
@@ -18,6 +19,7 @@
 //!
 //! `main.rs` only parses the command line and calls [`run`].
 
+pub mod admin_client;
 pub mod billing;
 pub mod clock;
 pub mod config;

@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use serde_json::{json, Value};
+use switchyard::admin_client::{keys_table, query_value, AdminClient};
 use switchyard::config::Config;
 
 #[derive(Parser)]
@@ -30,6 +32,119 @@ enum Command {
         /// TOML configuration file.
         file: PathBuf,
     },
+    /// Manage virtual keys through a running gateway's admin API.
+    Keys {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Export or re-price usage through a running gateway's admin API.
+    Usage {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: UsageCommand,
+    },
+}
+
+/// Where the admin API is; the master key is read from the environment, never from arguments.
+#[derive(Args)]
+struct AdminArgs {
+    /// The gateway's base URL.
+    #[arg(long, env = "SWITCHYARD_URL", default_value = "http://127.0.0.1:8080", global = true)]
+    url: String,
+    /// Environment variable holding the master key.
+    #[arg(long, default_value = "SWITCHYARD_MASTER_KEY", global = true)]
+    master_key_env: String,
+    /// Print the API's JSON answer instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key and print its secret (shown once).
+    Create(Box<CreateKey>),
+    /// List keys.
+    List {
+        #[arg(long)]
+        team: Option<String>,
+    },
+    /// Revoke a key for good.
+    Revoke { id: String },
+    /// Give a key a new secret (same id, limits and history) and print it.
+    Rotate { id: String },
+}
+
+/// `switchyard keys create` options.
+#[derive(Args)]
+struct CreateKey {
+    #[arg(long)]
+    name: String,
+    #[arg(long)]
+    team: Option<String>,
+    #[arg(long)]
+    cost_center: Option<String>,
+    /// Comma-separated tags.
+    #[arg(long, value_delimiter = ',')]
+    tags: Vec<String>,
+    /// Comma-separated models the key may call (default: all).
+    #[arg(long, value_delimiter = ',')]
+    models: Option<Vec<String>>,
+    /// Expiry: a date, an RFC 3339 UTC time or milliseconds since 1970.
+    #[arg(long)]
+    expires: Option<String>,
+    /// Budget in USD per period, e.g. 25.00.
+    #[arg(long)]
+    budget_usd: Option<String>,
+    /// daily, weekly, monthly or total.
+    #[arg(long, default_value = "monthly")]
+    period: String,
+    /// Soft threshold in percent of the budget.
+    #[arg(long)]
+    soft_pct: Option<u8>,
+    #[arg(long)]
+    rpm: Option<u64>,
+    #[arg(long)]
+    tpm: Option<u64>,
+    #[arg(long)]
+    max_concurrent: Option<u32>,
+}
+
+#[derive(Subcommand)]
+enum UsageCommand {
+    /// Stream usage events of a time range as CSV or JSON.
+    Export {
+        /// Start (inclusive): a date, an RFC 3339 UTC time or milliseconds since 1970.
+        #[arg(long)]
+        from: Option<String>,
+        /// End (exclusive).
+        #[arg(long)]
+        to: Option<String>,
+        /// csv or json.
+        #[arg(long, default_value = "csv")]
+        format: String,
+        #[arg(long)]
+        key: Option<String>,
+        #[arg(long)]
+        team: Option<String>,
+        #[arg(long)]
+        model: Option<String>,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Re-price stored events with the price table the gateway loaded.
+    Reprice {
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+        /// Report what would change without changing it.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 fn load(path: Option<&std::path::Path>) -> Result<Config, switchyard::config::ConfigError> {
@@ -42,6 +157,8 @@ fn main() -> ExitCode {
         config: std::env::var_os("SWITCHYARD_CONFIG").map(PathBuf::from),
         listen: None,
     }) {
+        Command::Keys { admin, command } => admin_command(&admin, |c| keys(c, command, admin.json)),
+        Command::Usage { admin, command } => admin_command(&admin, |c| usage(c, command, admin.json)),
         Command::CheckConfig { file } => match load(Some(&file)) {
             Ok(c) => {
                 println!(
@@ -98,6 +215,178 @@ fn main() -> ExitCode {
             })
         }
     }
+}
+
+/// Runs one admin command on a small runtime; prints its error and fails on error.
+fn admin_command<F, Fut>(args: &AdminArgs, f: F) -> ExitCode
+where
+    F: FnOnce(AdminClient) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let Some(master) = std::env::var(&args.master_key_env).ok().filter(|k| !k.is_empty()) else {
+        eprintln!(
+            "error: set the master key in the environment variable {}",
+            args.master_key_env
+        );
+        return ExitCode::FAILURE;
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(f(AdminClient::new(&args.url, master))) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_json(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+/// Prints a key with its new secret.
+fn print_secret(action: &str, v: &Value, json: bool) {
+    if json {
+        return print_json(v);
+    }
+    println!(
+        "{action} {} ({})",
+        v["id"].as_str().unwrap_or("?"),
+        v["name"].as_str().unwrap_or("")
+    );
+    println!("secret: {}", v["key"].as_str().unwrap_or("?"));
+    println!("The secret is shown only now; store it safely.");
+}
+
+async fn keys(c: AdminClient, command: KeysCommand, json_out: bool) -> Result<(), String> {
+    use reqwest::Method;
+    match command {
+        KeysCommand::Create(k) => {
+            let CreateKey {
+                name,
+                team,
+                cost_center,
+                tags,
+                models,
+                expires,
+                budget_usd,
+                period,
+                soft_pct,
+                rpm,
+                tpm,
+                max_concurrent,
+            } = *k;
+            let mut limits = json!({"rpm": rpm, "tpm": tpm, "max_concurrent": max_concurrent});
+            if let Some(usd) = budget_usd {
+                limits["budget"] = json!({"limit_usd": usd, "period": period, "soft_limit_pct": soft_pct});
+            }
+            let mut body = json!({"name": name, "tags": tags, "limits": limits});
+            for (field, v) in [("team_id", team), ("cost_center", cost_center), ("expires_at", expires)] {
+                if let Some(v) = v {
+                    body[field] = Value::String(v);
+                }
+            }
+            if let Some(m) = models {
+                body["allowed_models"] = json!(m);
+            }
+            let v = c.call(Method::POST, "/keys", Some(&body)).await?;
+            print_secret("created", &v, json_out);
+        }
+        KeysCommand::List { team } => {
+            let path = match team {
+                Some(t) => format!("/keys?team_id={}", query_value(&t)),
+                None => "/keys".to_string(),
+            };
+            let v = c.call(Method::GET, &path, None).await?;
+            if json_out {
+                print_json(&v);
+            } else {
+                print!("{}", keys_table(&v));
+            }
+        }
+        KeysCommand::Revoke { id } => {
+            let v = c
+                .call(Method::POST, &format!("/keys/{}/revoke", query_value(&id)), None)
+                .await?;
+            if json_out {
+                print_json(&v);
+            } else {
+                println!("revoked {}", v["id"].as_str().unwrap_or(&id));
+            }
+        }
+        KeysCommand::Rotate { id } => {
+            let v = c
+                .call(Method::POST, &format!("/keys/{}/rotate", query_value(&id)), None)
+                .await?;
+            print_secret("rotated", &v, json_out);
+        }
+    }
+    Ok(())
+}
+
+async fn usage(c: AdminClient, command: UsageCommand, json_out: bool) -> Result<(), String> {
+    match command {
+        UsageCommand::Export {
+            from,
+            to,
+            format,
+            key,
+            team,
+            model,
+            output,
+        } => {
+            let mut query = format!("format={}", query_value(&format));
+            for (name, v) in [
+                ("from", from),
+                ("to", to),
+                ("key_id", key),
+                ("team_id", team),
+                ("model", model),
+            ] {
+                if let Some(v) = v {
+                    query.push_str(&format!("&{name}={}", query_value(&v)));
+                }
+            }
+            let path = format!("/usage/export?{query}");
+            match output {
+                Some(file) => {
+                    let mut f = std::io::BufWriter::new(
+                        std::fs::File::create(&file).map_err(|e| format!("cannot create {}: {e}", file.display()))?,
+                    );
+                    let n = c.download(&path, &mut f).await?;
+                    eprintln!("wrote {n} bytes to {}", file.display());
+                }
+                None => {
+                    let mut out = std::io::stdout().lock();
+                    c.download(&path, &mut out).await?;
+                }
+            }
+        }
+        UsageCommand::Reprice { from, to, dry_run } => {
+            let body = json!({"from": from, "to": to, "dry_run": dry_run});
+            let v = c.call(reqwest::Method::POST, "/usage/reprice", Some(&body)).await?;
+            if json_out {
+                print_json(&v);
+            } else {
+                println!(
+                    "{} events, {} {}changed, {} without a price; cost {} -> {} USD",
+                    v["events"],
+                    v["changed"],
+                    if dry_run { "would be " } else { "" },
+                    v["unpriced"],
+                    v["cost_before_usd"].as_str().unwrap_or("?"),
+                    v["cost_after_usd"].as_str().unwrap_or("?"),
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -67,10 +67,10 @@ fn check_config_lists_every_problem_and_exits_1() {
     );
 }
 
-#[test]
-fn serves_the_demo_and_stops_cleanly_on_sigterm() {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0"])
+/// Serves the demo on port 0 with a fresh database; returns the process and its address.
+fn serve(name: &str, master_key: Option<&str>) -> (std::process::Child, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
         .env_remove("SWITCHYARD_CONFIG")
         .env("RUST_LOG", "info")
         .env(
@@ -78,14 +78,17 @@ fn serves_the_demo_and_stops_cleanly_on_sigterm() {
             format!(
                 "sqlite://{}",
                 std::env::temp_dir()
-                    .join(format!("switchyard-cli-{}.db", std::process::id()))
+                    .join(format!("switchyard-cli-{name}-{}.db", std::process::id()))
                     .display()
             ),
         )
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::null());
+    match master_key {
+        Some(k) => cmd.env("SWITCHYARD_MASTER_KEY", k),
+        None => cmd.env_remove("SWITCHYARD_MASTER_KEY"),
+    };
+    let mut child = cmd.spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -97,20 +100,12 @@ fn serves_the_demo_and_stops_cleanly_on_sigterm() {
             break rest.split_whitespace().next().unwrap().to_string();
         }
     };
-    let body = r#"{"model":"demo-powerful","messages":[{"role":"user","content":"ping"}]}"#;
-    let out = Command::new("curl")
-        .args([
-            "-s",
-            "-H",
-            "content-type: application/json",
-            "-d",
-            body,
-            &format!("http://{addr}/v1/chat/completions"),
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("\"chat.completion\"") && text.contains("ping"), "{text}");
+    // Keep draining the log so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
+fn stop(mut child: std::process::Child) {
     let kill = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -125,4 +120,153 @@ fn serves_the_demo_and_stops_cleanly_on_sigterm() {
         assert!(Instant::now() < deadline, "did not exit after SIGTERM");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// A chat call with curl; returns the HTTP status and body.
+fn chat(addr: &str, key: Option<&str>) -> (u16, String) {
+    let body = r#"{"model":"demo-powerful","messages":[{"role":"user","content":"ping"}]}"#;
+    let mut args = vec![
+        "-s".to_string(),
+        "-w".into(),
+        "\n%{http_code}".into(),
+        "-H".into(),
+        "content-type: application/json".into(),
+        "-d".into(),
+        body.into(),
+    ];
+    if let Some(k) = key {
+        args.push("-H".into());
+        args.push(format!("authorization: Bearer {k}"));
+    }
+    args.push(format!("http://{addr}/v1/chat/completions"));
+    let out = Command::new("curl").args(&args).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.trim().parse().unwrap(), body.to_string())
+}
+
+#[test]
+fn serves_the_demo_and_stops_cleanly_on_sigterm() {
+    let (child, addr) = serve("demo", None);
+    let (status, text) = chat(&addr, None);
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("\"chat.completion\"") && text.contains("ping"), "{text}");
+    stop(child);
+}
+
+const MASTER: &str = "cli-master-key-0123456789";
+
+/// Runs `switchyard ARGS` against a gateway; returns success, stdout and stderr.
+fn admin(addr: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .args(["--url", &format!("http://{addr}")])
+        .env("SWITCHYARD_MASTER_KEY", MASTER)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn keys_and_usage_commands_drive_the_admin_api() {
+    let (child, addr) = serve("admin", Some(MASTER));
+    let (ok, out, err) = admin(
+        &addr,
+        &[
+            "keys",
+            "create",
+            "--name",
+            "cli-key",
+            "--tags",
+            "a,b",
+            "--budget-usd",
+            "5",
+            "--period",
+            "daily",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    let id = out.split_whitespace().nth(1).unwrap().to_string();
+    assert!(id.starts_with("key_"), "{out}");
+    let secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("secret: "))
+        .unwrap()
+        .to_string();
+    assert!(secret.starts_with("sk-sy-"), "{out}");
+    let (status, text) = chat(&addr, Some(&secret));
+    assert_eq!(status, 200, "{text}");
+
+    let (ok, table, err) = admin(&addr, &["keys", "list"]);
+    assert!(ok, "{err}");
+    let row = table
+        .lines()
+        .find(|l| l.starts_with(&id))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        row.contains("cli-key") && row.contains("active") && row.contains("5.000000000 daily"),
+        "{row}"
+    );
+
+    // Rotation: the old secret stops working, the new one works.
+    let (ok, out, err) = admin(&addr, &["keys", "rotate", &id]);
+    assert!(ok, "{err}");
+    let rotated = out
+        .lines()
+        .find_map(|l| l.strip_prefix("secret: "))
+        .unwrap()
+        .to_string();
+    assert_ne!(rotated, secret);
+    assert_eq!(chat(&addr, Some(&secret)).0, 401);
+    assert_eq!(chat(&addr, Some(&rotated)).0, 200);
+
+    let (ok, out, err) = admin(&addr, &["keys", "revoke", &id]);
+    assert!(ok && out.contains(&format!("revoked {id}")), "{out}{err}");
+    assert_eq!(chat(&addr, Some(&rotated)).0, 401);
+    let (ok, json, _) = admin(&addr, &["keys", "list", "--json"]);
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["data"][0]["status"], "revoked", "{v}");
+
+    // Export: the two calls made with the key are in the CSV, once each.
+    std::thread::sleep(Duration::from_millis(500));
+    let (ok, csv, err) = admin(
+        &addr,
+        &[
+            "usage",
+            "export",
+            "--from",
+            "2020-01-01",
+            "--to",
+            "2100-01-01",
+            "--format",
+            "csv",
+        ],
+    );
+    assert!(ok, "{err}");
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let key_col = header.iter().position(|h| *h == "key_id").unwrap();
+    let with_key = lines.filter(|l| l.split(',').nth(key_col) == Some(id.as_str())).count();
+    assert_eq!(with_key, 2, "{csv}");
+
+    // Errors are the API's, with the field, and a non-zero exit.
+    let (ok, _, err) = admin(&addr, &["keys", "create", "--name", "x", "--expires", "2001-01-01"]);
+    assert!(!ok && err.contains("expires_at"), "{err}");
+    let (ok, _, err) = admin(&addr, &["keys", "revoke", "key_nope"]);
+    assert!(!ok && err.contains("HTTP 404"), "{err}");
+    let (ok, out, err) = admin(&addr, &["usage", "reprice", "--dry-run"]);
+    assert!(ok && out.contains("would be changed"), "{out}{err}");
+    let bad = Command::new(BIN)
+        .args(["keys", "list", "--url", &format!("http://{addr}")])
+        .env_remove("SWITCHYARD_MASTER_KEY")
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("SWITCHYARD_MASTER_KEY"));
+    stop(child);
 }
