@@ -4,12 +4,19 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock rustfmt.toml ./
 COPY server ./server
 COPY tests ./tests
+# Migrations are embedded in the binary at build time.
+COPY migrations ./migrations
 RUN cargo build --release -p switchyard --bin switchyard
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/switchyard /usr/local/bin/switchyard
 COPY config /etc/switchyard
+# The demo's SQLite file lands in the working directory; mount a volume here to keep it, and
+# point database.url of your own config at it (sqlite:///var/lib/switchyard/switchyard.db) or
+# at Postgres.
+RUN mkdir -p /var/lib/switchyard && chown nobody /var/lib/switchyard
+WORKDIR /var/lib/switchyard
 USER nobody
 EXPOSE 8080
 # Without --config the built-in demo runs (mock models, no key). Mount a config and pass

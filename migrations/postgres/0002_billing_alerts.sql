@@ -1,16 +1,15 @@
 -- The billing outbox and stored budget alerts.
 
 -- One billing event per usage event, written in the same transaction as the usage event, and
--- delivered to the billing webhook at least once. `payload` is the event in the billing API's
--- format; `event_id` is its transaction id. A row is claimed by pushing `next_attempt_ms` into
--- the future under a claim token; a claim that is never resolved (a crashed process) simply
--- comes due again. Delivered rows are pruned after a retention period.
+-- delivered to the billing webhook at least once. The event itself is read from usage_events at
+-- delivery (so a re-priced event is billed at its corrected cost); `event_id` is its
+-- transaction id. A row is claimed by pushing `next_attempt_ms` into the future under a claim
+-- token; a claim that is never resolved (a crashed process) simply comes due again. Delivered
+-- rows are pruned after a retention period.
 CREATE TABLE billing_outbox (
     event_id         TEXT PRIMARY KEY,
-    ts_ms            BIGINT NOT NULL,
-    payload          TEXT NOT NULL,
     attempts         BIGINT NOT NULL DEFAULT 0,
-    next_attempt_ms  BIGINT NOT NULL,
+    next_attempt_ms  BIGINT NOT NULL DEFAULT 0,
     claimed_by       TEXT,
     delivered_ms     BIGINT,
     last_error       TEXT

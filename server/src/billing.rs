@@ -1,9 +1,10 @@
 //! Billing events: one per usage event, kept in a durable outbox and delivered at least once to
 //! a webhook in Lago's event format.
 //!
-//! The ledger writer stores each usage event's billing event in `billing_outbox` in the same
-//! transaction as the usage event itself, so a usage event is never recorded without its billing
-//! event, nor billed without being recorded. A [`Deliverer`] task claims due rows, posts them
+//! The ledger writer adds each usage event to `billing_outbox` in the same transaction as the
+//! usage event itself, so a usage event is never recorded without its billing event, nor billed
+//! without being recorded. A [`Deliverer`] task claims due rows, reads their usage events (so a
+//! re-priced event is billed at its corrected cost), posts them
 //! (`POST {url}/api/v1/events`, or `/api/v1/events/batch` with `batch_size` above 1), marks
 //! them delivered on a 2xx answer and schedules a retry with exponential backoff and jitter on
 //! anything else. The event id is the `transaction_id`, so a receiver deduplicates the copies
@@ -20,8 +21,7 @@ use serde_json::json;
 use crate::clock::Clock;
 use crate::config::{BillingConfig, SubscriptionFrom};
 use crate::pricing::Nanos;
-use crate::store::Store;
-use crate::usage::UsageEvent;
+use crate::store::{Store, UsageRow};
 
 /// How a usage event is turned into a billing event.
 #[derive(Debug, Clone)]
@@ -40,8 +40,8 @@ impl Shape {
         }
     }
 
-    /// The billing event of one usage event: Lago's event object, serialized.
-    pub fn event_json(&self, ev: &UsageEvent) -> String {
+    /// The billing event of one stored usage event: Lago's event object, serialized.
+    pub fn event_json(&self, ev: &UsageRow) -> String {
         let subscription = match self.subscription {
             SubscriptionFrom::Team => ev.team_id.as_ref().or(ev.key_id.as_ref()),
             SubscriptionFrom::Key => ev.key_id.as_ref(),
@@ -50,7 +50,7 @@ impl Shape {
         .unwrap_or_else(|| self.anonymous_subscription.clone());
         let cost = Nanos(ev.cost_nanos);
         // Seconds with millisecond precision; Lago reads fractional Unix timestamps.
-        let timestamp = ev.unix_ms as f64 / 1000.0;
+        let timestamp = ev.ts_ms as f64 / 1000.0;
         json!({
             "transaction_id": ev.event_id,
             "external_subscription_id": subscription,
@@ -68,7 +68,7 @@ impl Shape {
                 "deployment": ev.deployment,
                 "provider": ev.provider,
                 "route": ev.route,
-                "outcome": ev.outcome.as_str(),
+                "outcome": ev.outcome,
                 "prompt_tokens": ev.prompt_tokens,
                 "completion_tokens": ev.completion_tokens,
                 "cached_tokens": ev.cached_tokens,
@@ -95,11 +95,10 @@ fn cents(n: Nanos) -> String {
     format!("{sign}{whole}.{}", f.trim_end_matches('0'))
 }
 
-/// One claimed outbox row.
+/// One claimed outbox row with its usage event.
 #[derive(Debug, Clone)]
 pub struct Pending {
-    pub event_id: String,
-    pub payload: String,
+    pub event: UsageRow,
     /// Attempts made before this one.
     pub attempts: i64,
 }
@@ -115,6 +114,7 @@ const PRUNE_EVERY_MS: i64 = 60_000;
 pub struct Deliverer {
     store: Store,
     cfg: BillingConfig,
+    shape: Shape,
     http: reqwest::Client,
     clock: std::sync::Arc<dyn Clock>,
     holder: String,
@@ -137,6 +137,7 @@ impl Deliverer {
             .expect("a TLS backend is available");
         Deliverer {
             store,
+            shape: Shape::of(&cfg),
             cfg,
             http,
             clock,
@@ -201,7 +202,7 @@ impl Deliverer {
         futures_util::stream::iter(batches)
             .for_each_concurrent(self.cfg.concurrency, |batch| async move {
                 let outcome = self.send(&batch).await;
-                let ids: Vec<String> = batch.iter().map(|p| p.event_id.clone()).collect();
+                let ids: Vec<String> = batch.iter().map(|p| p.event.event_id.clone()).collect();
                 let now = self.clock.now_ms();
                 let written = match &outcome {
                     Sent::Delivered => {
@@ -240,7 +241,7 @@ impl Deliverer {
         let (url, body) = if self.cfg.batch_size == 1 {
             (
                 format!("{}/api/v1/events", self.cfg.url),
-                format!("{{\"event\":{}}}", batch[0].payload),
+                format!("{{\"event\":{}}}", self.shape.event_json(&batch[0].event)),
             )
         } else {
             let mut body = String::from("{\"events\":[");
@@ -248,7 +249,7 @@ impl Deliverer {
                 if i > 0 {
                     body.push(',');
                 }
-                body.push_str(&p.payload);
+                body.push_str(&self.shape.event_json(&p.event));
             }
             body.push_str("]}");
             (format!("{}/api/v1/events/batch", self.cfg.url), body)

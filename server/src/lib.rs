@@ -147,7 +147,7 @@ pub async fn run_with(
                 store: store.clone(),
                 batch_size: config.ledger.batch_size,
                 flush_interval: Duration::from_millis(config.ledger.flush_interval_ms),
-                billing: config.billing.enabled().then(|| billing::Shape::of(&config.billing)),
+                billing: config.billing.enabled(),
             };
             (sink, Some(tokio::spawn(usage::consume(rx, Some(writer)))))
         }

@@ -800,16 +800,22 @@ impl Limiter {
                 }
                 let idle = g.reserved == 0 && now - g.last_activity_ms >= self.settings.idle_return.as_millis() as i64;
                 let renew_due = g.lease > 0 && now - g.last_renewal_ms >= ttl / 3;
-                if g.unflushed == 0 && !(g.lease > 0 && (idle || final_flush || renew_due)) {
+                // Beyond what requests in flight reserved plus one slice, a lease only keeps
+                // budget from other processes: settled requests usually cost far less than the
+                // worst case they reserved, so hand the surplus back.
+                let slice = g.limit / 100 * i64::from(self.settings.lease_pct.clamp(1, 100));
+                let keep = if idle || final_flush {
+                    g.reserved
+                } else {
+                    g.reserved + slice
+                };
+                let surplus = g.lease - g.unflushed > keep;
+                if g.unflushed == 0 && !(g.lease > 0 && (idle || final_flush || renew_due || surplus)) {
                     continue;
                 }
                 let used = g.unflushed;
                 let old = g.lease;
-                let mut left = (g.lease - used).max(0);
-                if idle || final_flush {
-                    // Keep what reservations in flight need; return the rest.
-                    left = left.min(g.reserved);
-                }
+                let left = (g.lease - used).max(0).min(keep);
                 g.unflushed = 0;
                 g.lease = left;
                 g.last_renewal_ms = now;

@@ -65,6 +65,8 @@ pub struct Store {
 
 /// Rows per multi-row INSERT (27 parameters a row stays under both databases' limits).
 const ROWS_PER_INSERT: usize = 400;
+/// Rows per INSERT into the billing outbox (one parameter a row).
+const OUTBOX_ROWS_PER_INSERT: usize = 1000;
 
 impl Store {
     /// Connects to `url` (`sqlite://PATH`, `sqlite::memory:` is refused, or `postgres://…`),
@@ -332,15 +334,16 @@ impl Store {
     /// Writes a batch of events and their hourly rollups in one transaction. Events whose id is
     /// already stored are skipped, so a retried batch is not counted twice.
     /// With `billing`, each event's billing event goes into the outbox in the same transaction.
-    pub async fn write_usage(&self, events: &[UsageEvent], billing: Option<&crate::billing::Shape>) -> Result<()> {
+    pub async fn write_usage(&self, events: &[UsageEvent], billing: bool) -> Result<()> {
         if events.is_empty() {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
-        // SQLite binds many-parameter statements slowly; one cached single-row statement per
-        // event in one transaction is its fast path. Postgres prefers few large statements.
+        // SQLite binds many-parameter statements slowly and pays per statement too: 8–20 rows a
+        // statement measured fastest (1 row: ~21k events/s, 16: ~35k, 50: ~19k, 400: far less).
+        // Postgres prefers few large statements.
         let rows = match self.backend {
-            Backend::Sqlite => 1,
+            Backend::Sqlite => 16,
             Backend::Postgres => ROWS_PER_INSERT,
         };
         for chunk in events.chunks(rows) {
@@ -419,19 +422,15 @@ impl Store {
             }
             q.execute(&mut *tx).await?;
         }
-        if let Some(shape) = billing {
-            for chunk in events.chunks(rows) {
-                let mut sql =
-                    String::from("INSERT INTO billing_outbox (event_id, ts_ms, payload, next_attempt_ms) VALUES ");
-                push_placeholders(&mut sql, chunk.len(), 4);
+        if billing {
+            // One parameter a row binds quickly on both backends: few large statements.
+            for chunk in events.chunks(OUTBOX_ROWS_PER_INSERT) {
+                let mut sql = String::from("INSERT INTO billing_outbox (event_id) VALUES ");
+                push_placeholders(&mut sql, chunk.len(), 1);
                 sql.push_str(" ON CONFLICT (event_id) DO NOTHING");
                 let mut q = sqlx::query(AssertSqlSafe(sql));
                 for e in chunk {
-                    q = q
-                        .bind(e.event_id.clone())
-                        .bind(e.unix_ms as i64)
-                        .bind(shape.event_json(e))
-                        .bind(0i64);
+                    q = q.bind(e.event_id.clone());
                 }
                 q.execute(&mut *tx).await?;
             }
@@ -513,8 +512,8 @@ impl Store {
         .execute(&self.pool)
         .await?;
         let rows = sqlx::query(
-            "SELECT event_id, payload, attempts FROM billing_outbox \
-             WHERE claimed_by = $1 AND next_attempt_ms = $2 AND delivered_ms IS NULL ORDER BY ts_ms, event_id",
+            "SELECT o.attempts AS outbox_attempts, e.* FROM billing_outbox o JOIN usage_events e ON e.event_id = o.event_id \
+             WHERE o.claimed_by = $1 AND o.next_attempt_ms = $2 AND o.delivered_ms IS NULL ORDER BY e.ts_ms, e.event_id",
         )
         .bind(claim)
         .bind(until_ms)
@@ -523,9 +522,8 @@ impl Store {
         rows.iter()
             .map(|r| {
                 Ok(crate::billing::Pending {
-                    event_id: r.try_get("event_id")?,
-                    payload: r.try_get("payload")?,
-                    attempts: r.try_get("attempts")?,
+                    event: usage_row(r)?,
+                    attempts: r.try_get("outbox_attempts")?,
                 })
             })
             .collect()
@@ -585,11 +583,11 @@ impl Store {
 
     pub async fn billing_status(&self) -> Result<crate::billing::OutboxStatus> {
         let r = sqlx::query(
-            "SELECT CAST(COALESCE(SUM(CASE WHEN delivered_ms IS NULL THEN 1 ELSE 0 END), 0) AS BIGINT) AS pending, \
-             CAST(COALESCE(SUM(CASE WHEN delivered_ms IS NULL THEN 0 ELSE 1 END), 0) AS BIGINT) AS delivered, \
-             MIN(CASE WHEN delivered_ms IS NULL THEN ts_ms END) AS oldest, \
-             CAST(COALESCE(MAX(CASE WHEN delivered_ms IS NULL THEN attempts ELSE 0 END), 0) AS BIGINT) AS max_attempts \
-             FROM billing_outbox",
+            "SELECT CAST(COALESCE(SUM(CASE WHEN o.delivered_ms IS NULL THEN 1 ELSE 0 END), 0) AS BIGINT) AS pending, \
+             CAST(COALESCE(SUM(CASE WHEN o.delivered_ms IS NULL THEN 0 ELSE 1 END), 0) AS BIGINT) AS delivered, \
+             MIN(CASE WHEN o.delivered_ms IS NULL THEN e.ts_ms END) AS oldest, \
+             CAST(COALESCE(MAX(CASE WHEN o.delivered_ms IS NULL THEN o.attempts ELSE 0 END), 0) AS BIGINT) AS max_attempts \
+             FROM billing_outbox o JOIN usage_events e ON e.event_id = o.event_id",
         )
         .fetch_one(&self.pool)
         .await?;

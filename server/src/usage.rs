@@ -186,8 +186,8 @@ pub struct LedgerWriter {
     pub batch_size: usize,
     /// Longest an event waits before it is written.
     pub flush_interval: std::time::Duration,
-    /// When billing is on: how each event's billing event, written with it, looks.
-    pub billing: Option<crate::billing::Shape>,
+    /// Billing is on: each event also goes into the billing outbox.
+    pub billing: bool,
 }
 
 /// Consumes events until every sender is gone: resolves estimates, settles budgets, updates
@@ -234,7 +234,7 @@ pub async fn consume(mut rx: mpsc::Receiver<UsageEvent>, writer: Option<LedgerWr
             while !pending.is_empty() {
                 let n = pending.len().min(w.batch_size);
                 let started = Instant::now();
-                match w.store.write_usage(&pending[..n], w.billing.as_ref()).await {
+                match w.store.write_usage(&pending[..n], w.billing).await {
                     Ok(()) => {
                         metrics::counter!("switchyard_ledger_events_written_total").increment(n as u64);
                         metrics::histogram!("switchyard_ledger_batch_seconds").record(started.elapsed().as_secs_f64());

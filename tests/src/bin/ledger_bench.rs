@@ -113,18 +113,20 @@ async fn hot_path(url: &str) {
     store.close().await;
 }
 
-async fn ledger(name: &str, url: &str) {
+/// Ledger write throughput; with `billing`, each event's billing event goes into the outbox too.
+async fn ledger(name: &str, url: &str, billing: bool) {
     let store = Store::connect(url, 4).await.expect("open the store");
     let batch = 2000;
     let total = 100_000;
     let events: Vec<UsageEvent> = (0..total).map(event).collect();
     let t = Instant::now();
     for chunk in events.chunks(batch) {
-        store.write_usage(chunk, None).await.expect("write a batch");
+        store.write_usage(chunk, billing).await.expect("write a batch");
     }
     let secs = t.elapsed().as_secs_f64();
+    let what = if billing { " + billing outbox" } else { "" };
     println!(
-        "ledger write {name}: {total} events in batches of {batch}: {:.0} events/s ({:.1} ms per batch)",
+        "ledger write {name}{what}: {total} events in batches of {batch}: {:.0} events/s ({:.1} ms per batch)",
         total as f64 / secs,
         secs * 1000.0 / (total / batch) as f64
     );
@@ -135,9 +137,17 @@ async fn ledger(name: &str, url: &str) {
 async fn main() {
     let sqlite = switchyard_tests::temp_sqlite_url();
     hot_path(&sqlite).await;
-    ledger("sqlite", &switchyard_tests::temp_sqlite_url()).await;
+    for billing in [false, true] {
+        ledger("sqlite", &switchyard_tests::temp_sqlite_url(), billing).await;
+    }
     match switchyard_tests::fresh_postgres_schema().await {
-        Some(pg) => ledger("postgres", &pg).await,
+        Some(pg) => {
+            ledger("postgres", &pg, false).await;
+            let pg2 = switchyard_tests::fresh_postgres_schema()
+                .await
+                .expect("the server answered just now");
+            ledger("postgres", &pg2, true).await;
+        }
         None => println!(
             "ledger write postgres: skipped ({} not set)",
             switchyard_tests::POSTGRES_ENV
