@@ -1230,7 +1230,7 @@ mod tests {
         let c = Config::parse(&text, Some(dir), &env, std::iter::empty()).unwrap_or_else(|e| panic!("{e}"));
         // Every real deployment is priced by the table, with its history.
         let mini = &c.models["gpt-4o-mini"].deployments[0];
-        assert_eq!(mini.prices.points().len(), 2);
+        assert!(mini.prices.points().len() >= 2, "gpt-4o-mini has a price history");
         let oct_2024 = crate::clock::parse_time("2024-11-01").unwrap();
         let p = mini.prices.at(oct_2024).unwrap();
         assert_eq!((&*p.version, p.price.cached_input.0), ("2024-10-02", 75_000));
