@@ -13,6 +13,7 @@
 //! - [`billing`]: billing events in a durable outbox, delivered to a Lago-format webhook.
 //! - [`store`]: SQLite or Postgres: keys, teams, the usage ledger, budget spend and leases.
 //! - [`clock`]: time behind a trait, and UTC calendar arithmetic.
+//! - [`router`]: features, the trained difficulty and intent model, training and routing metrics.
 //! - [`tokens`], [`pricing`]: pure token estimates and integer money.
 //! - [`error`]: the OpenAI-shaped error every failure becomes.
 //! - [`telemetry`]: logs and Prometheus metrics.
@@ -32,6 +33,7 @@ pub mod pricing;
 pub mod providers;
 pub mod relay;
 pub mod request;
+pub mod router;
 pub mod store;
 pub mod telemetry;
 pub mod tokens;

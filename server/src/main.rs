@@ -39,6 +39,11 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Train or evaluate the router's model.
+    Router {
+        #[command(subcommand)]
+        command: RouterCommand,
+    },
     /// Export or re-price usage through a running gateway's admin API.
     Usage {
         #[command(flatten)]
@@ -113,6 +118,45 @@ struct CreateKey {
 }
 
 #[derive(Subcommand)]
+enum RouterCommand {
+    /// Fit the difficulty score and the intent classifier to labelled prompts (JSON Lines with
+    /// id, source, prompt, and intent and/or weak_ok + strong_ok) and write the model file.
+    Train {
+        /// One or more JSON Lines files.
+        #[arg(required = true)]
+        data: Vec<PathBuf>,
+        /// Where to write the model.
+        #[arg(long, default_value = "config/router/model.json")]
+        out: PathBuf,
+        /// Hashed n-gram buckets, as a power of two.
+        #[arg(long, default_value_t = 17)]
+        hash_bits: u32,
+        #[arg(long, default_value_t = 6)]
+        epochs: usize,
+        /// Cross-validation folds for the printed estimate (0: none).
+        #[arg(long, default_value_t = 5)]
+        folds: usize,
+        #[arg(long, default_value_t = 0.01)]
+        learning_rate: f32,
+        #[arg(long, default_value_t = 1e-5)]
+        l2: f32,
+        /// What the difficulty score predicts: `needs-strong` or `weak-fails`.
+        #[arg(long, default_value = "needs-strong")]
+        target: String,
+    },
+    /// Score labelled prompts with a model and print, per source, APGR, CPT50, CPT80, strong
+    /// calls for 95 % of strong quality, AUROC, and intent accuracy and macro-F1.
+    Eval {
+        data: PathBuf,
+        #[arg(long, default_value = "config/router/model.json")]
+        model: PathBuf,
+        /// Also write every row's score as JSON Lines ({"id", "score"}).
+        #[arg(long)]
+        scores: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 enum UsageCommand {
     /// Stream usage events of a time range as CSV or JSON.
     Export {
@@ -157,6 +201,13 @@ fn main() -> ExitCode {
         config: std::env::var_os("SWITCHYARD_CONFIG").map(PathBuf::from),
         listen: None,
     }) {
+        Command::Router { command } => match router_command(command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Keys { admin, command } => admin_command(&admin, |c| keys(c, command, admin.json)),
         Command::Usage { admin, command } => admin_command(&admin, |c| usage(c, command, admin.json)),
         Command::CheckConfig { file } => match load(Some(&file)) {
@@ -383,6 +434,90 @@ async fn usage(c: AdminClient, command: UsageCommand, json_out: bool) -> Result<
                     v["cost_before_usd"].as_str().unwrap_or("?"),
                     v["cost_after_usd"].as_str().unwrap_or("?"),
                 );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn router_command(command: RouterCommand) -> Result<(), String> {
+    use switchyard::router::{self, model::RouterModel, train};
+    match command {
+        RouterCommand::Train {
+            data,
+            out,
+            hash_bits,
+            epochs,
+            folds,
+            learning_rate,
+            l2,
+            target,
+        } => {
+            let target = match target.as_str() {
+                "needs-strong" => train::Target::NeedsStrong,
+                "weak-fails" => train::Target::WeakFails,
+                other => return Err(format!("--target must be needs-strong or weak-fails, not `{other}`")),
+            };
+            if !(8..=22).contains(&hash_bits) || epochs == 0 {
+                return Err("--hash-bits must be 8..=22 and --epochs at least 1".into());
+            }
+            let mut rows = Vec::new();
+            for path in &data {
+                rows.extend(train::read_rows(path)?);
+            }
+            let opts = train::Options {
+                hash_bits,
+                epochs,
+                folds,
+                learning_rate,
+                l2,
+                target,
+                ..train::Options::default()
+            };
+            let started = std::time::Instant::now();
+            let (file, cv) = train::train(&rows, &opts)?;
+            for (source, r) in &cv {
+                println!(
+                    "cross-validated {source} {}",
+                    serde_json::to_string(r).unwrap_or_default()
+                );
+            }
+            if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            }
+            let text = serde_json::to_string(&file).map_err(|e| e.to_string())?;
+            std::fs::write(&out, text).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+            println!(
+                "wrote {} ({} difficulty rows, {} intent rows, intents {}, {} weighted buckets) in {:.1} s",
+                out.display(),
+                file.training.rows,
+                file.training.intent_rows,
+                file.intents.join(","),
+                file.hashed.len(),
+                started.elapsed().as_secs_f64()
+            );
+        }
+        RouterCommand::Eval { data, model, scores } => {
+            let model = RouterModel::load(&model)?;
+            let rows = train::read_rows(&data)?;
+            let e = router::evaluate(&model, &rows);
+            for (source, r) in &e.routing {
+                println!("{source} {}", serde_json::to_string(r).unwrap_or_default());
+            }
+            for (source, (n, acc, f1)) in &e.intent {
+                println!(
+                    "{source} {}",
+                    json!({"intent_n": n, "intent_accuracy": (acc * 1000.0).round() / 1000.0,
+                           "intent_macro_f1": (f1 * 1000.0).round() / 1000.0})
+                );
+            }
+            if let Some(path) = scores {
+                let mut text = String::new();
+                for (id, s) in &e.scores {
+                    text.push_str(&json!({"id": id, "score": s}).to_string());
+                    text.push('\n');
+                }
+                std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
             }
         }
     }

@@ -270,3 +270,88 @@ fn keys_and_usage_commands_drive_the_admin_api() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("SWITCHYARD_MASTER_KEY"));
     stop(child);
 }
+
+/// `switchyard router train` then `router eval` on a sample of the shared routing data, checked
+/// against the reference metrics script on the same scores. Skipped (with a message) without
+/// `../shared` or python3.
+#[test]
+fn router_eval_agrees_with_the_reference_metrics() {
+    let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared");
+    let data = shared.join("data/routing/train.jsonl");
+    let reference = shared.join("tools/routing_metrics.py");
+    if !data.exists() || !reference.exists() || Command::new("python3").arg("--version").output().is_err() {
+        eprintln!("SKIP: ../shared routing data or python3 not available");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("switchyard-router-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // A sample of every source: every 7th row.
+    let sample: String = std::fs::read_to_string(&data)
+        .unwrap()
+        .lines()
+        .enumerate()
+        .filter(|(i, _)| i % 7 == 0)
+        .map(|(_, l)| format!("{l}\n"))
+        .collect();
+    let sample_path = dir.join("sample.jsonl");
+    std::fs::write(&sample_path, sample).unwrap();
+    let model = dir.join("model.json");
+    let out = Command::new(BIN)
+        .args([
+            "router",
+            "train",
+            sample_path.to_str().unwrap(),
+            "--out",
+            model.to_str().unwrap(),
+        ])
+        .args(["--hash-bits", "12", "--epochs", "2", "--folds", "2"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("cross-validated mmlu"), "{stdout}");
+    let scores = dir.join("scores.jsonl");
+    let ours = Command::new(BIN)
+        .args([
+            "router",
+            "eval",
+            sample_path.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+        ])
+        .args(["--scores", scores.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(ours.status.success(), "{}", String::from_utf8_lossy(&ours.stderr));
+    let theirs = Command::new("python3")
+        .arg(&reference)
+        .arg(&sample_path)
+        .arg(&scores)
+        .output()
+        .unwrap();
+    assert!(theirs.status.success(), "{}", String::from_utf8_lossy(&theirs.stderr));
+    let parse = |text: &[u8]| -> std::collections::BTreeMap<String, serde_json::Value> {
+        String::from_utf8_lossy(text)
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(s, j)| (s.to_string(), serde_json::from_str::<serde_json::Value>(j).unwrap()))
+            .filter(|(_, v)| v.get("APGR").is_some())
+            .collect()
+    };
+    let (ours_m, theirs_m) = (parse(&ours.stdout), parse(&theirs.stdout));
+    assert_eq!(ours_m.keys().collect::<Vec<_>>(), ["gsm8k", "mmlu"]);
+    assert_eq!(
+        ours_m,
+        theirs_m,
+        "ours:\n{}\nreference:\n{}",
+        String::from_utf8_lossy(&ours.stdout),
+        String::from_utf8_lossy(&theirs.stdout)
+    );
+    // Intent accuracy is reported per source too.
+    let text = String::from_utf8_lossy(&ours.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("humaneval ") && l.contains("intent_accuracy")),
+        "{text}"
+    );
+}

@@ -1,0 +1,61 @@
+//! The router: which model a request deserves, by intent, difficulty and budget.
+//!
+//! - [`features`]: what is measured on a conversation (dense signals and hashed n-grams).
+//! - [`model`]: the trained model (difficulty score and intent classifier) and its file.
+//! - [`train`]: fitting the model to labelled prompts, with cross-validation.
+//! - [`metrics`]: APGR, CPT, AUROC and intent accuracy, as the reference script defines them.
+
+pub mod features;
+pub mod metrics;
+pub mod model;
+pub mod train;
+
+use std::collections::BTreeMap;
+
+use features::{Conversation, Features};
+use metrics::{report, Outcome, Report};
+use model::RouterModel;
+use train::Row;
+
+/// What `switchyard router eval` reports for a file of labelled prompts.
+#[derive(Debug, Clone, Default)]
+pub struct Evaluation {
+    /// Routing metrics per source, over rows with both outcomes.
+    pub routing: BTreeMap<String, Report>,
+    /// Intent accuracy and macro-F1 per source, over rows with an intent.
+    pub intent: BTreeMap<String, (usize, f64, f64)>,
+    /// Every row's score, in input order.
+    pub scores: Vec<(String, f64)>,
+}
+
+/// Scores every row with `model` and computes the metrics per source.
+pub fn evaluate(model: &RouterModel, rows: &[Row]) -> Evaluation {
+    let mut eval = Evaluation::default();
+    let mut routing: BTreeMap<&str, Vec<Outcome>> = BTreeMap::new();
+    let mut intents: BTreeMap<&str, (Vec<&str>, Vec<&str>)> = BTreeMap::new();
+    for r in rows {
+        let p = model.predict(&Features::of(&Conversation::prompt(&r.prompt), model.hash_bits));
+        eval.scores.push((r.id.clone(), f64::from(p.difficulty)));
+        if let (Some(w), Some(s)) = (r.weak_ok, r.strong_ok) {
+            routing.entry(&r.source).or_default().push(Outcome {
+                weak_ok: w,
+                strong_ok: s,
+                needs_strong: r.needs(),
+                score: f64::from(p.difficulty),
+            });
+        }
+        if let Some(t) = &r.intent {
+            let e = intents.entry(&r.source).or_default();
+            e.0.push(t);
+            e.1.push(&model.intents[p.intent]);
+        }
+    }
+    for (s, items) in routing {
+        eval.routing.insert(s.to_string(), report(&items));
+    }
+    for (s, (truth, predicted)) in intents {
+        let (acc, f1) = metrics::classification(&truth, &predicted);
+        eval.intent.insert(s.to_string(), (truth.len(), acc, f1));
+    }
+    eval
+}

@@ -1,0 +1,185 @@
+//! The router's trained model: a logistic "needs the strong model" score and a multinomial intent
+//! classifier over the same features, stored as one JSON file (`config/router/model.json`).
+//!
+//! In memory every hashed bucket keeps all its weights side by side (difficulty first, then one
+//! per intent), so scoring a conversation touches one cache line per n-gram.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::features::{Features, DENSE};
+
+/// What the file says about how the model was made and how well it did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TrainingInfo {
+    pub rows: usize,
+    pub intent_rows: usize,
+    /// Out-of-fold metrics per source from cross-validation, when it was run.
+    #[serde(default)]
+    pub cross_validation: serde_json::Value,
+}
+
+/// The model file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ModelFile {
+    pub format: String,
+    pub version: u32,
+    pub hash_bits: u32,
+    pub dense_features: Vec<String>,
+    pub intents: Vec<String>,
+    /// Per output (difficulty, then each intent): dense weights.
+    pub dense: Vec<Vec<f32>>,
+    /// Dense difficulty weights added for the predicted intent (one row per intent).
+    pub difficulty_by_intent: Vec<Vec<f32>>,
+    /// Hashed buckets with any non-zero weight: `[bucket, w_difficulty, w_intent0, …]`.
+    pub hashed: Vec<Vec<f32>>,
+    /// Difficulty scores of the training prompts at every percentile (0..=100), so a score can be
+    /// read as "the share of traffic that is harder than this".
+    pub quantiles: Vec<f32>,
+    pub training: TrainingInfo,
+}
+
+pub const FORMAT: &str = "switchyard-router";
+
+/// A loaded model, ready to score.
+#[derive(Debug, Clone)]
+pub struct RouterModel {
+    pub hash_bits: u32,
+    pub intents: Vec<String>,
+    outputs: usize,
+    dense: Vec<Vec<f32>>,
+    difficulty_by_intent: Vec<Vec<f32>>,
+    /// `2^hash_bits × outputs` weights, bucket-major.
+    hashed: Vec<f32>,
+    pub quantiles: Vec<f32>,
+    pub training: TrainingInfo,
+}
+
+/// What the model says about one conversation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    /// Probability-like score that the strong model is needed (0..1).
+    pub difficulty: f32,
+    /// Share of training prompts scoring at or below this one (0..1): 0.9 = harder than 90 %.
+    pub percentile: f32,
+    pub intent: usize,
+    pub intent_confidence: f32,
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+impl RouterModel {
+    pub fn from_file(f: ModelFile) -> Result<RouterModel, String> {
+        if f.format != FORMAT || f.version != 1 {
+            return Err(format!(
+                "not a version-1 {FORMAT} model (format `{}`, version {})",
+                f.format, f.version
+            ));
+        }
+        if f.dense_features != DENSE {
+            return Err("the model was trained on a different feature set; retrain it with this version".into());
+        }
+        if !(8..=22).contains(&f.hash_bits) {
+            return Err(format!("hash_bits {} is out of range 8..=22", f.hash_bits));
+        }
+        let outputs = 1 + f.intents.len();
+        if f.intents.is_empty()
+            || f.dense.len() != outputs
+            || f.dense.iter().any(|d| d.len() != DENSE.len())
+            || f.difficulty_by_intent.len() != f.intents.len()
+            || f.difficulty_by_intent.iter().any(|d| d.len() != DENSE.len())
+        {
+            return Err("the model's weight shapes do not match its intents and features".into());
+        }
+        let buckets = 1usize << f.hash_bits;
+        let mut hashed = vec![0f32; buckets * outputs];
+        for row in &f.hashed {
+            let bucket = row.first().copied().unwrap_or(-1.0);
+            if row.len() != outputs + 1 || bucket < 0.0 || bucket as usize >= buckets || bucket.fract() != 0.0 {
+                return Err("a hashed weight row is malformed".into());
+            }
+            let b = bucket as usize;
+            hashed[b * outputs..(b + 1) * outputs].copy_from_slice(&row[1..]);
+        }
+        if f.quantiles.len() != 101 || f.quantiles.windows(2).any(|w| w[0] > w[1]) {
+            return Err("quantiles must be 101 ascending scores".into());
+        }
+        Ok(RouterModel {
+            hash_bits: f.hash_bits,
+            intents: f.intents,
+            outputs,
+            dense: f.dense,
+            difficulty_by_intent: f.difficulty_by_intent,
+            hashed,
+            quantiles: f.quantiles,
+            training: f.training,
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<RouterModel, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let f: ModelFile =
+            serde_json::from_str(&text).map_err(|e| format!("{} is not a router model: {e}", path.display()))?;
+        RouterModel::from_file(f).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Raw outputs (logits) for every output.
+    pub fn logits(&self, f: &Features) -> Vec<f32> {
+        let mut out: Vec<f32> = self
+            .dense
+            .iter()
+            .map(|w| w.iter().zip(&f.dense).map(|(a, b)| a * b).sum())
+            .collect();
+        for &h in &f.hashed {
+            let base = h as usize * self.outputs;
+            if let Some(ws) = self.hashed.get(base..base + self.outputs) {
+                for (o, w) in out.iter_mut().zip(ws) {
+                    *o += w;
+                }
+            }
+        }
+        out
+    }
+
+    pub fn predict(&self, f: &Features) -> Prediction {
+        let logits = self.logits(f);
+        let intent_logits = &logits[1..];
+        let max = intent_logits.iter().copied().fold(f32::MIN, f32::max);
+        let exps: Vec<f32> = intent_logits.iter().map(|l| (l - max).exp()).collect();
+        let sum: f32 = exps.iter().sum();
+        let (intent, best) = exps
+            .iter()
+            .enumerate()
+            .fold((0, 0.0f32), |(bi, bv), (i, v)| if *v > bv { (i, *v) } else { (bi, bv) });
+        let gated: f32 = self.difficulty_by_intent[intent]
+            .iter()
+            .zip(&f.dense)
+            .map(|(w, x)| w * x)
+            .sum();
+        let difficulty = sigmoid(logits[0] + gated);
+        Prediction {
+            difficulty,
+            percentile: self.percentile(difficulty),
+            intent,
+            intent_confidence: best / sum,
+        }
+    }
+
+    /// The share of training prompts that scored at or below `score`.
+    pub fn percentile(&self, score: f32) -> f32 {
+        let q = &self.quantiles;
+        if score <= q[0] {
+            return 0.0;
+        }
+        if score >= q[100] {
+            return 1.0;
+        }
+        let i = q.partition_point(|v| *v <= score).clamp(1, 100);
+        let (lo, hi) = (q[i - 1], q[i]);
+        let within = if hi > lo { (score - lo) / (hi - lo) } else { 1.0 };
+        ((i - 1) as f32 + within) / 100.0
+    }
+}
