@@ -140,6 +140,9 @@ enum RouterCommand {
         learning_rate: f32,
         #[arg(long, default_value_t = 1e-5)]
         l2: f32,
+        /// Learning rate of n-gram weights relative to dense features (difficulty score).
+        #[arg(long, default_value_t = 0.3)]
+        ngram_rate: f32,
         /// What the difficulty score predicts: `needs-strong` or `weak-fails`.
         #[arg(long, default_value = "needs-strong")]
         target: String,
@@ -452,6 +455,7 @@ fn router_command(command: RouterCommand) -> Result<(), String> {
             learning_rate,
             l2,
             target,
+            ngram_rate,
         } => {
             let target = match target.as_str() {
                 "needs-strong" => train::Target::NeedsStrong,
@@ -472,6 +476,7 @@ fn router_command(command: RouterCommand) -> Result<(), String> {
                 learning_rate,
                 l2,
                 target,
+                ngram_rate,
                 ..train::Options::default()
             };
             let started = std::time::Instant::now();

@@ -138,12 +138,33 @@ pub const DENSE: &[&str] = &[
     "images",
 ];
 
+/// The dense-weight group of a prompt: its intent, split by whether it offers answer choices
+/// (a multiple-choice question and a free-form one of the same intent differ in what makes them hard).
+pub fn gate(intent: usize, intents: usize, f: &Features) -> usize {
+    if f.choices {
+        intent + intents
+    } else {
+        intent
+    }
+}
+
+impl Features {
+    /// Standardizes the dense values with a model's means and scales (the bias stays 1).
+    pub fn standardize(&mut self, mean: &[f32], scale: &[f32]) {
+        for ((x, m), s) in self.dense.iter_mut().zip(mean).zip(scale).skip(1) {
+            *x = (*x - m) / s;
+        }
+    }
+}
+
 /// A sparse feature vector: dense values first (index = position in [`DENSE`]), then hashed
 /// n-gram buckets offset by `DENSE.len()`, each with value 1 (repeats add up).
 #[derive(Debug, Clone, Default)]
 pub struct Features {
     pub dense: Vec<f32>,
     pub hashed: Vec<u32>,
+    /// The prompt lists answer choices (A–D).
+    pub choices: bool,
 }
 
 const MULTISTEP: &[&str] = &[
@@ -374,7 +395,7 @@ impl Features {
             f32::from(u8::from(c.images)),
         ];
         debug_assert_eq!(dense.len(), DENSE.len());
-        Features { dense, hashed }
+        Features { dense, hashed, choices }
     }
 }
 

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::features::{Features, DENSE};
+use super::features::{gate, Features, DENSE};
 
 /// What the file says about how the model was made and how well it did.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -27,10 +27,14 @@ pub struct ModelFile {
     pub version: u32,
     pub hash_bits: u32,
     pub dense_features: Vec<String>,
+    /// Dense features are standardized with these before weighting.
+    pub dense_mean: Vec<f32>,
+    pub dense_scale: Vec<f32>,
     pub intents: Vec<String>,
     /// Per output (difficulty, then each intent): dense weights.
     pub dense: Vec<Vec<f32>>,
-    /// Dense difficulty weights added for the predicted intent (one row per intent).
+    /// Dense difficulty weights added for the predicted intent (one row per intent, then one per
+    /// intent for prompts with answer choices: see `features::gate`).
     pub difficulty_by_intent: Vec<Vec<f32>>,
     /// Hashed buckets with any non-zero weight: `[bucket, w_difficulty, w_intent0, …]`.
     pub hashed: Vec<Vec<f32>>,
@@ -48,6 +52,8 @@ pub struct RouterModel {
     pub hash_bits: u32,
     pub intents: Vec<String>,
     outputs: usize,
+    dense_mean: Vec<f32>,
+    dense_scale: Vec<f32>,
     dense: Vec<Vec<f32>>,
     difficulty_by_intent: Vec<Vec<f32>>,
     /// `2^hash_bits × outputs` weights, bucket-major.
@@ -89,8 +95,11 @@ impl RouterModel {
         if f.intents.is_empty()
             || f.dense.len() != outputs
             || f.dense.iter().any(|d| d.len() != DENSE.len())
-            || f.difficulty_by_intent.len() != f.intents.len()
+            || f.difficulty_by_intent.len() != 2 * f.intents.len()
             || f.difficulty_by_intent.iter().any(|d| d.len() != DENSE.len())
+            || f.dense_mean.len() != DENSE.len()
+            || f.dense_scale.len() != DENSE.len()
+            || f.dense_scale.iter().any(|s| *s <= 0.0)
         {
             return Err("the model's weight shapes do not match its intents and features".into());
         }
@@ -111,6 +120,8 @@ impl RouterModel {
             hash_bits: f.hash_bits,
             intents: f.intents,
             outputs,
+            dense_mean: f.dense_mean,
+            dense_scale: f.dense_scale,
             dense: f.dense,
             difficulty_by_intent: f.difficulty_by_intent,
             hashed,
@@ -127,13 +138,13 @@ impl RouterModel {
     }
 
     /// Raw outputs (logits) for every output.
-    pub fn logits(&self, f: &Features) -> Vec<f32> {
+    fn logits(&self, dense: &[f32], hashed: &[u32]) -> Vec<f32> {
         let mut out: Vec<f32> = self
             .dense
             .iter()
-            .map(|w| w.iter().zip(&f.dense).map(|(a, b)| a * b).sum())
+            .map(|w| w.iter().zip(dense).map(|(a, b)| a * b).sum())
             .collect();
-        for &h in &f.hashed {
+        for &h in hashed {
             let base = h as usize * self.outputs;
             if let Some(ws) = self.hashed.get(base..base + self.outputs) {
                 for (o, w) in out.iter_mut().zip(ws) {
@@ -144,8 +155,16 @@ impl RouterModel {
         out
     }
 
-    pub fn predict(&self, f: &Features) -> Prediction {
-        let logits = self.logits(f);
+    /// Scores raw features (as [`Features::of`] makes them).
+    pub fn predict(&self, raw: &Features) -> Prediction {
+        let dense: Vec<f32> = raw
+            .dense
+            .iter()
+            .zip(self.dense_mean.iter().zip(&self.dense_scale))
+            .enumerate()
+            .map(|(i, (x, (m, s)))| if i == 0 { *x } else { (x - m) / s })
+            .collect();
+        let logits = self.logits(&dense, &raw.hashed);
         let intent_logits = &logits[1..];
         let max = intent_logits.iter().copied().fold(f32::MIN, f32::max);
         let exps: Vec<f32> = intent_logits.iter().map(|l| (l - max).exp()).collect();
@@ -154,9 +173,9 @@ impl RouterModel {
             .iter()
             .enumerate()
             .fold((0, 0.0f32), |(bi, bv), (i, v)| if *v > bv { (i, *v) } else { (bi, bv) });
-        let gated: f32 = self.difficulty_by_intent[intent]
+        let gated: f32 = self.difficulty_by_intent[gate(intent, self.intents.len(), raw)]
             .iter()
-            .zip(&f.dense)
+            .zip(&dense)
             .map(|(w, x)| w * x)
             .sum();
         let difficulty = sigmoid(logits[0] + gated);

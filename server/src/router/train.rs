@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::features::{Conversation, Features, DENSE};
+use super::features::{gate, Conversation, Features, DENSE};
 use super::metrics::{report, Outcome, Report};
 use super::model::{ModelFile, RouterModel, TrainingInfo, FORMAT};
 
@@ -82,6 +82,9 @@ pub struct Options {
     pub folds: usize,
     /// What the difficulty score learns to predict.
     pub target: Target,
+    /// Learning rate of n-gram weights relative to dense ones (below 1: n-grams, which are many
+    /// and sparse, move more slowly and overfit less).
+    pub ngram_rate: f32,
 }
 
 /// The label the difficulty score is fitted to.
@@ -103,6 +106,7 @@ impl Default for Options {
             seed: 20261123,
             folds: 5,
             target: Target::NeedsStrong,
+            ngram_rate: 0.3,
         }
     }
 }
@@ -110,6 +114,7 @@ impl Default for Options {
 /// Weights of one or more outputs over dense and hashed features, with AdaGrad state.
 struct Learner {
     outputs: usize,
+    ngram_rate: f32,
     dense: Vec<f32>,
     dense_g: Vec<f32>,
     /// Dense weights per intent (difficulty only): length and structure mean different things
@@ -125,6 +130,7 @@ impl Learner {
         let n = (1usize << hash_bits) * outputs;
         Learner {
             outputs,
+            ngram_rate: 1.0,
             dense: vec![0.0; DENSE.len() * outputs],
             dense_g: vec![0.0; DENSE.len() * outputs],
             gated: Vec::new(),
@@ -177,6 +183,7 @@ impl Learner {
 
     /// One AdaGrad step with per-output errors `err` (prediction − target), scaled by `weight`.
     fn step(&mut self, f: &Features, err: &[f32], weight: f32, lr: f32, l2: f32) {
+        let ngram_lr = lr * self.ngram_rate;
         for (o, e) in err.iter().enumerate() {
             let e = e * weight;
             for (i, x) in f.dense.iter().enumerate() {
@@ -189,7 +196,7 @@ impl Learner {
                 let k = h as usize * self.outputs + o;
                 let g = e + l2 * self.hashed[k];
                 self.hashed_g[k] += g * g;
-                self.hashed[k] -= lr * g / (self.hashed_g[k].sqrt() + 1e-6);
+                self.hashed[k] -= ngram_lr * g / (self.hashed_g[k].sqrt() + 1e-6);
             }
         }
     }
@@ -216,6 +223,7 @@ fn shuffled(n: usize, seed: u64) -> Vec<usize> {
 /// Difficulty examples: features, intent gate, label.
 fn train_difficulty(examples: &[(&Features, usize, bool)], gates: usize, opts: &Options) -> Learner {
     let mut l = Learner::new(1, opts.hash_bits).with_gates(gates);
+    l.ngram_rate = opts.ngram_rate;
     for epoch in 0..opts.epochs {
         for i in shuffled(examples.len(), opts.seed ^ epoch as u64) {
             let (f, gate, y) = examples[i];
@@ -228,10 +236,12 @@ fn train_difficulty(examples: &[(&Features, usize, bool)], gates: usize, opts: &
 
 /// The intent a row is gated by: its label when it has one, else the classifier's guess.
 fn gate_of(row: &Row, intents: &[String], classifier: &Learner, f: &Features) -> usize {
-    row.intent
+    let intent = row
+        .intent
         .as_ref()
         .and_then(|t| intents.binary_search(t).ok())
-        .unwrap_or_else(|| argmax(&classifier.logits(f)))
+        .unwrap_or_else(|| argmax(&classifier.logits(f)));
+    gate(intent, intents.len(), f)
 }
 
 fn argmax(v: &[f32]) -> usize {
@@ -276,10 +286,26 @@ fn train_intent(examples: &[(&Features, usize)], classes: usize, opts: &Options)
 /// Trains a model from `rows` (difficulty from rows with outcomes, intent from rows with an
 /// intent); with `opts.folds` > 1 also cross-validates and records out-of-fold metrics.
 pub fn train(rows: &[Row], opts: &Options) -> Result<(ModelFile, BTreeMap<String, Report>), String> {
-    let features: Vec<Features> = rows
+    let mut features: Vec<Features> = rows
         .iter()
         .map(|r| Features::of(&Conversation::prompt(&r.prompt), opts.hash_bits))
         .collect();
+    // Dense features are standardized, so each moves its weight at the same pace.
+    let n = features.len().max(1) as f32;
+    let mut mean = vec![0f32; DENSE.len()];
+    let mut scale = vec![1f32; DENSE.len()];
+    for i in 1..DENSE.len() {
+        mean[i] = features.iter().map(|f| f.dense[i]).sum::<f32>() / n;
+        let var = features.iter().map(|f| (f.dense[i] - mean[i]).powi(2)).sum::<f32>() / n;
+        scale[i] = if var.sqrt() > 1e-3 { var.sqrt() } else { 1.0 };
+        // Stored with four decimals; use exactly what is stored.
+        mean[i] = (mean[i] * 1e4).round() / 1e4;
+        scale[i] = (scale[i] * 1e4).round() / 1e4;
+    }
+    let raw = features.clone();
+    for f in &mut features {
+        f.standardize(&mean, &scale);
+    }
     let diff: Vec<(usize, bool)> = rows
         .iter()
         .enumerate()
@@ -327,12 +353,12 @@ pub fn train(rows: &[Row], opts: &Options) -> Result<(ModelFile, BTreeMap<String
                 .filter(|(k, _)| k % opts.folds != fold)
                 .map(|(_, &j)| (&features[diff[j].0], gates[j], diff[j].1))
                 .collect();
-            let l = train_difficulty(&train_set, intents.len(), opts);
+            let l = train_difficulty(&train_set, 2 * intents.len(), opts);
             for (k, &j) in order.iter().enumerate() {
                 if k % opts.folds == fold {
                     // Held-out rows are gated by the predicted intent, as at serving time.
                     let f = &features[diff[j].0];
-                    oof[j] = f64::from(sigmoid(l.gated_logit(f, argmax(&t.logits(f)))));
+                    oof[j] = f64::from(sigmoid(l.gated_logit(f, gate(argmax(&t.logits(f)), intents.len(), f))));
                 }
             }
         }
@@ -356,7 +382,7 @@ pub fn train(rows: &[Row], opts: &Options) -> Result<(ModelFile, BTreeMap<String
         .zip(&gates)
         .map(|(&(i, y), &g)| (&features[i], g, y))
         .collect();
-    let d = train_difficulty(&diff_set, intents.len(), opts);
+    let d = train_difficulty(&diff_set, 2 * intents.len(), opts);
 
     let outputs = 1 + intents.len();
     let round = |w: f32| (w * 1e4).round() / 1e4;
@@ -369,7 +395,7 @@ pub fn train(rows: &[Row], opts: &Options) -> Result<(ModelFile, BTreeMap<String
                 .collect(),
         );
     }
-    let difficulty_by_intent: Vec<Vec<f32>> = (0..intents.len())
+    let difficulty_by_intent: Vec<Vec<f32>> = (0..2 * intents.len())
         .map(|c| {
             d.gated[c * DENSE.len()..(c + 1) * DENSE.len()]
                 .iter()
@@ -395,6 +421,8 @@ pub fn train(rows: &[Row], opts: &Options) -> Result<(ModelFile, BTreeMap<String
         hash_bits: opts.hash_bits,
         dense_features: DENSE.iter().map(|s| s.to_string()).collect(),
         intents,
+        dense_mean: mean,
+        dense_scale: scale,
         dense,
         difficulty_by_intent,
         hashed,
@@ -410,10 +438,7 @@ pub fn train(rows: &[Row], opts: &Options) -> Result<(ModelFile, BTreeMap<String
         quantiles: (0..=100).map(|i| i as f32).collect(),
         ..file.clone()
     })?;
-    let mut scores: Vec<f32> = diff
-        .iter()
-        .map(|&(i, _)| model.predict(&features[i]).difficulty)
-        .collect();
+    let mut scores: Vec<f32> = diff.iter().map(|&(i, _)| model.predict(&raw[i]).difficulty).collect();
     scores.sort_by(f32::total_cmp);
     file.quantiles = (0..=100).map(|p| scores[((scores.len() - 1) * p) / 100]).collect();
     Ok((file, cv))
