@@ -12,9 +12,12 @@ CREATE TABLE billing_outbox (
     next_attempt_ms  BIGINT NOT NULL DEFAULT 0,
     claimed_by       TEXT,
     delivered_ms     BIGINT,
+    -- Refused for good by the receiver (a validation error); re-queued by an admin.
+    rejected_ms      BIGINT,
+    last_attempt_ms  BIGINT,
     last_error       TEXT
 );
-CREATE INDEX billing_outbox_due ON billing_outbox(next_attempt_ms) WHERE delivered_ms IS NULL;
+CREATE INDEX billing_outbox_due ON billing_outbox(next_attempt_ms) WHERE delivered_ms IS NULL AND rejected_ms IS NULL;
 CREATE INDEX billing_outbox_delivered ON billing_outbox(delivered_ms) WHERE delivered_ms IS NOT NULL;
 
 -- A budget crossing its soft threshold ('soft') or refusing a request ('hard'), once per scope,

@@ -32,6 +32,7 @@ impl AdminClient {
         let mut rb = self
             .http
             .request(method, format!("{}{path}", self.base))
+            .timeout(std::time::Duration::from_secs(300))
             .bearer_auth(&self.master_key);
         if let Some(b) = body {
             rb = rb.json(b);

@@ -103,8 +103,8 @@ pub struct Pending {
     pub attempts: i64,
 }
 
-/// How long a claim protects rows from other processes; a crashed claimer's rows come due after it.
-const CLAIM_MS: i64 = 60_000;
+/// Rounds send at most this many waves of `concurrency` requests.
+const WAVES: usize = 4;
 /// How long the deliverer sleeps when nothing is due.
 const IDLE_POLL: Duration = Duration::from_millis(200);
 /// How often delivered rows past their retention are pruned.
@@ -122,9 +122,13 @@ pub struct Deliverer {
 }
 
 /// What one delivery request came to.
+#[derive(Debug, PartialEq)]
 enum Sent {
     Delivered,
+    /// Worth retrying (network, 5xx, 429, auth).
     Failed(String),
+    /// Refused for good (validation).
+    Rejected(String),
 }
 
 impl Deliverer {
@@ -155,7 +159,7 @@ impl Deliverer {
             let now = self.clock.now_ms();
             if now - last_prune >= PRUNE_EVERY_MS {
                 last_prune = now;
-                let before = now - (self.cfg.retain_delivered_hours as i64) * 3_600_000;
+                let before = now.saturating_sub((self.cfg.retain_delivered_hours as i64).saturating_mul(3_600_000));
                 if let Err(e) = self.store.prune_billing(before).await {
                     tracing::warn!(error = %e, "cannot prune delivered billing events");
                 }
@@ -171,7 +175,7 @@ impl Deliverer {
                 }
             }
         }
-        // A round cut short by `stop` left its claims; they come due again after CLAIM_MS, and
+        // A round cut short by `stop` left its claims; they come due again when the claim lapses, and
         // the final round below releases this process's claims first so nothing waits that long.
         if let Err(e) = self.store.release_billing_claims(&self.holder).await {
             tracing::warn!(error = %e, "cannot release billing claims");
@@ -186,8 +190,12 @@ impl Deliverer {
     pub async fn round(&self) -> usize {
         let now = self.clock.now_ms();
         let claim = format!("{}:{}", self.holder, self.claims.fetch_add(1, Ordering::Relaxed));
-        let limit = (self.cfg.batch_size * self.cfg.concurrency * 4) as i64;
-        let rows = match self.store.claim_billing(&claim, now, now + CLAIM_MS, limit).await {
+        let limit = (self.cfg.batch_size * self.cfg.concurrency * WAVES) as i64;
+        let rows = match self
+            .store
+            .claim_billing(&claim, now, now + self.claim_ms(), limit)
+            .await
+        {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the billing outbox");
@@ -199,37 +207,69 @@ impl Deliverer {
             return 0;
         }
         let batches: Vec<Vec<Pending>> = rows.chunks(self.cfg.batch_size).map(<[Pending]>::to_vec).collect();
+        let claim = &claim;
         futures_util::stream::iter(batches)
             .for_each_concurrent(self.cfg.concurrency, |batch| async move {
-                let outcome = self.send(&batch).await;
-                let ids: Vec<String> = batch.iter().map(|p| p.event.event_id.clone()).collect();
-                let now = self.clock.now_ms();
-                let written = match &outcome {
-                    Sent::Delivered => {
-                        metrics::counter!("switchyard_billing_events_delivered_total").increment(ids.len() as u64);
-                        self.store.billing_delivered(&ids, now).await
+                match self.send(&batch).await {
+                    // A batch the receiver refuses as a whole (one bad or duplicate event makes
+                    // Lago refuse all) goes again one event at a time, so each gets its own answer.
+                    Sent::Rejected(_) if batch.len() > 1 => {
+                        for one in batch.chunks(1) {
+                            let outcome = self.send(one).await;
+                            self.record(claim, one, outcome).await;
+                        }
                     }
-                    Sent::Failed(why) => {
-                        let attempts = batch.iter().map(|p| p.attempts).max().unwrap_or(0) + 1;
-                        metrics::counter!("switchyard_billing_delivery_failures_total").increment(1);
-                        tracing::warn!(events = ids.len(), attempts, error = %why, "billing delivery failed; will retry");
-                        self.store
-                            .billing_failed(&ids, now + self.backoff_ms(attempts), why)
-                            .await
-                    }
-                };
-                if let Err(e) = written {
-                    // The claim expires and the rows are sent again: at least once, never lost.
-                    tracing::warn!(error = %e, "cannot record a billing delivery result");
+                    outcome => self.record(claim, &batch, outcome).await,
                 }
             })
             .await;
         n
     }
 
+    /// How long a claim holds: every wave of a round may take the whole request timeout.
+    fn claim_ms(&self) -> i64 {
+        (self.cfg.timeout_ms as i64).saturating_mul(WAVES as i64 + 1) + 30_000
+    }
+
+    async fn record(&self, claim: &str, batch: &[Pending], outcome: Sent) {
+        let ids: Vec<String> = batch.iter().map(|p| p.event.event_id.clone()).collect();
+        let now = self.clock.now_ms();
+        let attempts = batch.iter().map(|p| p.attempts).max().unwrap_or(0) + 1;
+        let written = match &outcome {
+            Sent::Delivered => {
+                metrics::counter!("switchyard_billing_events_delivered_total").increment(ids.len() as u64);
+                self.store.billing_delivered(&ids, now).await
+            }
+            Sent::Failed(why) => {
+                metrics::counter!("switchyard_billing_delivery_failures_total").increment(1);
+                tracing::warn!(events = ids.len(), attempts, error = %why, "billing delivery failed; will retry");
+                self.store
+                    .billing_failed(
+                        claim,
+                        &ids,
+                        now,
+                        now.saturating_add(self.backoff_ms(attempts)),
+                        why,
+                        false,
+                    )
+                    .await
+            }
+            Sent::Rejected(why) => {
+                metrics::counter!("switchyard_billing_events_rejected_total").increment(ids.len() as u64);
+                tracing::error!(events = ids.len(), error = %why,
+                    "the billing receiver refused events for good; fix and re-queue them (POST /admin/v1/billing/requeue)");
+                self.store.billing_failed(claim, &ids, now, now, why, true).await
+            }
+        };
+        if let Err(e) = written {
+            // The claim expires and the rows are sent again: at least once, never lost.
+            tracing::warn!(error = %e, "cannot record a billing delivery result");
+        }
+    }
+
     /// Exponential backoff with jitter: a random delay in [d/2, d], d = backoff × 2^(attempts-1).
     fn backoff_ms(&self, attempts: i64) -> i64 {
-        let cap = (self.cfg.max_backoff_secs * 1000) as i64;
+        let cap = (self.cfg.max_backoff_secs as i64).saturating_mul(1000);
         let d = (self.cfg.backoff_ms as i64)
             .saturating_mul(1i64 << (attempts - 1).clamp(0, 30))
             .min(cap)
@@ -238,7 +278,7 @@ impl Deliverer {
     }
 
     async fn send(&self, batch: &[Pending]) -> Sent {
-        let (url, body) = if self.cfg.batch_size == 1 {
+        let (url, body) = if batch.len() == 1 {
             (
                 format!("{}/api/v1/events", self.cfg.url),
                 format!("{{\"event\":{}}}", self.shape.event_json(&batch[0].event)),
@@ -263,16 +303,32 @@ impl Deliverer {
             req = req.bearer_auth(k.expose());
         }
         match req.send().await {
-            // 409: the receiver already has this transaction id.
-            Ok(r) if r.status().is_success() || r.status() == http::StatusCode::CONFLICT => Sent::Delivered,
             Ok(r) => {
                 let status = r.status();
-                let text = r.text().await.unwrap_or_default();
-                let text: String = text.chars().take(200).collect();
-                Sent::Failed(format!("HTTP {status}: {text}"))
+                let text = if status.is_success() {
+                    String::new()
+                } else {
+                    r.text().await.unwrap_or_default()
+                };
+                classify(status.as_u16(), &text)
             }
             Err(e) => Sent::Failed(format!("request failed: {e}")),
         }
+    }
+}
+
+/// What an answer of the billing API means for the events sent.
+fn classify(status: u16, body: &str) -> Sent {
+    let short: String = body.chars().take(300).collect();
+    match status {
+        200..=299 => Sent::Delivered,
+        // The receiver has the transaction id already: Lago answers 422 with
+        // `transaction_id: value_already_exist`; other receivers may answer 409.
+        409 => Sent::Delivered,
+        422 if body.contains("value_already_exist") => Sent::Delivered,
+        // Validation errors do not heal by waiting.
+        400 | 422 => Sent::Rejected(format!("HTTP {status}: {short}")),
+        _ => Sent::Failed(format!("HTTP {status}: {short}")),
     }
 }
 
@@ -280,6 +336,8 @@ impl Deliverer {
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct OutboxStatus {
     pub pending: i64,
+    /// Refused for good by the receiver; waiting for an admin to re-queue them.
+    pub rejected: i64,
     pub delivered_retained: i64,
     pub oldest_pending_ms: Option<i64>,
     pub max_attempts: i64,
@@ -289,6 +347,22 @@ pub struct OutboxStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_are_classified() {
+        assert_eq!(classify(200, ""), Sent::Delivered);
+        assert_eq!(classify(409, ""), Sent::Delivered);
+        let dup = r#"{"status":422,"error":"Unprocessable Entity","code":"validation_errors","error_details":{"transaction_id":["value_already_exist"]}}"#;
+        assert_eq!(classify(422, dup), Sent::Delivered);
+        assert!(matches!(
+            classify(422, r#"{"error_details":{"code":["value_is_mandatory"]}}"#),
+            Sent::Rejected(_)
+        ));
+        assert!(matches!(classify(400, "bad"), Sent::Rejected(_)));
+        for retry in [401, 403, 404, 408, 429, 500, 502, 503] {
+            assert!(matches!(classify(retry, ""), Sent::Failed(_)), "{retry}");
+        }
+    }
 
     #[test]
     fn cents_are_exact() {

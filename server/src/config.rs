@@ -546,19 +546,35 @@ impl Config {
     /// Every deployment id with known prices: the price table's (configured or not, so history
     /// of retired deployments can be re-priced) and the configured deployments priced inline.
     pub fn price_book(&self) -> crate::pricing::PriceBook {
-        let mut out: std::collections::HashMap<String, PriceSchedule> = self
-            .pricing
-            .table
-            .deployments()
-            .map(|(d, s)| (d.to_string(), s.clone()))
-            .collect();
-        for d in self.models.values().flat_map(|m| &m.deployments) {
-            out.entry(d.id.clone()).or_insert_with(|| d.prices.clone());
-        }
-        crate::pricing::PriceBook {
-            schedules: out,
+        let mut book = crate::pricing::PriceBook {
+            table: self
+                .pricing
+                .table
+                .deployments()
+                .map(|(d, s)| (d.to_string(), s.clone()))
+                .collect(),
             versions: self.pricing.table.versions.clone(),
+            ..Default::default()
+        };
+        for (model, m) in &self.models {
+            for d in &m.deployments {
+                if book.table.contains_key(&d.id) {
+                    continue;
+                }
+                book.inline.insert((model.clone(), d.id.clone()), d.prices.clone());
+                // One id may carry different inline prices under different models (a markup
+                // alias); only an unambiguous one can price events whose model does not match.
+                book.inline_any
+                    .entry(d.id.clone())
+                    .and_modify(|s| {
+                        if s.as_ref() != Some(&d.prices) {
+                            *s = None;
+                        }
+                    })
+                    .or_insert_with(|| Some(d.prices.clone()));
+            }
         }
+        book
     }
 
     /// The built-in demo: two mock models and a mock embedding model, no key, no network.
@@ -826,17 +842,20 @@ fn validate_billing(b: &mut BillingConfig, env: &dyn Fn(&str) -> Option<String>,
             message,
         })
     };
-    if !b.url.is_empty() {
+    if b.enabled() {
         match reqwest::Url::parse(&b.url) {
-            Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
-            _ => problem("url", format!("`{}` is not an http(s) URL", b.url)),
+            Ok(u)
+                if (u.scheme() == "http" || u.scheme() == "https") && u.query().is_none() && u.fragment().is_none() => {
+            }
+            _ => problem("url", format!("`{}` is not an http(s) base URL without a query", b.url)),
         }
         b.url = b.url.trim_end_matches('/').to_string();
-    }
-    if let Some(var) = &b.api_key_env {
-        match env(var) {
-            Some(v) if !v.is_empty() => b.api_key = Some(Secret::new(v)),
-            _ => problem("api_key_env", format!("environment variable `{var}` is not set")),
+        // The key matters only when events are sent.
+        if let Some(var) = &b.api_key_env {
+            match env(var) {
+                Some(v) if !v.is_empty() => b.api_key = Some(Secret::new(v)),
+                _ => problem("api_key_env", format!("environment variable `{var}` is not set")),
+            }
         }
     }
     if b.code.trim().is_empty() {
@@ -848,11 +867,17 @@ fn validate_billing(b: &mut BillingConfig, env: &dyn Fn(&str) -> Option<String>,
     if !(1..=64).contains(&b.concurrency) {
         problem("concurrency", "must be 1..=64".into());
     }
-    if b.backoff_ms == 0 || b.max_backoff_secs == 0 || b.timeout_ms == 0 {
-        problem(
-            "",
-            "backoff_ms, max_backoff_secs and timeout_ms must be at least 1".into(),
-        );
+    if !(1..=3_600_000).contains(&b.backoff_ms) {
+        problem("backoff_ms", "must be 1..=3600000".into());
+    }
+    if !(1..=86_400).contains(&b.max_backoff_secs) {
+        problem("max_backoff_secs", "must be 1..=86400".into());
+    }
+    if !(1..=300_000).contains(&b.timeout_ms) {
+        problem("timeout_ms", "must be 1..=300000".into());
+    }
+    if b.retain_delivered_hours > 24 * 3650 {
+        problem("retain_delivered_hours", "must be at most 87600 (ten years)".into());
     }
 }
 
@@ -1396,8 +1421,11 @@ mod tests {
         assert_eq!((&*b.version, b.price.cached_input.0), ("v1", 500_000));
         let book = c.price_book();
         assert_eq!(book.versions.len(), 2);
-        assert_eq!(book.price_at("p/a", t("2025-07-01")).unwrap().price.input.0, 500_000);
-        assert!(book.price_at("p/zzz", t("2025-07-01")).is_none());
+        assert_eq!(
+            book.price_at("a", "p/a", t("2025-07-01")).unwrap().price.input.0,
+            500_000
+        );
+        assert!(book.price_at("a", "p/zzz", t("2025-07-01")).is_none());
     }
 
     #[test]
@@ -1425,6 +1453,42 @@ mod tests {
         assert!(paths.contains(&"models.c.deployments[0].input_per_mtok"), "{err}");
         assert!(paths.contains(&"models.c.deployments[0].output_per_mtok"), "{err}");
         assert!(err.to_string().contains("both inline and in the price table"), "{err}");
+    }
+
+    #[test]
+    fn inline_prices_of_one_deployment_id_under_two_models_stay_apart() {
+        let text = r#"
+            [providers.p]
+            kind = "mock"
+            [[models.a.deployments]]
+            provider = "p"
+            model = "x"
+            input_per_mtok = "1"
+            output_per_mtok = "1"
+            context_window = 10
+            [[models.markup.deployments]]
+            provider = "p"
+            model = "x"
+            input_per_mtok = "2"
+            output_per_mtok = "1"
+            context_window = 10
+            [[models.y.deployments]]
+            provider = "p"
+            model = "y"
+            input_per_mtok = "3"
+            output_per_mtok = "1"
+            context_window = 10
+        "#;
+        let book = load(text).unwrap().price_book();
+        let input = |m: &str, d: &str| book.price_at(m, d, 0).map(|p| p.price.input.0);
+        assert_eq!(input("a", "p/x"), Some(1_000_000));
+        assert_eq!(input("markup", "p/x"), Some(2_000_000));
+        assert_eq!(input("other", "p/x"), None, "ambiguous without its model");
+        assert_eq!(
+            input("other", "p/y"),
+            Some(3_000_000),
+            "unambiguous: a fallback's event"
+        );
     }
 
     #[test]

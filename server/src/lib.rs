@@ -202,17 +202,18 @@ pub async fn run_with(
             tracing::error!("usage ledger did not drain within 30 s");
         }
     }
-    // Every event is in the outbox now: one last delivery round, bounded.
+    // Every event is settled now: write the spend and return the leases first (other processes
+    // may be waiting for that budget), then one last, bounded billing round (the outbox is
+    // durable: what is left goes after a restart).
+    let _ = flusher_stop.send(());
+    if tokio::time::timeout(Duration::from_secs(10), flusher).await.is_err() {
+        tracing::error!("budget spend was not written within 10 s");
+    }
     let _ = billing_stop.send(());
     if let Some(d) = deliverer {
         if tokio::time::timeout(Duration::from_secs(15), d).await.is_err() {
             tracing::warn!("billing delivery did not stop within 15 s; undelivered events go after restart");
         }
-    }
-    // Every event is settled now: write the spend and return the leases.
-    let _ = flusher_stop.send(());
-    if tokio::time::timeout(Duration::from_secs(10), flusher).await.is_err() {
-        tracing::error!("budget spend was not written within 10 s");
     }
     store.close().await;
     tracing::info!("stopped");

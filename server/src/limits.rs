@@ -259,6 +259,8 @@ struct BudgetState {
     last_activity_ms: i64,
     last_renewal_ms: i64,
     soft_pct: u8,
+    /// The largest worst case reserved in this period: a lease keeps room for one more.
+    largest_reservation: i64,
     soft_alerted: bool,
     hard_alerted: bool,
     initialized: bool,
@@ -268,7 +270,11 @@ impl BudgetState {
     /// The soft-threshold alert, the first time settled spend reaches it in this period.
     fn soft_alert(&mut self, scope: &str, now: i64) -> Option<BudgetAlert> {
         let spent = self.known_spent + self.unflushed;
-        if self.soft_alerted || spent * 100 < self.limit.max(1) * i64::from(self.soft_pct) {
+        // Not yet in a period (only free requests so far): nothing to compare with.
+        if !self.initialized || self.soft_alerted {
+            return None;
+        }
+        if i128::from(spent) * 100 < i128::from(self.limit.max(1)) * i128::from(self.soft_pct) {
             return None;
         }
         self.soft_alerted = true;
@@ -299,6 +305,7 @@ impl BudgetState {
 
     /// Reserves `amount` from the lease if it fits.
     fn try_reserve(&mut self, amount: i64) -> bool {
+        self.largest_reservation = self.largest_reservation.max(amount);
         let fits = self.available() >= amount;
         if fits {
             self.reserved += amount;
@@ -324,6 +331,7 @@ impl BudgetState {
             self.known_spent = 0;
             self.soft_alerted = false;
             self.hard_alerted = false;
+            self.largest_reservation = 0;
             self.initialized = true;
         }
     }
@@ -641,7 +649,7 @@ impl Limiter {
         let spent = g.known_spent + g.unflushed;
         let limit = b.limit.0.max(1);
         let frac = ((limit - spent).max(0) as f64 / limit as f64).clamp(0.0, 1.0);
-        let over = spent * 100 >= limit * i64::from(b.soft_pct);
+        let over = i128::from(spent) * 100 >= i128::from(limit) * i128::from(b.soft_pct);
         let alert = g.soft_alert(&st.scope, self.clock.now_ms());
         drop(g);
         if let Some(a) = alert {
@@ -658,7 +666,7 @@ impl Limiter {
         }
         g.hard_alerted = true;
         metrics::counter!("switchyard_budget_alerts_total", "kind" => "hard").increment(1);
-        tracing::warn!(scope = %st.scope, limit = %b.limit, "budget exhausted: refusing requests");
+        tracing::warn!(scope = %st.scope, limit = %b.limit, "budget cannot cover a request: refusing (first refusal this period)");
         let alert = BudgetAlert {
             scope: st.scope.clone(),
             period_start: g.period_start,
@@ -800,14 +808,17 @@ impl Limiter {
                 }
                 let idle = g.reserved == 0 && now - g.last_activity_ms >= self.settings.idle_return.as_millis() as i64;
                 let renew_due = g.lease > 0 && now - g.last_renewal_ms >= ttl / 3;
-                // Beyond what requests in flight reserved plus one slice, a lease only keeps
+                // Beyond what requests in flight reserved plus some room, a lease only keeps
                 // budget from other processes: settled requests usually cost far less than the
                 // worst case they reserved, so hand the surplus back.
                 let slice = g.limit / 100 * i64::from(self.settings.lease_pct.clamp(1, 100));
+                // Room for one more request as large as any seen this period, so a steady
+                // stream of big requests does not go to the database after every flush.
+                let room = slice.max(g.largest_reservation);
                 let keep = if idle || final_flush {
                     g.reserved
                 } else {
-                    g.reserved + slice
+                    g.reserved + room
                 };
                 let surplus = g.lease - g.unflushed > keep;
                 if g.unflushed == 0 && !(g.lease > 0 && (idle || final_flush || renew_due || surplus)) {

@@ -188,6 +188,12 @@ enum UsageCommand {
         from: Option<String>,
         #[arg(long)]
         to: Option<String>,
+        #[arg(long)]
+        key: Option<String>,
+        #[arg(long)]
+        team: Option<String>,
+        #[arg(long)]
+        model: Option<String>,
         /// Report what would change without changing it.
         #[arg(long)]
         dry_run: bool,
@@ -422,8 +428,16 @@ async fn usage(c: AdminClient, command: UsageCommand, json_out: bool) -> Result<
                 }
             }
         }
-        UsageCommand::Reprice { from, to, dry_run } => {
-            let body = json!({"from": from, "to": to, "dry_run": dry_run});
+        UsageCommand::Reprice {
+            from,
+            to,
+            key,
+            team,
+            model,
+            dry_run,
+        } => {
+            let body =
+                json!({"from": from, "to": to, "key_id": key, "team_id": team, "model": model, "dry_run": dry_run});
             let v = c.call(reqwest::Method::POST, "/usage/reprice", Some(&body)).await?;
             if json_out {
                 print_json(&v);

@@ -293,18 +293,39 @@ impl PriceTable {
     }
 }
 
-/// Every known price by deployment id, for pricing stored history.
+/// Every known price, for pricing stored history: the table's by deployment id, and inline
+/// prices by model and deployment id.
 #[derive(Debug, Clone, Default)]
 pub struct PriceBook {
-    pub schedules: std::collections::HashMap<String, PriceSchedule>,
+    pub table: std::collections::HashMap<String, PriceSchedule>,
+    pub inline: std::collections::HashMap<(String, String), PriceSchedule>,
+    /// Inline prices by deployment id alone; `None` where models disagree.
+    pub inline_any: std::collections::HashMap<String, Option<PriceSchedule>>,
     /// The price table's versions, oldest first.
     pub versions: Vec<PriceVersion>,
 }
 
 impl PriceBook {
-    /// The price of `deployment` in force at `ms`, if known.
-    pub fn price_at(&self, deployment: &str, ms: i64) -> Option<PricePoint> {
-        self.schedules.get(deployment).and_then(|s| s.at(ms)).cloned()
+    /// The price in force at `ms` for an event of `model` served by `deployment`, if known.
+    pub fn price_at(&self, model: &str, deployment: &str, ms: i64) -> Option<PricePoint> {
+        let schedule = self
+            .table
+            .get(deployment)
+            .or_else(|| self.inline.get(&(model.to_string(), deployment.to_string())))
+            .or_else(|| self.inline_any.get(deployment).and_then(Option::as_ref))?;
+        schedule.at(ms).cloned()
+    }
+
+    /// Every deployment id with a price, and its schedule (inline ones once per model).
+    pub fn all(&self) -> Vec<(String, &PriceSchedule)> {
+        let mut out: Vec<(String, &PriceSchedule)> = self.table.iter().map(|(d, s)| (d.clone(), s)).collect();
+        for ((m, d), s) in &self.inline {
+            let ambiguous = self.inline_any.get(d).is_some_and(Option::is_none);
+            out.push((if ambiguous { format!("{d} ({m})") } else { d.clone() }, s));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.dedup_by(|a, b| a.0 == b.0);
+        out
     }
 }
 

@@ -6,7 +6,6 @@
 //! Every integer is `BIGINT` and every statement uses `$n` parameters in order of first use,
 //! which both databases accept, so the two backends run the same code and tests.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -339,6 +338,7 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
+        let mut inserted: std::collections::HashSet<String> = std::collections::HashSet::with_capacity(events.len());
         // SQLite binds many-parameter statements slowly and pays per statement too: 8–20 rows a
         // statement measured fastest (1 row: ~21k events/s, 16: ~35k, 50: ~19k, 400: far less).
         // Postgres prefers few large statements.
@@ -355,7 +355,7 @@ impl Store {
                  attempts, request_bytes, response_bytes) VALUES ",
             );
             push_placeholders(&mut sql, chunk.len(), 27);
-            sql.push_str(" ON CONFLICT (event_id) DO NOTHING");
+            sql.push_str(" ON CONFLICT (event_id) DO NOTHING RETURNING event_id");
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for e in chunk {
                 q = q
@@ -387,9 +387,14 @@ impl Store {
                     .bind(e.request_bytes as i64)
                     .bind(e.response_bytes as i64);
             }
-            q.execute(&mut *tx).await?;
+            for row in q.fetch_all(&mut *tx).await? {
+                inserted.insert(row.try_get::<String, _>("event_id")?);
+            }
         }
-        let rollups = rollup(events);
+        // Only events inserted now count: a batch retried after a commit that did succeed (its
+        // answer lost) finds its events present and must not add them to the rollups again.
+        let fresh: Vec<&UsageEvent> = events.iter().filter(|e| inserted.contains(&e.event_id)).collect();
+        let rollups = rollup(&fresh);
         let agg: Vec<(&RollupKey, &Rollup)> = rollups.iter().collect();
         for chunk in agg.chunks(rows) {
             let mut sql = String::from(
@@ -423,14 +428,15 @@ impl Store {
             q.execute(&mut *tx).await?;
         }
         if billing {
-            // One parameter a row binds quickly on both backends: few large statements.
-            for chunk in events.chunks(OUTBOX_ROWS_PER_INSERT) {
-                let mut sql = String::from("INSERT INTO billing_outbox (event_id) VALUES ");
-                push_placeholders(&mut sql, chunk.len(), 1);
+            // Two parameters a row bind quickly on both backends: few large statements. A row
+            // is due from its event's time, so retries (due later) are not starved by new rows.
+            for chunk in fresh.chunks(OUTBOX_ROWS_PER_INSERT) {
+                let mut sql = String::from("INSERT INTO billing_outbox (event_id, next_attempt_ms) VALUES ");
+                push_placeholders(&mut sql, chunk.len(), 2);
                 sql.push_str(" ON CONFLICT (event_id) DO NOTHING");
                 let mut q = sqlx::query(AssertSqlSafe(sql));
                 for e in chunk {
-                    q = q.bind(e.event_id.clone());
+                    q = q.bind(e.event_id.clone()).bind(e.unix_ms as i64);
                 }
                 q.execute(&mut *tx).await?;
             }
@@ -501,8 +507,8 @@ impl Store {
     ) -> Result<Vec<crate::billing::Pending>> {
         sqlx::query(
             "UPDATE billing_outbox SET claimed_by = $1, next_attempt_ms = $2 \
-             WHERE delivered_ms IS NULL AND next_attempt_ms <= $3 AND event_id IN \
-             (SELECT event_id FROM billing_outbox WHERE delivered_ms IS NULL AND next_attempt_ms <= $3 \
+             WHERE delivered_ms IS NULL AND rejected_ms IS NULL AND next_attempt_ms <= $3 AND event_id IN \
+             (SELECT event_id FROM billing_outbox WHERE delivered_ms IS NULL AND rejected_ms IS NULL AND next_attempt_ms <= $3 \
               ORDER BY next_attempt_ms LIMIT $4)",
         )
         .bind(claim)
@@ -544,15 +550,30 @@ impl Store {
     }
 
     /// Records a failed attempt and when to try again.
-    pub async fn billing_failed(&self, ids: &[String], next_attempt_ms: i64, error: &str) -> Result<()> {
+    /// Records a failed attempt under claim `claim` (rows another process claimed since are
+    /// left alone) and when to try again; `rejected` marks them as refused for good.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn billing_failed(
+        &self,
+        claim: &str,
+        ids: &[String],
+        now: i64,
+        next_attempt_ms: i64,
+        error: &str,
+        rejected: bool,
+    ) -> Result<()> {
         let mut sql = String::from(
-            "UPDATE billing_outbox SET attempts = attempts + 1, next_attempt_ms = $1, last_error = $2, claimed_by = NULL \
-             WHERE delivered_ms IS NULL AND event_id IN ",
+            "UPDATE billing_outbox SET attempts = attempts + 1, next_attempt_ms = $1, last_error = $2, \
+             last_attempt_ms = $3, rejected_ms = $4, claimed_by = NULL \
+             WHERE delivered_ms IS NULL AND claimed_by = $5 AND event_id IN ",
         );
-        push_placeholders_from(&mut sql, ids.len(), 3);
+        push_placeholders_from(&mut sql, ids.len(), 6);
         let mut q = sqlx::query(AssertSqlSafe(sql))
             .bind(next_attempt_ms)
-            .bind(error.to_string());
+            .bind(error.to_string())
+            .bind(now)
+            .bind(rejected.then_some(now))
+            .bind(claim.to_string());
         for id in ids {
             q = q.bind(id.clone());
         }
@@ -564,12 +585,23 @@ impl Store {
     pub async fn release_billing_claims(&self, holder: &str) -> Result<()> {
         sqlx::query(
             "UPDATE billing_outbox SET claimed_by = NULL, next_attempt_ms = 0 \
-             WHERE delivered_ms IS NULL AND claimed_by LIKE $1",
+             WHERE delivered_ms IS NULL AND rejected_ms IS NULL AND substr(claimed_by, 1, length($1)) = $1",
         )
-        .bind(format!("{holder}:%"))
+        .bind(format!("{holder}:"))
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Puts rejected rows back in the queue (after the receiver or the mapping was fixed).
+    pub async fn requeue_rejected_billing(&self) -> Result<u64> {
+        let r = sqlx::query(
+            "UPDATE billing_outbox SET rejected_ms = NULL, next_attempt_ms = 0, attempts = 0 \
+             WHERE delivered_ms IS NULL AND rejected_ms IS NOT NULL",
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
     }
 
     /// Deletes rows delivered before `before_ms`.
@@ -583,7 +615,8 @@ impl Store {
 
     pub async fn billing_status(&self) -> Result<crate::billing::OutboxStatus> {
         let r = sqlx::query(
-            "SELECT CAST(COALESCE(SUM(CASE WHEN o.delivered_ms IS NULL THEN 1 ELSE 0 END), 0) AS BIGINT) AS pending, \
+            "SELECT CAST(COALESCE(SUM(CASE WHEN o.delivered_ms IS NULL AND o.rejected_ms IS NULL THEN 1 ELSE 0 END), 0) AS BIGINT) AS pending, \
+             CAST(COALESCE(SUM(CASE WHEN o.rejected_ms IS NULL THEN 0 ELSE 1 END), 0) AS BIGINT) AS rejected, \
              CAST(COALESCE(SUM(CASE WHEN o.delivered_ms IS NULL THEN 0 ELSE 1 END), 0) AS BIGINT) AS delivered, \
              MIN(CASE WHEN o.delivered_ms IS NULL THEN e.ts_ms END) AS oldest, \
              CAST(COALESCE(MAX(CASE WHEN o.delivered_ms IS NULL THEN o.attempts ELSE 0 END), 0) AS BIGINT) AS max_attempts \
@@ -593,7 +626,7 @@ impl Store {
         .await?;
         let last_error: Option<String> = sqlx::query(
             "SELECT last_error FROM billing_outbox WHERE delivered_ms IS NULL AND last_error IS NOT NULL \
-             ORDER BY next_attempt_ms DESC LIMIT 1",
+             ORDER BY last_attempt_ms DESC LIMIT 1",
         )
         .fetch_optional(&self.pool)
         .await?
@@ -601,6 +634,7 @@ impl Store {
         .transpose()?;
         Ok(crate::billing::OutboxStatus {
             pending: r.try_get("pending")?,
+            rejected: r.try_get("rejected")?,
             delivered_retained: r.try_get("delivered")?,
             oldest_pending_ms: r.try_get("oldest")?,
             max_attempts: r.try_get("max_attempts")?,
@@ -711,14 +745,14 @@ impl Store {
     }
 
     /// Recomputes the cost of every event matching `f` from its stored tokens with the price
-    /// `price_of(deployment, ts_ms)` returns (the one in force at the event's time), updating
+    /// `price_of(model, deployment, ts_ms)` returns (the one in force at the event's time), updating
     /// changed events and their hourly rollups page by page, each page in one transaction.
     /// Events whose deployment has no price for their time are left as they are and counted.
     /// Budget spend already settled is not changed: re-pricing corrects the record.
     pub async fn reprice(
         &self,
         f: &UsageFilter,
-        price_of: &(dyn Fn(&str, i64) -> Option<crate::pricing::PricePoint> + Sync),
+        price_of: &(dyn Fn(&str, &str, i64) -> Option<crate::pricing::PricePoint> + Sync),
         dry_run: bool,
     ) -> Result<RepriceReport> {
         let mut report = RepriceReport {
@@ -734,8 +768,12 @@ impl Store {
             for row in &page {
                 report.events += 1;
                 report.cost_before_nanos += row.cost_nanos;
-                let point = row.deployment.as_deref().and_then(|d| price_of(d, row.ts_ms));
-                let Some(point) = point else {
+                let Some(deployment) = row.deployment.as_deref() else {
+                    // Never reached a model: nothing to price.
+                    report.cost_after_nanos += row.cost_nanos;
+                    continue;
+                };
+                let Some(point) = price_of(&row.model, deployment, row.ts_ms) else {
                     report.unpriced += 1;
                     report.cost_after_nanos += row.cost_nanos;
                     continue;
@@ -758,15 +796,25 @@ impl Store {
             if dry_run || changes.is_empty() {
                 continue;
             }
-            let mut deltas: HashMap<(i64, String, String, String), i64> = HashMap::new();
+            let mut deltas: std::collections::BTreeMap<(i64, String, String, String), i64> = Default::default();
             let mut tx = self.pool.begin().await?;
             for (row, cost, version) in &changes {
-                sqlx::query("UPDATE usage_events SET cost_nanos = $1, price_version = $2 WHERE event_id = $3")
-                    .bind(*cost)
-                    .bind(version.clone())
-                    .bind(row.event_id.clone())
-                    .execute(&mut *tx)
-                    .await?;
+                // Only if the event is still as read: a concurrent run that changed it first
+                // has moved its rollup already.
+                let done = sqlx::query(
+                    "UPDATE usage_events SET cost_nanos = $1, price_version = $2 \
+                     WHERE event_id = $3 AND cost_nanos = $4 AND COALESCE(price_version, '') = $5",
+                )
+                .bind(*cost)
+                .bind(version.clone())
+                .bind(row.event_id.clone())
+                .bind(row.cost_nanos)
+                .bind(row.price_version.clone().unwrap_or_default())
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() != 1 {
+                    continue;
+                }
                 let key = (
                     row.ts_ms - row.ts_ms.rem_euclid(HOUR_MS),
                     row.key_id.clone().unwrap_or_default(),
@@ -1279,7 +1327,7 @@ impl UsageFilter {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct RollupKey {
     hour_ms: i64,
     key_id: String,
@@ -1297,8 +1345,9 @@ struct Rollup {
     cost_nanos: i64,
 }
 
-fn rollup(events: &[UsageEvent]) -> HashMap<RollupKey, Rollup> {
-    let mut m: HashMap<RollupKey, Rollup> = HashMap::new();
+/// Rollups in key order, so concurrent writers lock rows in the same order (no deadlocks).
+fn rollup(events: &[&UsageEvent]) -> std::collections::BTreeMap<RollupKey, Rollup> {
+    let mut m: std::collections::BTreeMap<RollupKey, Rollup> = std::collections::BTreeMap::new();
     for e in events {
         let ts = e.unix_ms as i64;
         let r = m

@@ -106,7 +106,8 @@ async fn burst(client: &reqwest::Client, gws: [&Gateway; 2], key: &str, n: usize
                 "model": "cheap",
                 "messages": [{"role": "user", "content": format!("hello {i}")}],
                 "max_tokens": 40,
-                "stream": i % 2 == 0,
+                // Each gateway gets streams and JSON calls alike.
+                "stream": (i / 2) % 2 == 0,
             }))
             .send();
         async move {
@@ -208,7 +209,9 @@ async fn two_processes_on_one_database_never_overshoot_a_budget() {
             ledger.cost_nanos
         );
         assert!(
-            ledger.cost_nanos >= LIMIT_NANOS * 6 / 10,
+            // A request costs about 60 % of its reservation, so at least half the budget is used
+            // even if every later request arrives while the first wave still holds its reservations.
+            ledger.cost_nanos >= LIMIT_NANOS / 2,
             "{backend}: only {} of {LIMIT_NANOS} used",
             ledger.cost_nanos
         );

@@ -664,6 +664,7 @@ async fn the_openapi_document_covers_every_admin_route() {
         ("/admin/v1/prices", &["get"][..]),
         ("/admin/v1/alerts", &["get"][..]),
         ("/admin/v1/billing", &["get"][..]),
+        ("/admin/v1/billing/requeue", &["post"][..]),
     ] {
         for m in methods {
             assert!(doc["paths"][path][m].is_object(), "{m} {path} is not documented");

@@ -46,6 +46,7 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/admin/v1/prices", get(prices))
         .route("/admin/v1/alerts", get(alerts))
         .route("/admin/v1/billing", get(billing_status))
+        .route("/admin/v1/billing/requeue", post(billing_requeue))
         .route("/admin/v1/openapi.json", get(openapi))
 }
 
@@ -785,7 +786,7 @@ async fn reprice(State(state): State<Arc<AppState>>, req: Request) -> Result<Res
     let book = state.prices.clone();
     let report = state
         .store
-        .reprice(&f, &|d, ms| book.price_at(d, ms), b.dry_run)
+        .reprice(&f, &|m, d, ms| book.price_at(m, d, ms), b.dry_run)
         .await
         .map_err(store_err)?;
     tracing::info!(?report, "usage re-priced");
@@ -851,6 +852,7 @@ async fn billing_status(State(state): State<Arc<AppState>>) -> Result<Response, 
         json!({
             "object": "billing.outbox",
             "pending": s.pending,
+            "rejected": s.rejected,
             "delivered_retained": s.delivered_retained,
             "oldest_pending": s.oldest_pending_ms.map(iso8601),
             "max_attempts": s.max_attempts,
@@ -859,12 +861,22 @@ async fn billing_status(State(state): State<Arc<AppState>>) -> Result<Response, 
     ))
 }
 
+/// Puts billing events the receiver refused back in the queue, after the cause was fixed.
+async fn billing_requeue(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let n = state.store.requeue_rejected_billing().await.map_err(store_err)?;
+    tracing::info!(events = n, "rejected billing events re-queued");
+    Ok(ok_json(
+        StatusCode::OK,
+        json!({"object": "billing.requeue", "requeued": n}),
+    ))
+}
+
 /// The price table's versions and every deployment's prices over time.
 async fn prices(State(state): State<Arc<AppState>>) -> Response {
     let per_mtok = |p: crate::pricing::PicoPerToken| p.usd_per_mtok();
-    let mut deployments: Vec<(&String, &crate::pricing::PriceSchedule)> = state.prices.schedules.iter().collect();
-    deployments.sort_by_key(|(d, _)| *d);
-    let deployments: Vec<Value> = deployments
+    let deployments: Vec<Value> = state
+        .prices
+        .all()
         .into_iter()
         .map(|(d, s)| {
             let points: Vec<Value> = s
