@@ -88,6 +88,10 @@ pub struct Config {
     pub ledger: LedgerConfig,
     pub billing: BillingConfig,
     pub pricing: PricingConfig,
+    /// The router model file (`[router] model`); `None`: the shipped model.
+    pub router_model: Option<std::path::PathBuf>,
+    /// Virtual models that route each request (`[routes.NAME]`).
+    pub routes: Vec<crate::router::policy::Route>,
     pub providers: BTreeMap<String, ProviderConfig>,
     pub models: BTreeMap<String, ModelConfig>,
 }
@@ -472,6 +476,8 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "ledger",
     "billing",
     "pricing",
+    "router",
+    "routes",
     "providers",
     "models",
 ];
@@ -618,6 +624,12 @@ cached_input_per_mtok = "1.25"
 context_window = 128000
 max_output_tokens = 16384
 capabilities = ["tools", "json", "vision"]
+
+[routes.auto]
+description = "The cheap model unless the request looks hard (the hardest 30 %), with soft landing near the budget"
+cheap = "demo-cheap"
+strong = "demo-powerful"
+strong_share = 0.3
 
 [models.demo-embed]
 kind = "embedding"
@@ -822,6 +834,8 @@ fn validate(
 
     let providers = validate_providers(table.remove("providers"), env, problems);
     let models = validate_models(table.remove("models"), &providers, &pricing.table, problems);
+    let router_model = validate_router(table.remove("router"), base, problems);
+    let routes = validate_routes(table.remove("routes"), &models, problems);
 
     Config {
         server,
@@ -830,9 +844,154 @@ fn validate(
         ledger,
         billing,
         pricing,
+        router_model,
+        routes,
         providers,
         models,
     }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRouter {
+    model: Option<String>,
+}
+
+fn validate_router(
+    value: Option<toml::Value>,
+    base: Option<&Path>,
+    problems: &mut Vec<Problem>,
+) -> Option<std::path::PathBuf> {
+    let raw = take::<RawRouter>(value?, "router", problems)?;
+    let file = raw.model?;
+    let path = match base {
+        Some(dir) if Path::new(&file).is_relative() => dir.join(&file),
+        _ => std::path::PathBuf::from(&file),
+    };
+    // Loaded here so a bad model file is a configuration problem, not a failure at start.
+    if let Err(e) = crate::router::model::RouterModel::load(&path) {
+        problems.push(Problem {
+            path: "router.model".into(),
+            message: e,
+        });
+    }
+    Some(path)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    cheap: String,
+    strong: String,
+    #[serde(default = "default_strong_share")]
+    strong_share: f64,
+    #[serde(default)]
+    intents: BTreeMap<String, String>,
+    #[serde(default = "default_intent_weights")]
+    intent_weights: BTreeMap<String, f64>,
+    #[serde(default = "default_budget_soft")]
+    budget_soft: f64,
+    description: Option<String>,
+}
+
+fn default_strong_share() -> f64 {
+    0.3
+}
+
+fn default_budget_soft() -> f64 {
+    0.25
+}
+
+/// Everyday intents rarely need the strong model; reasoning often does.
+fn default_intent_weights() -> BTreeMap<String, f64> {
+    [("chat", 0.0), ("extraction", 0.5), ("writing", 0.5), ("reasoning", 1.5)]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+}
+
+/// The intents the router's model knows.
+pub const INTENTS: &[&str] = &[
+    "chat",
+    "code",
+    "extraction",
+    "knowledge",
+    "math",
+    "reasoning",
+    "writing",
+];
+
+fn validate_routes(
+    value: Option<toml::Value>,
+    models: &BTreeMap<String, ModelConfig>,
+    problems: &mut Vec<Problem>,
+) -> Vec<crate::router::policy::Route> {
+    let mut out = Vec::new();
+    for (name, v) in as_table(value, "routes", problems) {
+        let path = format!("routes.{name}");
+        let Some(r) = take::<RawRoute>(v, &path, problems) else {
+            continue;
+        };
+        let mut found = Vec::new();
+        if models.contains_key(&name) {
+            found.push((
+                path.clone(),
+                format!("`{name}` is also a model; a route needs a name of its own"),
+            ));
+        }
+        let mut targets: Vec<(String, &String)> = vec![
+            (format!("{path}.cheap"), &r.cheap),
+            (format!("{path}.strong"), &r.strong),
+        ];
+        for (intent, m) in &r.intents {
+            if INTENTS.contains(&intent.as_str()) {
+                targets.push((format!("{path}.intents.{intent}"), m));
+            } else {
+                found.push((
+                    format!("{path}.intents.{intent}"),
+                    format!("unknown intent, expected one of: {}", INTENTS.join(", ")),
+                ));
+            }
+        }
+        for (field, m) in targets {
+            match models.get(m.as_str()) {
+                None => found.push((field, format!("unknown model `{m}`"))),
+                Some(mc) if mc.kind != ModelKind::Chat => found.push((field, format!("`{m}` is not a chat model"))),
+                Some(_) => {}
+            }
+        }
+        for (intent, w) in &r.intent_weights {
+            if !INTENTS.contains(&intent.as_str()) {
+                found.push((
+                    format!("{path}.intent_weights.{intent}"),
+                    format!("unknown intent, expected one of: {}", INTENTS.join(", ")),
+                ));
+            } else if !(0.0..=10.0).contains(w) {
+                found.push((
+                    format!("{path}.intent_weights.{intent}"),
+                    "must be between 0 and 10".into(),
+                ));
+            }
+        }
+        if !(0.0..=1.0).contains(&r.strong_share) {
+            found.push((format!("{path}.strong_share"), "must be between 0 and 1".into()));
+        }
+        if !(0.0..=1.0).contains(&r.budget_soft) {
+            found.push((format!("{path}.budget_soft"), "must be between 0 and 1".into()));
+        }
+        problems.extend(found.into_iter().map(|(path, message)| Problem { path, message }));
+        out.push(crate::router::policy::Route {
+            name,
+            cheap: r.cheap,
+            strong: r.strong,
+            strong_share: r.strong_share,
+            intents: r.intents,
+            intent_weights: r.intent_weights,
+            budget_soft: r.budget_soft,
+            description: r.description,
+        });
+    }
+    out
 }
 
 fn validate_billing(b: &mut BillingConfig, env: &dyn Fn(&str) -> Option<String>, problems: &mut Vec<Problem>) {

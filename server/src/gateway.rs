@@ -302,6 +302,13 @@ impl Gateway {
         }
     }
 
+    /// Whether some deployment of `model` (or its fallbacks) can take this chat request.
+    pub fn can_serve(&self, model: &str, req: &ChatRequest) -> bool {
+        self.models
+            .get(model)
+            .is_some_and(|m| self.chat_candidates(m, req).is_ok_and(|c| !c.is_empty()))
+    }
+
     /// Candidate deployments for a chat request, in the order they will be tried.
     fn chat_candidates(&self, model: &LogicalModel, req: &ChatRequest) -> Result<Vec<Arc<Deployment>>, ApiError> {
         let mut chain: Vec<&LogicalModel> = vec![model];

@@ -62,6 +62,20 @@ pub struct RunOptions {
     pub clock: Option<Arc<dyn Clock>>,
 }
 
+/// The configured router model (checked when the config was loaded), else the shipped one.
+fn router_model(config: &Config) -> Arc<router::model::RouterModel> {
+    match &config.router_model {
+        None => router::policy::builtin_model().clone(),
+        Some(path) => match router::model::RouterModel::load(path) {
+            Ok(m) => Arc::new(m),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot load the router model; using the shipped one");
+                router::policy::builtin_model().clone()
+            }
+        },
+    }
+}
+
 /// Builds the shared state for `config` on an open store, sending usage events to `usage`.
 pub fn build_state(config: &Config, usage: Arc<dyn UsageSink>, store: Store, clock: Arc<dyn Clock>) -> Arc<AppState> {
     let limiter = Limiter::new(
@@ -88,6 +102,7 @@ pub fn build_state(config: &Config, usage: Arc<dyn UsageSink>, store: Store, clo
         auth_required: config.auth.required,
         master_key: config.auth.master_key.clone(),
         prices: Arc::new(config.price_book()),
+        router: router::policy::Router::new(router_model(config), config.routes.iter().cloned()),
     })
 }
 

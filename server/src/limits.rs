@@ -871,6 +871,29 @@ impl Limiter {
         self.flush(true).await;
     }
 
+    /// The smallest remaining budget fraction among `subjects` as this process knows it (settled
+    /// and in-flight spend), without reserving anything: what the router steps down by.
+    pub fn budget_remaining(&self, subjects: &[Subject<'_>]) -> Option<f64> {
+        let now = self.clock.now_ms();
+        let scopes = self.scopes.read().unwrap_or_else(|p| p.into_inner());
+        subjects
+            .iter()
+            .filter_map(|s| {
+                let b = s.limits.budget?;
+                let limit = b.limit.0.max(1) as f64;
+                let used = scopes.get(s.scope).map_or(0, |st| {
+                    let g = lock(&st.budget);
+                    if g.initialized && g.period_start == b.period.start_of(now) {
+                        g.known_spent + g.unflushed + g.reserved
+                    } else {
+                        0
+                    }
+                });
+                Some(((limit - used as f64) / limit).clamp(0.0, 1.0))
+            })
+            .reduce(f64::min)
+    }
+
     /// Settled plus unflushed spend of a scope in the current period, as this process knows it.
     pub fn local_view(&self, scope: &str) -> Option<(i64, i64, i64)> {
         let s = self

@@ -129,7 +129,7 @@ enum RouterCommand {
         #[arg(long, default_value = "config/router/model.json")]
         out: PathBuf,
         /// Hashed n-gram buckets, as a power of two.
-        #[arg(long, default_value_t = 17)]
+        #[arg(long, default_value_t = 16)]
         hash_bits: u32,
         #[arg(long, default_value_t = 6)]
         epochs: usize,
@@ -507,12 +507,12 @@ fn router_command(command: RouterCommand) -> Result<(), String> {
             let text = serde_json::to_string(&file).map_err(|e| e.to_string())?;
             std::fs::write(&out, text).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
             println!(
-                "wrote {} ({} difficulty rows, {} intent rows, intents {}, {} weighted buckets) in {:.1} s",
+                "wrote {} ({} difficulty rows, {} intent rows, intents {}, 2^{} n-gram buckets) in {:.1} s",
                 out.display(),
                 file.training.rows,
                 file.training.intent_rows,
                 file.intents.join(","),
-                file.hashed.len(),
+                file.hash_bits,
                 started.elapsed().as_secs_f64()
             );
         }

@@ -395,6 +395,11 @@ impl Meter {
             .expect("a meter's event is present until it is recorded")
     }
 
+    /// Records the route that chose the model.
+    pub fn set_route(&mut self, route: &str) {
+        self.ev().route = Some(route.to_string());
+    }
+
     /// Attributes the event to a caller.
     pub fn set_principal(&mut self, p: &Principal) {
         let ev = self.ev();

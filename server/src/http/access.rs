@@ -97,17 +97,8 @@ pub(crate) fn check_model(p: Option<&Principal>, model: &str) -> Result<(), ApiE
     }
 }
 
-/// Admits the request against the caller's key and team limits. An admitted request's
-/// concurrency slots and settlement move into `meter`; a refused one is recorded as `rejected`
-/// and its response (429/503 with rate-limit headers) comes back as the error.
-pub(crate) async fn admit(
-    state: &AppState,
-    p: Option<&Principal>,
-    meter: &mut Option<Meter>,
-    est_tokens: u64,
-    worst_cost: Nanos,
-) -> Result<Option<AdmittedInfo>, Response> {
-    let Some(p) = p else { return Ok(None) };
+/// The caller's key and team, where they have limits.
+pub(crate) fn subjects(p: &Principal) -> Vec<Subject<'_>> {
     let mut subjects = Vec::with_capacity(2);
     if !p.key.limits.is_empty() {
         subjects.push(Subject {
@@ -123,6 +114,21 @@ pub(crate) async fn admit(
             });
         }
     }
+    subjects
+}
+
+/// Admits the request against the caller's key and team limits. An admitted request's
+/// concurrency slots and settlement move into `meter`; a refused one is recorded as `rejected`
+/// and its response (429/503 with rate-limit headers) comes back as the error.
+pub(crate) async fn admit(
+    state: &AppState,
+    p: Option<&Principal>,
+    meter: &mut Option<Meter>,
+    est_tokens: u64,
+    worst_cost: Nanos,
+) -> Result<Option<AdmittedInfo>, Response> {
+    let Some(p) = p else { return Ok(None) };
+    let subjects = subjects(p);
     if subjects.is_empty() {
         return Ok(None);
     }

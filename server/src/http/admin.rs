@@ -435,10 +435,10 @@ fn check_tags(tags: &[String]) -> Result<(), ApiError> {
 
 fn check_models(state: &AppState, models: &[String]) -> Result<(), ApiError> {
     for (i, m) in models.iter().enumerate() {
-        if state.gateway.model(m).is_none() {
+        if state.gateway.model(m).is_none() && state.router.route(m).is_none() {
             return Err(ApiError::invalid_param(
                 format!("allowed_models[{i}]"),
-                format!("`{m}` is not a configured model"),
+                format!("`{m}` is not a configured model or route"),
             ));
         }
     }

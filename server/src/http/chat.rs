@@ -16,6 +16,8 @@ use crate::gateway::{ChatAnswer, Deployment};
 use crate::providers::{completion_text_of_body, Usage};
 use crate::relay;
 use crate::request::{parse_object, ChatRequest};
+use crate::router::features::Conversation;
+use crate::router::policy::{Decision, Prefer};
 use crate::usage::{Meter, Outcome, UsageSource};
 
 pub(crate) const H_DEPLOYMENT: HeaderName = HeaderName::from_static("x-switchyard-deployment");
@@ -79,30 +81,138 @@ pub(crate) fn usage_headers(
     h.insert(H_RESP_BYTES, HeaderValue::from(body_len));
 }
 
+pub(crate) const H_ROUTE: HeaderName = HeaderName::from_static("x-switchyard-route");
+pub(crate) const H_TIER: HeaderName = HeaderName::from_static("x-switchyard-tier");
+pub(crate) const H_REASON: HeaderName = HeaderName::from_static("x-switchyard-reason");
+pub(crate) const H_PREFER: HeaderName = HeaderName::from_static("x-switchyard-prefer");
+
+/// The caller's `x-switchyard-prefer` (balanced when absent).
+fn preference(headers: &HeaderMap) -> Result<Prefer, ApiError> {
+    match headers.get(H_PREFER) {
+        None => Ok(Prefer::Balanced),
+        Some(v) => v.to_str().ok().and_then(Prefer::parse).ok_or_else(|| {
+            ApiError::invalid_request("The x-switchyard-prefer header must be `cost`, `quality` or `balanced`.")
+        }),
+    }
+}
+
+/// Routes a request whose `model` names a route; `None` for a plain model.
+fn decide(
+    state: &AppState,
+    request: &ChatRequest,
+    prefer: Prefer,
+    principal: Option<&crate::keys::Principal>,
+) -> Result<Option<Decision>, ApiError> {
+    let Some(route) = state.router.route(&request.model) else {
+        return Ok(None);
+    };
+    access::check_model(principal, &route.name)?;
+    let budget = principal.and_then(|p| state.limiter.budget_remaining(&access::subjects(p)));
+    let conversation = Conversation::of_body(&request.body);
+    let started = Instant::now();
+    let d = state.router.decide(route, &conversation, prefer, budget, &|m| {
+        state.gateway.can_serve(m, request)
+    });
+    metrics::histogram!("switchyard_route_decision_seconds").record(started.elapsed().as_secs_f64());
+    metrics::counter!("switchyard_route_decisions_total", "route" => d.route.clone(), "tier" => d.tier.as_str())
+        .increment(1);
+    Ok(Some(d))
+}
+
+fn decision_headers(h: &mut HeaderMap, d: &Decision) {
+    h.insert(H_ROUTE, hv(&d.route));
+    h.insert(H_TIER, HeaderValue::from_static(d.tier.as_str()));
+    h.insert(H_REASON, hv(&d.reason));
+}
+
+/// `POST /v1/route`: the decision for a chat request, without calling any model.
+pub(crate) async fn explain_route(State(state): State<Arc<AppState>>, req: Request) -> Result<Response, ApiError> {
+    let prefer = preference(req.headers())?;
+    let principal = access::authenticate(&state, req.headers()).await?;
+    let (_headers, bytes) = read_json_body(req, state.max_body_bytes).await?;
+    let request = ChatRequest::from_body(parse_object(&bytes)?)?;
+    let Some(d) = decide(&state, &request, prefer, principal.as_deref())? else {
+        let routes: Vec<&str> = state.router.routes().map(|r| r.name.as_str()).collect();
+        return Err(ApiError::invalid_param(
+            "model",
+            format!("`{}` is not a route; routes: {}", request.model, routes.join(", ")),
+        ));
+    };
+    // A decision is plain data: it always serializes.
+    let mut v = serde_json::to_value(&d).unwrap_or_default();
+    v["object"] = serde_json::Value::String("route.decision".into());
+    let mut resp = super::json_response(StatusCode::OK, bytes::Bytes::from(v.to_string()));
+    decision_headers(resp.headers_mut(), &d);
+    Ok(resp)
+}
+
 pub(crate) async fn chat_completions(
     State(state): State<Arc<AppState>>,
     Extension(RequestId(request_id)): Extension<RequestId>,
     Extension(Received(received)): Extension<Received>,
     req: Request,
 ) -> Result<Response, ApiError> {
+    let prefer = preference(req.headers())?;
     let principal = access::authenticate(&state, req.headers()).await?;
     let (_headers, bytes) = read_json_body(req, state.max_body_bytes).await?;
     let request_bytes = bytes.len();
     let request = ChatRequest::from_body(parse_object(&bytes)?)?;
     drop(bytes);
-    let model = model_of_kind(&state, &request.model, ModelKind::Chat)?;
-    access::check_model(principal.as_deref(), &model.name)?;
+    let decision = decide(&state, &request, prefer, principal.as_deref())?;
+    let model = match &decision {
+        Some(d) => model_of_kind(&state, &d.model, ModelKind::Chat)?,
+        None => {
+            let m = model_of_kind(&state, &request.model, ModelKind::Chat)?;
+            access::check_model(principal.as_deref(), &m.name)?;
+            m
+        }
+    };
+    let served = serve_chat(
+        &state,
+        &request_id,
+        received,
+        principal,
+        request,
+        request_bytes,
+        model,
+        decision.as_ref(),
+    )
+    .await;
+    let mut resp = match served {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    if let Some(d) = &decision {
+        decision_headers(resp.headers_mut(), d);
+    }
+    Ok(resp)
+}
 
+/// Serves an accepted chat request on `model` (chosen by the client, or by a route).
+#[allow(clippy::too_many_arguments)]
+async fn serve_chat(
+    state: &Arc<AppState>,
+    request_id: &str,
+    received: Instant,
+    principal: Option<Arc<crate::keys::Principal>>,
+    request: ChatRequest,
+    request_bytes: usize,
+    model: Arc<crate::gateway::LogicalModel>,
+    decision: Option<&Decision>,
+) -> Result<Response, ApiError> {
     // From here on the request is accepted: it yields exactly one usage event.
     let mut meter = Meter::start(
         state.usage.clone(),
         received,
-        &request_id,
+        request_id,
         "chat",
-        &request.model,
+        &model.name,
         request.stream,
         request_bytes,
     );
+    if let Some(d) = decision {
+        meter.set_route(&d.route);
+    }
     meter.set_prompt(request.prompt.clone());
     if let Some(p) = &principal {
         meter.set_principal(p);
@@ -117,7 +227,7 @@ pub(crate) async fn chat_completions(
     );
     let est_tokens = prompt_bound / 4 + u64::from(request.max_output_tokens.unwrap_or(0));
     let mut metered = Some(meter);
-    let admitted = match access::admit(&state, principal.as_deref(), &mut metered, est_tokens, worst).await {
+    let admitted = match access::admit(state, principal.as_deref(), &mut metered, est_tokens, worst).await {
         Ok(a) => a,
         Err(refused) => return Ok(refused),
     };

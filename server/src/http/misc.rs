@@ -26,6 +26,15 @@ fn model_json(m: &LogicalModel) -> Value {
     v
 }
 
+/// A route, listed like a model: clients name it the same way.
+fn route_json(r: &crate::router::policy::Route) -> Value {
+    let mut v = json!({"id": r.name, "object": "model", "created": 0, "owned_by": "switchyard-router"});
+    if let Some(d) = &r.description {
+        v["description"] = Value::String(d.clone());
+    }
+    v
+}
+
 pub(crate) async fn list_models(State(state): State<Arc<AppState>>) -> Response {
     let data: Vec<Value> = state
         .gateway
@@ -33,6 +42,7 @@ pub(crate) async fn list_models(State(state): State<Arc<AppState>>) -> Response 
         .iter()
         .filter_map(|n| state.gateway.model(n))
         .map(|m| model_json(m))
+        .chain(state.router.routes().map(route_json))
         .collect();
     json_response(
         StatusCode::OK,
@@ -41,9 +51,10 @@ pub(crate) async fn list_models(State(state): State<Arc<AppState>>) -> Response 
 }
 
 pub(crate) async fn get_model(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
-    match state.gateway.model(&id) {
-        Some(m) => json_response(StatusCode::OK, model_json(m).to_string().into()),
-        None => ApiError::model_not_found(&id).into_response(),
+    match (state.gateway.model(&id), state.router.route(&id)) {
+        (Some(m), _) => json_response(StatusCode::OK, model_json(m).to_string().into()),
+        (None, Some(r)) => json_response(StatusCode::OK, route_json(r).to_string().into()),
+        (None, None) => ApiError::model_not_found(&id).into_response(),
     }
 }
 

@@ -48,6 +48,8 @@ pub struct AppState {
     pub master_key: Option<crate::config::Secret>,
     /// Every known price, for re-pricing history.
     pub prices: Arc<crate::pricing::PriceBook>,
+    /// Routes (virtual models) and the model that scores requests for them.
+    pub router: crate::router::policy::Router,
 }
 
 impl AppState {
@@ -256,6 +258,7 @@ async fn method_not_allowed() -> ApiError {
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
+        .route("/v1/route", post(chat::explain_route))
         .route("/v1/embeddings", post(misc::embeddings))
         .route("/v1/models", get(misc::list_models))
         .route("/v1/models/{*id}", get(misc::get_model))

@@ -167,75 +167,37 @@ pub struct Features {
     pub choices: bool,
 }
 
-const MULTISTEP: &[&str] = &[
-    "step by step",
-    "step-by-step",
-    "first,",
-    "then ",
-    "finally",
-    "explain why",
-    "prove",
-    "derive",
-    "show that",
-    "justify",
-    "walk me through",
-    "in detail",
-    "compare",
-    "trade-off",
-    "tradeoff",
-    "analyze",
-    "analyse",
-    "evaluate",
-    "design",
-    "plan",
-];
+/// What one word (with the word before it) says about the request.
+#[derive(Default)]
+struct Markers {
+    multistep: usize,
+    constraints: usize,
+    code: usize,
+}
 
-const CONSTRAINTS: &[&str] = &[
-    "must",
-    "exactly",
-    "at least",
-    "at most",
-    "without",
-    "only ",
-    "do not",
-    "don't",
-    "never",
-    "ensure",
-    "no more than",
-    "no less than",
-    "within",
-    "format",
-];
-
-const CODE_TOKENS: &[&str] = &[
-    "def ",
-    "return",
-    "function",
-    "class ",
-    "import ",
-    "=>",
-    "();",
-    "{",
-    "}",
-    "#include",
-    "select ",
-    "const ",
-    "let ",
-    "fn ",
-    "print(",
-    "console.",
-    "public ",
-    "void ",
-    "int ",
-    "string",
-    "array",
-    "error",
-    "exception",
-    "null",
-];
-
-fn count_any(hay: &str, needles: &[&str]) -> usize {
-    needles.iter().map(|n| hay.matches(n).count()).sum()
+impl Markers {
+    /// Counts markers by whole words, in the same pass that hashes them: a keyword scan of the
+    /// text per marker would cost more than everything else together.
+    fn word(&mut self, prev: &str, w: &str) {
+        match w {
+            "finally" | "prove" | "derive" | "justify" | "compare" | "analyze" | "analyse" | "evaluate" | "design"
+            | "plan" | "tradeoff" | "tradeoffs" | "first" | "then" => self.multistep += 1,
+            "step" if prev == "by" => self.multistep += 1,
+            "why" if prev == "explain" => self.multistep += 1,
+            "that" if prev == "show" => self.multistep += 1,
+            "through" if prev == "me" => self.multistep += 1,
+            "detail" if prev == "in" => self.multistep += 1,
+            "must" | "exactly" | "without" | "only" | "never" | "ensure" | "within" | "format" => self.constraints += 1,
+            "least" | "most" if prev == "at" => self.constraints += 1,
+            "not" if prev == "do" => self.constraints += 1,
+            "t" if prev == "don" => self.constraints += 1,
+            "than" if prev == "more" || prev == "less" => self.constraints += 1,
+            "def" | "return" | "function" | "class" | "import" | "include" | "select" | "const" | "let" | "fn"
+            | "print" | "console" | "public" | "void" | "int" | "string" | "array" | "error" | "exception" | "null"
+            | "var" | "async" | "await" | "struct" | "lambda" | "elif" | "println" => self.code += 1,
+            _ => {}
+        }
+    }
 }
 
 fn log1p(x: usize) -> f32 {
@@ -268,6 +230,7 @@ impl Features {
         let (mut digits, mut ops, mut upper, mut letters, mut non_ascii) = (0usize, 0usize, 0usize, 0usize, 0usize);
         let (mut numbers, mut in_number) = (0usize, false);
         let (mut questions, mut sentences, mut lines) = (0usize, 0usize, 1usize);
+        let mut code_symbols = 0usize;
         for ch in text.chars() {
             if ch.is_ascii_digit() {
                 digits += 1;
@@ -283,6 +246,7 @@ impl Features {
                     ops += 1
                 }
                 '?' | '？' => questions += 1,
+                '{' | '}' | ';' => code_symbols += 1,
                 '.' | '!' | '。' => sentences += 1,
                 '\n' => lines += 1,
                 _ => {}
@@ -329,7 +293,11 @@ impl Features {
         let mut hashed = Vec::with_capacity(text.len() / 3);
         let mask = (1u64 << hash_bits) - 1;
         let mut prev: Option<u64> = None;
+        let mut markers = Markers::default();
+        let mut prev_word = "";
         for w in lower.split(|ch: char| !ch.is_alphanumeric()).filter(|w| !w.is_empty()) {
+            markers.word(prev_word, w);
+            prev_word = w;
             // Scripts without spaces: every character is a word.
             if w.chars()
                 .any(|ch| ('\u{3040}'..='\u{9fff}').contains(&ch) || ('\u{ac00}'..='\u{d7af}').contains(&ch))
@@ -371,10 +339,10 @@ impl Features {
             ops as f32 / bytes as f32 * 10.0,
             f32::from(u8::from(math_notation)),
             f32::from(u8::from(text.contains("```"))),
-            log1p(count_any(&lower, CODE_TOKENS)) / 3.0,
+            log1p(markers.code + code_symbols) / 3.0,
             log1p(questions),
-            log1p(count_any(&lower, MULTISTEP)),
-            log1p(count_any(&lower, CONSTRAINTS)),
+            log1p(markers.multistep),
+            log1p(markers.constraints),
             log1p(list_items),
             log1p(lines) / 3.0,
             log1p(sentences) / 3.0,

@@ -3,11 +3,13 @@
 //! - [`features`]: what is measured on a conversation (dense signals and hashed n-grams).
 //! - [`model`]: the trained model (difficulty score and intent classifier) and its file.
 //! - [`train`]: fitting the model to labelled prompts, with cross-validation.
+//! - [`policy`]: routes (virtual models), the decision and its explanation.
 //! - [`metrics`]: APGR, CPT, AUROC and intent accuracy, as the reference script defines them.
 
 pub mod features;
 pub mod metrics;
 pub mod model;
+pub mod policy;
 pub mod train;
 
 use std::collections::BTreeMap;

@@ -36,8 +36,10 @@ pub struct ModelFile {
     /// Dense difficulty weights added for the predicted intent (one row per intent, then one per
     /// intent for prompts with answer choices: see `features::gate`).
     pub difficulty_by_intent: Vec<Vec<f32>>,
-    /// Hashed buckets with any non-zero weight: `[bucket, w_difficulty, w_intent0, …]`.
-    pub hashed: Vec<Vec<f32>>,
+    /// Every hashed bucket's weights, bucket-major (difficulty, then each intent), quantized to
+    /// little-endian `i16` and base64-encoded; weight = value × `hashed_scale[output]`.
+    pub hashed: String,
+    pub hashed_scale: Vec<f32>,
     /// Difficulty scores of the training prompts at every percentile (0..=100), so a score can be
     /// read as "the share of traffic that is harder than this".
     pub quantiles: Vec<f32>,
@@ -60,6 +62,44 @@ pub struct RouterModel {
     hashed: Vec<f32>,
     pub quantiles: Vec<f32>,
     pub training: TrainingInfo,
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Standard base64 with padding.
+pub fn base64_encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for c in bytes.chunks(3) {
+        let n =
+            (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
+        for k in 0..4 {
+            if k <= c.len() {
+                out.push(B64[(n >> (18 - 6 * k) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let t = text.trim_end_matches('=').as_bytes();
+    let mut out = Vec::with_capacity(t.len() * 3 / 4);
+    let val = |c: u8| B64.iter().position(|b| *b == c).map(|v| v as u32);
+    for c in t.chunks(4) {
+        let mut n = 0u32;
+        for (k, ch) in c.iter().enumerate() {
+            n |= val(*ch)? << (18 - 6 * k);
+        }
+        if c.len() == 1 {
+            return None;
+        }
+        for k in 0..c.len() - 1 {
+            out.push((n >> (16 - 8 * k)) as u8);
+        }
+    }
+    Some(out)
 }
 
 /// What the model says about one conversation.
@@ -104,15 +144,15 @@ impl RouterModel {
             return Err("the model's weight shapes do not match its intents and features".into());
         }
         let buckets = 1usize << f.hash_bits;
-        let mut hashed = vec![0f32; buckets * outputs];
-        for row in &f.hashed {
-            let bucket = row.first().copied().unwrap_or(-1.0);
-            if row.len() != outputs + 1 || bucket < 0.0 || bucket as usize >= buckets || bucket.fract() != 0.0 {
-                return Err("a hashed weight row is malformed".into());
-            }
-            let b = bucket as usize;
-            hashed[b * outputs..(b + 1) * outputs].copy_from_slice(&row[1..]);
+        let bytes = base64_decode(&f.hashed).ok_or("the hashed weights are not base64")?;
+        if bytes.len() != buckets * outputs * 2 || f.hashed_scale.len() != outputs {
+            return Err("the hashed weights do not match hash_bits and the intents".into());
         }
+        let hashed: Vec<f32> = bytes
+            .chunks_exact(2)
+            .enumerate()
+            .map(|(i, b)| f32::from(i16::from_le_bytes([b[0], b[1]])) * f.hashed_scale[i % outputs])
+            .collect();
         if f.quantiles.len() != 101 || f.quantiles.windows(2).any(|w| w[0] > w[1]) {
             return Err("quantiles must be 101 ascending scores".into());
         }
@@ -200,5 +240,21 @@ impl RouterModel {
         let (lo, hi) = (q[i - 1], q[i]);
         let within = if hi > lo { (score - lo) / (hi - lo) } else { 1.0 };
         ((i - 1) as f32 + within) / 100.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_round_trips() {
+        for len in 0..20 {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
+            assert_eq!(base64_decode(&base64_encode(&bytes)).unwrap(), bytes, "{len}");
+        }
+        assert_eq!(base64_encode(b"Man"), "TWFu");
+        assert_eq!(base64_encode(b"Ma"), "TWE=");
+        assert!(base64_decode("T!==").is_none());
     }
 }

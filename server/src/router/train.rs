@@ -15,6 +15,8 @@ use super::model::{ModelFile, RouterModel, TrainingInfo, FORMAT};
 /// One labelled prompt (the format of `train.jsonl`; unknown fields are ignored).
 #[derive(Debug, Clone, Deserialize)]
 pub struct Row {
+    /// Defaults to `FILE:LINE`.
+    #[serde(default)]
     pub id: String,
     #[serde(default)]
     pub source: String,
@@ -66,6 +68,13 @@ pub fn read_rows(path: &Path) -> Result<Vec<Row>, String> {
         if row.id.is_empty() {
             row.id = format!("{}:{}", path.display(), i + 1);
         }
+        if row.source.is_empty() {
+            // Rows without a source are reported under their file's name.
+            row.source = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+        }
         rows.push(row);
     }
     Ok(rows)
@@ -85,6 +94,8 @@ pub struct Options {
     /// Learning rate of n-gram weights relative to dense ones (below 1: n-grams, which are many
     /// and sparse, move more slowly and overfit less).
     pub ngram_rate: f32,
+    /// Learning rate of the intent classifier.
+    pub intent_learning_rate: f32,
 }
 
 /// The label the difficulty score is fitted to.
@@ -99,7 +110,7 @@ pub enum Target {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            hash_bits: 17,
+            hash_bits: 16,
             epochs: 6,
             learning_rate: 0.01,
             l2: 1e-5,
@@ -107,6 +118,7 @@ impl Default for Options {
             folds: 5,
             target: Target::NeedsStrong,
             ngram_rate: 0.3,
+            intent_learning_rate: 0.05,
         }
     }
 }
@@ -277,7 +289,7 @@ fn train_intent(examples: &[(&Features, usize)], classes: usize, opts: &Options)
             let (f, c) = examples[i];
             let mut err = softmax(&l.logits(f));
             err[c] -= 1.0;
-            l.step(f, &err, weights[c], opts.learning_rate, opts.l2);
+            l.step(f, &err, weights[c], opts.intent_learning_rate, opts.l2);
         }
     }
     l
@@ -403,18 +415,26 @@ pub fn train(rows: &[Row], opts: &Options) -> Result<(ModelFile, BTreeMap<String
                 .collect()
         })
         .collect();
-    let mut hashed = Vec::new();
-    for b in 0..(1usize << opts.hash_bits) {
-        let mut row = Vec::with_capacity(outputs + 1);
-        row.push(b as f32);
-        row.push(round(d.hashed[b]));
-        for c in 0..intents.len() {
-            row.push(round(t.hashed[b * intents.len() + c]));
+    // Hashed weights, bucket-major, quantized to i16 per output.
+    let buckets = 1usize << opts.hash_bits;
+    let weight = |b: usize, o: usize| {
+        if o == 0 {
+            d.hashed[b]
+        } else {
+            t.hashed[b * intents.len() + o - 1]
         }
-        if row[1..].iter().any(|w| *w != 0.0) {
-            hashed.push(row);
+    };
+    let hashed_scale: Vec<f32> = (0..outputs)
+        .map(|o| (0..buckets).map(|b| weight(b, o).abs()).fold(0f32, f32::max).max(1e-6) / 32767.0)
+        .collect();
+    let mut bytes = Vec::with_capacity(buckets * outputs * 2);
+    for b in 0..buckets {
+        for (o, scale) in hashed_scale.iter().enumerate() {
+            let q = (weight(b, o) / scale).round().clamp(-32767.0, 32767.0) as i16;
+            bytes.extend_from_slice(&q.to_le_bytes());
         }
     }
+    let hashed = super::model::base64_encode(&bytes);
     let mut file = ModelFile {
         format: FORMAT.into(),
         version: 1,
@@ -426,6 +446,7 @@ pub fn train(rows: &[Row], opts: &Options) -> Result<(ModelFile, BTreeMap<String
         dense,
         difficulty_by_intent,
         hashed,
+        hashed_scale,
         quantiles: vec![0.0; 101],
         training: TrainingInfo {
             rows: diff.len(),

@@ -1,0 +1,313 @@
+//! Routes: virtual models (`auto`, `support-bot`…) that pick a real model per request from the
+//! trained model's intent and difficulty, the caller's remaining budget and preference, and the
+//! capabilities the request needs. Every decision explains itself.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::features::{Conversation, Features};
+use super::model::RouterModel;
+
+/// A route as configured (`[routes.NAME]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub name: String,
+    /// The cheap tier's logical model.
+    pub cheap: String,
+    /// The powerful tier's logical model.
+    pub strong: String,
+    /// Share of traffic (the hardest, by the model's percentile) sent to the strong tier.
+    pub strong_share: f64,
+    /// Intents sent to a specialised model regardless of difficulty.
+    pub intents: BTreeMap<String, String>,
+    /// How much of `strong_share` each intent gets (1 = all of it, 0 = always cheap); intents
+    /// not listed get 1. The difficulty score is trained on knowledge, math and code prompts,
+    /// so everyday intents are steered by these weights.
+    pub intent_weights: BTreeMap<String, f64>,
+    /// Below this remaining budget fraction the threshold rises toward all-cheap (soft landing).
+    pub budget_soft: f64,
+    pub description: Option<String>,
+}
+
+/// What the caller asked for in `x-switchyard-prefer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Prefer {
+    Balanced,
+    Cost,
+    Quality,
+}
+
+impl Prefer {
+    pub fn parse(v: &str) -> Option<Prefer> {
+        match v.trim().to_ascii_lowercase().as_str() {
+            "cost" | "cheap" => Some(Prefer::Cost),
+            "quality" | "strong" => Some(Prefer::Quality),
+            "balanced" | "default" => Some(Prefer::Balanced),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    Cheap,
+    Strong,
+    /// A model chosen for the request's intent.
+    Specialist,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Cheap => "cheap",
+            Tier::Strong => "strong",
+            Tier::Specialist => "specialist",
+        }
+    }
+}
+
+/// A routing decision and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Decision {
+    pub route: String,
+    pub model: String,
+    pub tier: Tier,
+    pub intent: String,
+    pub intent_confidence: f32,
+    /// The model's "needs the strong model" score.
+    pub difficulty: f32,
+    /// Where that score falls among training prompts (0..1).
+    pub percentile: f32,
+    /// Percentile at or above which the strong tier is chosen.
+    pub threshold: f64,
+    pub prefer: Prefer,
+    pub budget_remaining: Option<f64>,
+    pub reason: String,
+}
+
+/// Routes by name, with the model that scores requests.
+pub struct Router {
+    pub model: Arc<RouterModel>,
+    routes: BTreeMap<String, Route>,
+}
+
+/// Intents a specialised model is chosen for only when the classifier is at least this sure.
+const INTENT_CONFIDENCE: f32 = 0.5;
+
+impl Router {
+    pub fn new(model: Arc<RouterModel>, routes: impl IntoIterator<Item = Route>) -> Router {
+        Router {
+            model,
+            routes: routes.into_iter().map(|r| (r.name.clone(), r)).collect(),
+        }
+    }
+
+    pub fn route(&self, name: &str) -> Option<&Route> {
+        self.routes.get(name)
+    }
+
+    pub fn routes(&self) -> impl Iterator<Item = &Route> {
+        self.routes.values()
+    }
+
+    /// Decides where a conversation goes. `serves(model)` says whether a logical model can take
+    /// this request (capabilities, context window); a tier that cannot is skipped.
+    pub fn decide(
+        &self,
+        route: &Route,
+        conversation: &Conversation<'_>,
+        prefer: Prefer,
+        budget_remaining: Option<f64>,
+        serves: &dyn Fn(&str) -> bool,
+    ) -> Decision {
+        let features = Features::of(conversation, self.model.hash_bits);
+        let p = self.model.predict(&features);
+        let intent = self.model.intents[p.intent].clone();
+        let mut why = Vec::new();
+        let sure = p.intent_confidence >= INTENT_CONFIDENCE;
+        let weight = if sure {
+            route.intent_weights.get(&intent).copied().unwrap_or(1.0)
+        } else {
+            1.0
+        };
+        if weight != 1.0 {
+            why.push(format!(
+                "intent {intent} ({:.2}) weighs the strong share by {weight}",
+                p.intent_confidence
+            ));
+        }
+        let base = (route.strong_share * weight).clamp(0.0, 1.0);
+        let share = match prefer {
+            Prefer::Balanced => base,
+            Prefer::Cost => base / 2.0,
+            Prefer::Quality => (base * 2.0).min(1.0),
+        };
+        let mut threshold = 1.0 - share;
+        if let Some(r) = budget_remaining {
+            if r < route.budget_soft {
+                // Soft landing: the closer the budget is to empty, the fewer strong calls.
+                let squeeze = 1.0 - (r / route.budget_soft).clamp(0.0, 1.0);
+                threshold += (1.0 - threshold) * squeeze;
+                why.push(format!("budget {:.0}% left", r * 100.0));
+            }
+        }
+        let percentile = f64::from(p.percentile);
+        let wants_strong = threshold < 1.0 && percentile >= threshold;
+        let specialist = route.intents.get(&intent).filter(|_| sure);
+        let (mut tier, mut model) = match specialist {
+            Some(m) => (Tier::Specialist, m.clone()),
+            None if wants_strong => (Tier::Strong, route.strong.clone()),
+            None => (Tier::Cheap, route.cheap.clone()),
+        };
+        match tier {
+            Tier::Specialist => why.insert(
+                0,
+                format!("intent {intent} ({:.2}) has its own model", p.intent_confidence),
+            ),
+            Tier::Strong => why.insert(0, format!("difficulty p{percentile:.2} >= threshold {threshold:.2}")),
+            Tier::Cheap => why.insert(0, format!("difficulty p{percentile:.2} < threshold {threshold:.2}")),
+        }
+        if !serves(&model) {
+            let (other_tier, other) = match tier {
+                Tier::Strong => (Tier::Cheap, &route.cheap),
+                _ => (Tier::Strong, &route.strong),
+            };
+            if serves(other) {
+                why.push(format!(
+                    "{model} cannot serve this request (capabilities or context), {other} can"
+                ));
+                tier = other_tier;
+                model = other.clone();
+            }
+        }
+        if prefer != Prefer::Balanced {
+            why.push(format!(
+                "caller prefers {}",
+                if prefer == Prefer::Cost { "cost" } else { "quality" }
+            ));
+        }
+        Decision {
+            route: route.name.clone(),
+            model,
+            tier,
+            intent,
+            intent_confidence: p.intent_confidence,
+            difficulty: p.difficulty,
+            percentile: p.percentile,
+            threshold,
+            prefer,
+            budget_remaining,
+            reason: why.join("; "),
+        }
+    }
+}
+
+/// The router model shipped with Switchyard (trained on the shared routing data and the intent
+/// examples in `config/router/`).
+pub fn builtin_model() -> &'static Arc<RouterModel> {
+    static MODEL: std::sync::OnceLock<Arc<RouterModel>> = std::sync::OnceLock::new();
+    MODEL.get_or_init(|| {
+        let file = serde_json::from_str(include_str!("../../../config/router/model.json"))
+            .expect("the shipped router model is valid JSON (checked by a unit test)");
+        Arc::new(RouterModel::from_file(file).expect("the shipped router model loads (checked by a unit test)"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route() -> Route {
+        Route {
+            name: "auto".into(),
+            cheap: "small".into(),
+            strong: "large".into(),
+            strong_share: 0.3,
+            intents: BTreeMap::new(),
+            intent_weights: BTreeMap::new(),
+            budget_soft: 0.25,
+            description: None,
+        }
+    }
+
+    fn decide(r: &Route, text: &str, prefer: Prefer, budget: Option<f64>) -> Decision {
+        Router::new(builtin_model().clone(), [r.clone()]).decide(
+            r,
+            &Conversation::prompt(text),
+            prefer,
+            budget,
+            &|_| true,
+        )
+    }
+
+    const HARD: &str = "Prove that for every prime p > 3, p^2 - 1 is divisible by 24. Then derive the \
+        generalisation to p^4 - 1 and explain step by step which modular arithmetic facts each step uses, \
+        without skipping any case.";
+    const EASY: &str = "hi there";
+
+    #[test]
+    fn the_shipped_model_loads_and_ranks_hard_above_easy() {
+        let m = builtin_model();
+        assert_eq!(m.intents.len(), 7);
+        let hard = m.predict(&Features::of(&Conversation::prompt(HARD), m.hash_bits));
+        let easy = m.predict(&Features::of(&Conversation::prompt(EASY), m.hash_bits));
+        assert!(hard.percentile > easy.percentile, "{hard:?} {easy:?}");
+        assert_eq!(m.intents[easy.intent], "chat");
+    }
+
+    #[test]
+    fn preference_budget_and_intent_move_the_decision() {
+        let r = route();
+        let d = decide(&r, HARD, Prefer::Balanced, None);
+        let q = decide(&r, HARD, Prefer::Quality, None);
+        let c = decide(&r, HARD, Prefer::Cost, None);
+        assert!(q.threshold < d.threshold && d.threshold < c.threshold);
+        // With the budget nearly gone everything goes to the cheap tier.
+        let broke = decide(&r, HARD, Prefer::Quality, Some(0.0));
+        assert_eq!((broke.tier, broke.model.as_str()), (Tier::Cheap, "small"), "{broke:?}");
+        assert!(broke.reason.contains("budget 0% left"), "{}", broke.reason);
+        // Everything to strong when the share is 1, nothing when it is 0.
+        let all = Route {
+            strong_share: 1.0,
+            ..r.clone()
+        };
+        assert_eq!(decide(&all, EASY, Prefer::Balanced, None).tier, Tier::Strong);
+        let none = Route {
+            strong_share: 0.0,
+            ..r.clone()
+        };
+        assert_eq!(decide(&none, HARD, Prefer::Balanced, None).tier, Tier::Cheap);
+        // A specialist for the predicted intent wins over difficulty.
+        let mut special = r.clone();
+        special.intents.insert("chat".into(), "chatty".into());
+        let s = decide(&special, "hey! how are you doing today? :)", Prefer::Balanced, None);
+        assert_eq!((s.tier, s.model.as_str()), (Tier::Specialist, "chatty"), "{s:?}");
+        // An intent weighted 0 never goes strong, even for a caller who prefers quality.
+        let mut weighted = Route {
+            strong_share: 1.0,
+            ..r.clone()
+        };
+        weighted.intent_weights.insert("chat".into(), 0.0);
+        let w = decide(&weighted, "hey! how are you doing today? :)", Prefer::Quality, None);
+        assert_eq!(w.tier, Tier::Cheap, "{w:?}");
+        assert!(w.reason.contains("weighs the strong share by 0"), "{}", w.reason);
+    }
+
+    #[test]
+    fn a_tier_that_cannot_serve_is_skipped() {
+        let r = Route {
+            strong_share: 1.0,
+            ..route()
+        };
+        let router = Router::new(builtin_model().clone(), [r.clone()]);
+        let d = router.decide(&r, &Conversation::prompt(EASY), Prefer::Balanced, None, &|m| {
+            m != "large"
+        });
+        assert_eq!((d.tier, d.model.as_str()), (Tier::Cheap, "small"));
+        assert!(d.reason.contains("cannot serve"), "{}", d.reason);
+    }
+}

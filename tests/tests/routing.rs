@@ -1,0 +1,250 @@
+//! Routes end to end: a virtual model picks the cheap or the strong model per request, says why
+//! in headers, records the route in the usage event, and explains itself at `POST /v1/route`.
+
+use serde_json::{json, Value};
+use switchyard_tests::{parse_config, Admin, TestGateway};
+
+const CONFIG: &str = r#"
+[auth]
+required = false
+master_key_env = "TEST_MASTER_KEY"
+[providers.m]
+kind = "mock"
+
+[models.small]
+[[models.small.deployments]]
+provider = "m"
+model = "small"
+input_per_mtok = "0.1"
+output_per_mtok = "0.4"
+context_window = 100000
+capabilities = ["json"]
+
+[models.large]
+[[models.large.deployments]]
+provider = "m"
+model = "large"
+input_per_mtok = "5"
+output_per_mtok = "15"
+context_window = 100000
+capabilities = ["tools", "json"]
+
+[models.coder]
+[[models.coder.deployments]]
+provider = "m"
+model = "coder"
+input_per_mtok = "1"
+output_per_mtok = "2"
+context_window = 100000
+capabilities = ["tools", "json"]
+
+[routes.auto]
+description = "cheap unless hard"
+cheap = "small"
+strong = "large"
+strong_share = 0.3
+
+[routes.dev]
+cheap = "small"
+strong = "large"
+intents = { code = "coder" }
+"#;
+
+const HARD: &str = "Prove that for every prime p > 3, p^2 - 1 is divisible by 24. Then derive the \
+    generalisation to p^4 - 1 and explain step by step which modular arithmetic facts each step uses, \
+    without skipping any case, and compare two different proofs.";
+
+async fn chat(gw: &TestGateway, body: Value, prefer: Option<&str>) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut rb = reqwest::Client::new().post(gw.url("/v1/chat/completions")).json(&body);
+    if let Some(p) = prefer {
+        rb = rb.header("x-switchyard-prefer", p);
+    }
+    let r = rb.send().await.unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    (status, headers, r.json().await.unwrap_or(Value::Null))
+}
+
+fn h<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
+    headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
+#[tokio::test]
+async fn a_route_picks_a_tier_explains_it_and_records_it() {
+    let gw = TestGateway::start(CONFIG).await;
+    let easy = json!({"model": "auto", "messages": [{"role": "user", "content": "hi! how are you?"}]});
+    let (s, headers, body) = chat(&gw, easy.clone(), None).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(h(&headers, "x-switchyard-route"), "auto");
+    assert_eq!(h(&headers, "x-switchyard-tier"), "cheap");
+    assert_eq!(h(&headers, "x-switchyard-model"), "small");
+    assert!(h(&headers, "x-switchyard-reason").contains("threshold"), "{headers:?}");
+
+    // The hard prompt with a caller who prefers quality goes to the strong tier.
+    let hard = json!({"model": "auto", "messages": [{"role": "user", "content": HARD}]});
+    let (s, headers, _) = chat(&gw, hard.clone(), Some("quality")).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        (h(&headers, "x-switchyard-tier"), h(&headers, "x-switchyard-model")),
+        ("strong", "large"),
+        "{headers:?}"
+    );
+    // ... and to the cheap one when the caller prefers cost enough (share 0 would be all cheap).
+    let (_, headers, _) = chat(&gw, hard.clone(), Some("cost")).await;
+    assert!(
+        h(&headers, "x-switchyard-reason").contains("caller prefers cost"),
+        "{headers:?}"
+    );
+
+    // Tools: the cheap model cannot serve them, so the strong one does.
+    let tools = json!({"model": "auto", "messages": [{"role": "user", "content": "hi"}],
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]});
+    let (s, headers, _) = chat(&gw, tools, None).await;
+    assert_eq!((s, h(&headers, "x-switchyard-model")), (200, "large"), "{headers:?}");
+    assert!(
+        h(&headers, "x-switchyard-reason").contains("cannot serve"),
+        "{headers:?}"
+    );
+
+    // A specialist for code.
+    let code = json!({"model": "dev", "messages": [{"role": "user", "content":
+        "Write a Python function that parses this CSV and returns a dict:\n```python\ndef parse(path):\n    pass\n```"}]});
+    let (s, headers, _) = chat(&gw, code, None).await;
+    assert_eq!(
+        (s, h(&headers, "x-switchyard-tier"), h(&headers, "x-switchyard-model")),
+        (200, "specialist", "coder"),
+        "{headers:?}"
+    );
+
+    // Usage events name the route and the model that served.
+    let events = gw.wait_for_events(5, std::time::Duration::from_secs(5)).await;
+    assert_eq!(events.len(), 5);
+    assert!(events
+        .iter()
+        .all(|e| e.route.as_deref().is_some_and(|r| r == "auto" || r == "dev")));
+    assert_eq!(events[0].model, "small");
+    assert_eq!(events[1].model, "large");
+
+    // The explanation, without a model call.
+    let r = reqwest::Client::new()
+        .post(gw.url("/v1/route"))
+        .header("x-switchyard-prefer", "quality")
+        .json(&hard)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-switchyard-tier"], "strong");
+    let d: Value = r.json().await.unwrap();
+    assert_eq!(d["object"], "route.decision");
+    assert_eq!(
+        (d["route"].as_str(), d["model"].as_str(), d["tier"].as_str()),
+        (Some("auto"), Some("large"), Some("strong"))
+    );
+    for field in [
+        "intent",
+        "intent_confidence",
+        "difficulty",
+        "percentile",
+        "threshold",
+        "prefer",
+        "reason",
+    ] {
+        assert!(!d[field].is_null(), "{field} in {d}");
+    }
+    assert_eq!(gw.usage.events().len(), 5, "explaining records no usage");
+
+    // Routes are listed with the models.
+    let models: Value = reqwest::get(gw.url("/v1/models")).await.unwrap().json().await.unwrap();
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&"auto") && ids.contains(&"dev") && ids.contains(&"small"),
+        "{ids:?}"
+    );
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_routing_input_gets_clear_errors() {
+    let gw = TestGateway::start(CONFIG).await;
+    let body = json!({"model": "auto", "messages": [{"role": "user", "content": "hi"}]});
+    let (s, _, v) = chat(&gw, body.clone(), Some("cheapest please")).await;
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("x-switchyard-prefer"),
+        "{v}"
+    );
+    let r = reqwest::Client::new()
+        .post(gw.url("/v1/route"))
+        .json(&json!({"model": "small", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["param"], "model", "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("routes: auto, dev"),
+        "{v}"
+    );
+    let (s, _, v) = chat(
+        &gw,
+        json!({"model": "nope", "messages": [{"role": "user", "content": "hi"}]}),
+        None,
+    )
+    .await;
+    assert_eq!((s, v["error"]["code"].as_str()), (404, Some("model_not_found")), "{v}");
+    gw.stop().await.unwrap();
+
+    // Bad tables are refused with the path of every problem.
+    let bad = CONFIG.replace("strong_share = 0.3", "strong_share = 3").replace(
+        "intents = { code = \"coder\" }",
+        "intents = { code = \"missing\", poetry = \"small\" }",
+    ) + "\n[routes.small]\ncheap = \"small\"\nstrong = \"large\"\n";
+    let err = switchyard::config::Config::from_toml(&bad, &|_| None, std::iter::empty())
+        .unwrap_err()
+        .to_string();
+    for want in [
+        "routes.auto.strong_share",
+        "routes.dev.intents.code: unknown model `missing`",
+        "routes.dev.intents.poetry: unknown intent",
+        "routes.small: `small` is also a model",
+    ] {
+        assert!(err.contains(want), "missing {want} in {err}");
+    }
+}
+
+#[tokio::test]
+async fn a_key_limited_to_a_route_can_use_it() {
+    let mut cfg = parse_config(CONFIG);
+    cfg.auth.master_key = Some(switchyard::config::Secret::new(switchyard_tests::TEST_MASTER_KEY));
+    let gw = TestGateway::start_config(cfg).await;
+    let admin = Admin::new(&gw);
+    let (_, secret) = admin
+        .key(json!({"name": "route-only", "allowed_models": ["auto"]}))
+        .await;
+    let c = reqwest::Client::new();
+    let ok = c
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(&secret)
+        .json(&json!({"model": "auto", "messages": [{"role": "user", "content": HARD}]}))
+        .header("x-switchyard-prefer", "quality")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200, "the route may pick a model the key does not name");
+    let refused = c
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(&secret)
+        .json(&json!({"model": "large", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    gw.stop().await.unwrap();
+}
