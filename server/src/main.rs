@@ -159,41 +159,55 @@ enum RouterCommand {
     },
 }
 
+/// Which usage events a command covers.
+#[derive(Args)]
+struct UsageScope {
+    /// Start (inclusive): a date, an RFC 3339 UTC time or milliseconds since 1970.
+    #[arg(long)]
+    from: Option<String>,
+    /// End (exclusive).
+    #[arg(long)]
+    to: Option<String>,
+    /// A key id.
+    #[arg(long)]
+    key: Option<String>,
+    /// A team id.
+    #[arg(long)]
+    team: Option<String>,
+    #[arg(long)]
+    model: Option<String>,
+}
+
+impl UsageScope {
+    /// The scope as admin API fields.
+    fn fields(self) -> [(&'static str, Option<String>); 5] {
+        [
+            ("from", self.from),
+            ("to", self.to),
+            ("key_id", self.key),
+            ("team_id", self.team),
+            ("model", self.model),
+        ]
+    }
+}
+
 #[derive(Subcommand)]
 enum UsageCommand {
     /// Stream usage events of a time range as CSV or JSON.
     Export {
-        /// Start (inclusive): a date, an RFC 3339 UTC time or milliseconds since 1970.
-        #[arg(long)]
-        from: Option<String>,
-        /// End (exclusive).
-        #[arg(long)]
-        to: Option<String>,
+        #[command(flatten)]
+        scope: UsageScope,
         /// csv or json.
         #[arg(long, default_value = "csv")]
         format: String,
-        #[arg(long)]
-        key: Option<String>,
-        #[arg(long)]
-        team: Option<String>,
-        #[arg(long)]
-        model: Option<String>,
         /// Write to this file instead of standard output.
         #[arg(long)]
         output: Option<PathBuf>,
     },
     /// Re-price stored events with the price table the gateway loaded.
     Reprice {
-        #[arg(long)]
-        from: Option<String>,
-        #[arg(long)]
-        to: Option<String>,
-        #[arg(long)]
-        key: Option<String>,
-        #[arg(long)]
-        team: Option<String>,
-        #[arg(long)]
-        model: Option<String>,
+        #[command(flatten)]
+        scope: UsageScope,
         /// Report what would change without changing it.
         #[arg(long)]
         dry_run: bool,
@@ -392,23 +406,9 @@ async fn keys(c: AdminClient, command: KeysCommand, json_out: bool) -> Result<()
 
 async fn usage(c: AdminClient, command: UsageCommand, json_out: bool) -> Result<(), String> {
     match command {
-        UsageCommand::Export {
-            from,
-            to,
-            format,
-            key,
-            team,
-            model,
-            output,
-        } => {
+        UsageCommand::Export { scope, format, output } => {
             let mut query = format!("format={}", query_value(&format));
-            for (name, v) in [
-                ("from", from),
-                ("to", to),
-                ("key_id", key),
-                ("team_id", team),
-                ("model", model),
-            ] {
+            for (name, v) in scope.fields() {
                 if let Some(v) = v {
                     query.push_str(&format!("&{name}={}", query_value(&v)));
                 }
@@ -428,16 +428,13 @@ async fn usage(c: AdminClient, command: UsageCommand, json_out: bool) -> Result<
                 }
             }
         }
-        UsageCommand::Reprice {
-            from,
-            to,
-            key,
-            team,
-            model,
-            dry_run,
-        } => {
-            let body =
-                json!({"from": from, "to": to, "key_id": key, "team_id": team, "model": model, "dry_run": dry_run});
+        UsageCommand::Reprice { scope, dry_run } => {
+            let mut body = json!({"dry_run": dry_run});
+            for (name, v) in scope.fields() {
+                if let Some(v) = v {
+                    body[name] = Value::String(v);
+                }
+            }
             let v = c.call(reqwest::Method::POST, "/usage/reprice", Some(&body)).await?;
             if json_out {
                 print_json(&v);

@@ -291,6 +291,7 @@ api_key_env = "MOCK_KEY"
         out.push_str(&e);
         out.push('\n');
     }
+    out.push_str("[routes.auto]\ncheap = \"chat\"\nstrong = \"claude\"\n");
     out
 }
 

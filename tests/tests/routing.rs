@@ -169,6 +169,46 @@ async fn a_route_picks_a_tier_explains_it_and_records_it() {
     gw.stop().await.unwrap();
 }
 
+/// Under `/r/{route}/v1` the path's route decides, whatever the body names, so the official SDK
+/// needs only a different base URL.
+#[tokio::test]
+async fn a_route_in_the_base_url_decides() {
+    let gw = TestGateway::start(CONFIG).await;
+    let c = reqwest::Client::new();
+    let r = c
+        .post(gw.url("/r/dev/v1/chat/completions"))
+        .json(&json!({"model": "small", "messages": [{"role": "user", "content":
+            "Fix this Rust function:\n```rust\nfn add(a: i32, b: i32) -> i32 { a - b }\n```"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-switchyard-route"], "dev");
+    assert_eq!(r.headers()["x-switchyard-model"], "coder", "{:?}", r.headers());
+    let r = c
+        .post(gw.url("/r/dev/v1/route"))
+        .json(&json!({"model": "whatever", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let d: Value = r.json().await.unwrap();
+    assert_eq!(d["route"], "dev");
+    let r = c
+        .post(gw.url("/r/nope/v1/chat/completions"))
+        .json(&json!({"model": "small", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("Unknown route `nope`"),
+        "{v}"
+    );
+    gw.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn bad_routing_input_gets_clear_errors() {
     let gw = TestGateway::start(CONFIG).await;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
@@ -97,13 +97,26 @@ fn preference(headers: &HeaderMap) -> Result<Prefer, ApiError> {
 }
 
 /// Routes a request whose `model` names a route; `None` for a plain model.
+/// Routes a request whose `model` names a route, or any request under `/r/{route}/v1`
+/// (`path_route`); `None` for a plain model.
 fn decide(
     state: &AppState,
     request: &ChatRequest,
+    path_route: Option<&str>,
     prefer: Prefer,
     principal: Option<&crate::keys::Principal>,
 ) -> Result<Option<Decision>, ApiError> {
-    let Some(route) = state.router.route(&request.model) else {
+    let route = match path_route {
+        Some(name) => Some(state.router.route(name).ok_or_else(|| {
+            let routes: Vec<&str> = state.router.routes().map(|r| r.name.as_str()).collect();
+            ApiError::not_found(format!(
+                "Unknown route `{name}` in the path; routes: {}.",
+                routes.join(", ")
+            ))
+        })?),
+        None => state.router.route(&request.model),
+    };
+    let Some(route) = route else {
         return Ok(None);
     };
     access::check_model(principal, &route.name)?;
@@ -127,11 +140,24 @@ fn decision_headers(h: &mut HeaderMap, d: &Decision) {
 
 /// `POST /v1/route`: the decision for a chat request, without calling any model.
 pub(crate) async fn explain_route(State(state): State<Arc<AppState>>, req: Request) -> Result<Response, ApiError> {
+    explain(state, None, req).await
+}
+
+/// `POST /r/{route}/v1/route`.
+pub(crate) async fn explain_path_route(
+    State(state): State<Arc<AppState>>,
+    Path(route): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    explain(state, Some(route), req).await
+}
+
+async fn explain(state: Arc<AppState>, path_route: Option<String>, req: Request) -> Result<Response, ApiError> {
     let prefer = preference(req.headers())?;
     let principal = access::authenticate(&state, req.headers()).await?;
     let (_headers, bytes) = read_json_body(req, state.max_body_bytes).await?;
     let request = ChatRequest::from_body(parse_object(&bytes)?)?;
-    let Some(d) = decide(&state, &request, prefer, principal.as_deref())? else {
+    let Some(d) = decide(&state, &request, path_route.as_deref(), prefer, principal.as_deref())? else {
         let routes: Vec<&str> = state.router.routes().map(|r| r.name.as_str()).collect();
         return Err(ApiError::invalid_param(
             "model",
@@ -152,13 +178,35 @@ pub(crate) async fn chat_completions(
     Extension(Received(received)): Extension<Received>,
     req: Request,
 ) -> Result<Response, ApiError> {
+    chat(state, request_id, received, None, req).await
+}
+
+/// `POST /r/{route}/v1/chat/completions`: the route in the path decides, whatever the body's
+/// `model` says, so an app selects its policy with its base URL alone.
+pub(crate) async fn path_route_chat_completions(
+    State(state): State<Arc<AppState>>,
+    Path(route): Path<String>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    Extension(Received(received)): Extension<Received>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    chat(state, request_id, received, Some(route), req).await
+}
+
+async fn chat(
+    state: Arc<AppState>,
+    request_id: Arc<str>,
+    received: Instant,
+    path_route: Option<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
     let prefer = preference(req.headers())?;
     let principal = access::authenticate(&state, req.headers()).await?;
     let (_headers, bytes) = read_json_body(req, state.max_body_bytes).await?;
     let request_bytes = bytes.len();
     let request = ChatRequest::from_body(parse_object(&bytes)?)?;
     drop(bytes);
-    let decision = decide(&state, &request, prefer, principal.as_deref())?;
+    let decision = decide(&state, &request, path_route.as_deref(), prefer, principal.as_deref())?;
     let model = match &decision {
         Some(d) => model_of_kind(&state, &d.model, ModelKind::Chat)?,
         None => {

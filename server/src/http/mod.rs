@@ -247,7 +247,7 @@ pub(crate) fn model_of_kind(
 }
 
 async fn not_found() -> ApiError {
-    ApiError::not_found("Unknown path. Switchyard serves the OpenAI API under /v1.")
+    ApiError::not_found("Unknown path. Switchyard serves the OpenAI API under /v1 (and /r/{route}/v1).")
 }
 
 async fn method_not_allowed() -> ApiError {
@@ -259,6 +259,12 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/route", post(chat::explain_route))
+        .route(
+            "/r/{route}/v1/chat/completions",
+            post(chat::path_route_chat_completions),
+        )
+        .route("/r/{route}/v1/route", post(chat::explain_path_route))
+        .route("/r/{route}/v1/models", get(misc::list_models))
         .route("/v1/embeddings", post(misc::embeddings))
         .route("/v1/models", get(misc::list_models))
         .route("/v1/models/{*id}", get(misc::get_model))

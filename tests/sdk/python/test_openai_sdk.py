@@ -150,3 +150,25 @@ def test_models_and_embeddings(client):
     assert len(e.data) == 2 and len(e.data[0].embedding) > 0
     # The SDK asks for base64 by default and decodes it; the mock returns floats, which it also accepts.
     assert e.usage.prompt_tokens > 0
+
+
+def test_a_route_is_just_a_model_name(client):
+    raw = client.chat.completions.with_raw_response.create(
+        model="auto", messages=[{"role": "user", "content": "hello router"}]
+    )
+    assert raw.headers["x-switchyard-route"] == "auto"
+    assert raw.headers["x-switchyard-tier"] in ("cheap", "strong", "specialist")
+    r = raw.parse()
+    assert r.object == "chat.completion"
+    assert "hello router" in r.choices[0].message.content
+
+
+def test_a_route_in_the_base_url(client):
+    routed = openai.OpenAI(
+        base_url=BASE_URL.replace("/v1", "/r/auto/v1"), api_key="sk-test", max_retries=0, timeout=20
+    )
+    stream = routed.chat.completions.create(
+        model="whatever-the-app-says", messages=[{"role": "user", "content": "route by url"}], stream=True
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert "route by url" in text
