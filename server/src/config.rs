@@ -92,6 +92,8 @@ pub struct Config {
     pub router_model: Option<std::path::PathBuf>,
     /// Virtual models that route each request (`[routes.NAME]`).
     pub routes: Vec<crate::router::policy::Route>,
+    /// The file this was loaded from (watched for routing-table changes).
+    pub source: Option<std::path::PathBuf>,
     pub providers: BTreeMap<String, ProviderConfig>,
     pub models: BTreeMap<String, ModelConfig>,
 }
@@ -500,6 +502,7 @@ impl Config {
         };
         let base = path.and_then(Path::parent).filter(|d| !d.as_os_str().is_empty());
         let mut config = Config::parse(&text, base, env, env_vars)?;
+        config.source = path.map(Path::to_path_buf);
         // A relative SQLite path is next to the config file.
         if let (Some(dir), Some(rest)) = (
             path.and_then(Path::parent),
@@ -846,8 +849,22 @@ fn validate(
         pricing,
         router_model,
         routes,
+        source: None,
         providers,
         models,
+    }
+}
+
+impl Config {
+    /// Validates a routing table (what `[routes]` holds) against this configuration's models.
+    pub fn parse_routes(&self, table: toml::Value) -> Result<Vec<crate::router::policy::Route>, ConfigError> {
+        let mut problems = Vec::new();
+        let routes = validate_routes(Some(table), &self.models, &mut problems);
+        if problems.is_empty() {
+            Ok(routes)
+        } else {
+            Err(ConfigError(problems))
+        }
     }
 }
 

@@ -63,7 +63,7 @@ pub struct RunOptions {
 }
 
 /// The configured router model (checked when the config was loaded), else the shipped one.
-fn router_model(config: &Config) -> Arc<router::model::RouterModel> {
+pub fn router_model(config: &Config) -> Arc<router::model::RouterModel> {
     match &config.router_model {
         None => router::policy::builtin_model().clone(),
         Some(path) => match router::model::RouterModel::load(path) {
@@ -73,6 +73,43 @@ fn router_model(config: &Config) -> Arc<router::model::RouterModel> {
                 router::policy::builtin_model().clone()
             }
         },
+    }
+}
+
+/// How often the config file is checked for a new routing table.
+const ROUTES_POLL: Duration = Duration::from_secs(2);
+
+/// Reloads the routing table (routes and router model) when the config file changes. The whole
+/// file is validated first; a file with any problem is refused and the running table stays.
+/// Other sections take effect at the next restart.
+async fn watch_routes(state: Arc<AppState>, path: std::path::PathBuf) {
+    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let mut last = modified(&path);
+    loop {
+        tokio::time::sleep(ROUTES_POLL).await;
+        let now = modified(&path);
+        if now == last {
+            continue;
+        }
+        last = now;
+        let p = path.clone();
+        let loaded =
+            tokio::task::spawn_blocking(move || Config::load(Some(&p), &|k| std::env::var(k).ok(), std::env::vars()))
+                .await;
+        match loaded {
+            Ok(Ok(new)) => {
+                let names: Vec<String> = new.routes.iter().map(|r| r.name.clone()).collect();
+                state.router.set(router::policy::Router::new(
+                    router_model(&new),
+                    new.routes.iter().cloned(),
+                ));
+                tracing::info!(file = %path.display(), routes = ?names, "routing table reloaded");
+            }
+            Ok(Err(e)) => {
+                tracing::error!(file = %path.display(), problems = %e, "changed config refused; the running routing table stays");
+            }
+            Err(e) => tracing::error!(error = %e, "config reload task failed"),
+        }
     }
 }
 
@@ -102,7 +139,11 @@ pub fn build_state(config: &Config, usage: Arc<dyn UsageSink>, store: Store, clo
         auth_required: config.auth.required,
         master_key: config.auth.master_key.clone(),
         prices: Arc::new(config.price_book()),
-        router: router::policy::Router::new(router_model(config), config.routes.iter().cloned()),
+        router: router::policy::RouterHandle::new(router::policy::Router::new(
+            router_model(config),
+            config.routes.iter().cloned(),
+        )),
+        config: Arc::new(config.clone()),
     })
 }
 
@@ -191,6 +232,10 @@ pub async fn run_with(
             Duration::from_secs(5),
         ))
     });
+    let watcher = config
+        .source
+        .clone()
+        .map(|path| tokio::spawn(watch_routes(state.clone(), path)));
     if !config.auth.required {
         tracing::warn!("auth.required = false: requests without a Switchyard key are served without limits");
     }
@@ -209,6 +254,9 @@ pub async fn run_with(
         );
     };
     let served = http::serve::serve(listener, app, limits, shutdown, on_shutdown).await;
+    if let Some(w) = watcher {
+        w.abort();
+    }
     drop(state);
     if let Some(consumer) = consumer {
         // The consumer ends when the last sender (held by the state) is gone and everything it

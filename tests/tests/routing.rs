@@ -288,3 +288,138 @@ async fn a_key_limited_to_a_route_can_use_it() {
     assert_eq!(refused.status(), 403);
     gw.stop().await.unwrap();
 }
+
+fn with_master(toml: &str) -> switchyard::config::Config {
+    let mut cfg = parse_config(toml);
+    cfg.auth.master_key = Some(switchyard::config::Secret::new(switchyard_tests::TEST_MASTER_KEY));
+    cfg
+}
+
+async fn model_for(gw: &TestGateway, route: &str) -> String {
+    let (s, headers, v) = chat(
+        gw,
+        json!({"model": route, "messages": [{"role": "user", "content": "hi!"}]}),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    h(&headers, "x-switchyard-model").to_string()
+}
+
+/// The admin API replaces the routing table under load: a good table takes over at once, a bad
+/// one is refused whole and the old one keeps serving, and no request fails meanwhile.
+#[tokio::test]
+async fn the_routing_table_is_replaced_under_load_without_a_failed_request() {
+    let gw = TestGateway::start_config(with_master(CONFIG)).await;
+    let admin = Admin::new(&gw);
+    assert_eq!(model_for(&gw, "auto").await, "small");
+
+    let load = {
+        let url = gw.url("/v1/chat/completions");
+        tokio::spawn(async move {
+            let c = reqwest::Client::new();
+            let mut statuses = Vec::new();
+            for i in 0..300 {
+                let r = c
+                    .post(&url)
+                    .json(&json!({"model": "auto", "messages": [{"role": "user", "content": format!("question {i}")}]}))
+                    .send()
+                    .await
+                    .unwrap();
+                statuses.push(r.status().as_u16());
+                let _ = r.bytes().await;
+            }
+            statuses
+        })
+    };
+    let good = json!({"routes": {"auto": {"cheap": "coder", "strong": "large"}, "extra": {"cheap": "small", "strong": "large", "strong_share": 0.5}}});
+    let bad = json!({"routes": {"auto": {"cheap": "missing", "strong": "large", "strong_share": 7}}});
+    for i in 0..10 {
+        let (s, v) = admin
+            .call(
+                reqwest::Method::PUT,
+                "/routes",
+                Some(if i % 2 == 0 { good.clone() } else { bad.clone() }),
+            )
+            .await;
+        if i % 2 == 0 {
+            assert_eq!(s, 200, "{v}");
+            assert_eq!(v["data"].as_array().unwrap().len(), 2, "{v}");
+        } else {
+            assert_eq!(s, 400, "{v}");
+            assert_eq!(v["error"]["param"], "routes.auto.cheap", "{v}");
+            let msg = v["error"]["message"].as_str().unwrap();
+            assert!(
+                msg.contains("unknown model `missing`") && msg.contains("strong_share"),
+                "{msg}"
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let statuses = load.await.unwrap();
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    // The last good table serves; the bad ones changed nothing.
+    assert_eq!(model_for(&gw, "auto").await, "coder");
+    assert_eq!(model_for(&gw, "extra").await, "small");
+    let (_, list) = admin.call(reqwest::Method::GET, "/routes", None).await;
+    assert_eq!(list["data"][0]["name"], "auto");
+    assert_eq!(list["data"][0]["cheap"], "coder");
+    let (s, _) = admin
+        .call(reqwest::Method::PUT, "/routes", Some(json!({"routez": {}})))
+        .await;
+    assert_eq!(s, 400);
+    gw.stop().await.unwrap();
+}
+
+/// A changed config file reloads the routing table; a broken file is refused.
+#[tokio::test]
+async fn the_routing_table_reloads_when_the_file_changes() {
+    let dir = std::env::temp_dir().join(format!("switchyard-routes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("switchyard.toml");
+    let db = switchyard_tests::temp_sqlite_url();
+    let text = format!("[database]\nurl = \"{db}\"\n{CONFIG}");
+    std::fs::write(&path, &text).unwrap();
+    let env = |k: &str| (k == "TEST_MASTER_KEY").then(|| switchyard_tests::TEST_MASTER_KEY.to_string());
+    let cfg = switchyard::config::Config::load(Some(&path), &env, std::iter::empty()).unwrap();
+    assert_eq!(cfg.source.as_deref(), Some(path.as_path()));
+    let gw = TestGateway::start_config(cfg).await;
+    assert_eq!(model_for(&gw, "auto").await, "small");
+
+    let wait_for = |want: &'static str| {
+        let gw = &gw;
+        async move {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            loop {
+                let got = model_for(gw, "auto").await;
+                if got == want || std::time::Instant::now() > deadline {
+                    return got;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    };
+    // mtime resolution can be coarse: make sure the change is seen as one.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    std::fs::write(
+        &path,
+        text.replace(
+            "cheap = \"small\"\nstrong = \"large\"\nstrong_share = 0.3",
+            "cheap = \"coder\"\nstrong = \"large\"\nstrong_share = 0.3",
+        ),
+    )
+    .unwrap();
+    assert_eq!(wait_for("coder").await, "coder");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    std::fs::write(
+        &path,
+        text.replace(
+            "cheap = \"small\"\nstrong = \"large\"\nstrong_share = 0.3",
+            "cheap = \"nope\"\nstrong = \"large\"\nstrong_share = 0.3",
+        ),
+    )
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    assert_eq!(model_for(&gw, "auto").await, "coder", "a broken file changes nothing");
+    gw.stop().await.unwrap();
+}

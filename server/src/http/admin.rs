@@ -44,6 +44,7 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/admin/v1/usage/export", get(export))
         .route("/admin/v1/usage/reprice", post(reprice))
         .route("/admin/v1/prices", get(prices))
+        .route("/admin/v1/routes", get(list_routes).put(replace_routes))
         .route("/admin/v1/alerts", get(alerts))
         .route("/admin/v1/billing", get(billing_status))
         .route("/admin/v1/billing/requeue", post(billing_requeue))
@@ -435,7 +436,7 @@ fn check_tags(tags: &[String]) -> Result<(), ApiError> {
 
 fn check_models(state: &AppState, models: &[String]) -> Result<(), ApiError> {
     for (i, m) in models.iter().enumerate() {
-        if state.gateway.model(m).is_none() && state.router.route(m).is_none() {
+        if state.gateway.model(m).is_none() && state.router.get().route(m).is_none() {
             return Err(ApiError::invalid_param(
                 format!("allowed_models[{i}]"),
                 format!("`{m}` is not a configured model or route"),
@@ -869,6 +870,40 @@ async fn billing_requeue(State(state): State<Arc<AppState>>) -> Result<Response,
         StatusCode::OK,
         json!({"object": "billing.requeue", "requeued": n}),
     ))
+}
+
+/// The routing table in force.
+async fn list_routes(State(state): State<Arc<AppState>>) -> Response {
+    let router = state.router.get();
+    let data: Vec<&crate::router::policy::Route> = router.routes().collect();
+    ok_json(StatusCode::OK, json!({"object": "list", "data": data}))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoutesIn {
+    /// Route name → route, as in `[routes]`.
+    routes: serde_json::Map<String, Value>,
+}
+
+/// Replaces the routing table. It is validated whole first; on any problem nothing changes.
+async fn replace_routes(State(state): State<Arc<AppState>>, req: Request) -> Result<Response, ApiError> {
+    let b: RoutesIn = body(req).await?;
+    let table: toml::Value = serde_json::from_value(Value::Object(b.routes))
+        .map_err(|e| ApiError::invalid_param("routes", format!("Invalid routing table: {e}")))?;
+    let routes = state.config.parse_routes(table).map_err(|e| {
+        let first = e.0.first().map(|p| p.path.clone()).unwrap_or_default();
+        let all: Vec<String> = e.0.iter().map(ToString::to_string).collect();
+        ApiError::invalid_param(
+            first,
+            format!("The routing table was refused, nothing changed: {}", all.join("; ")),
+        )
+    })?;
+    let names: Vec<String> = routes.iter().map(|r| r.name.clone()).collect();
+    let model = state.router.get().model.clone();
+    state.router.set(crate::router::policy::Router::new(model, routes));
+    tracing::info!(routes = ?names, "routing table replaced through the admin API");
+    Ok(list_routes(State(state)).await)
 }
 
 /// The price table's versions and every deployment's prices over time.

@@ -106,15 +106,16 @@ fn decide(
     prefer: Prefer,
     principal: Option<&crate::keys::Principal>,
 ) -> Result<Option<Decision>, ApiError> {
+    let router = state.router.get();
     let route = match path_route {
-        Some(name) => Some(state.router.route(name).ok_or_else(|| {
-            let routes: Vec<&str> = state.router.routes().map(|r| r.name.as_str()).collect();
+        Some(name) => Some(router.route(name).ok_or_else(|| {
+            let routes: Vec<&str> = router.routes().map(|r| r.name.as_str()).collect();
             ApiError::not_found(format!(
                 "Unknown route `{name}` in the path; routes: {}.",
                 routes.join(", ")
             ))
         })?),
-        None => state.router.route(&request.model),
+        None => router.route(&request.model),
     };
     let Some(route) = route else {
         return Ok(None);
@@ -123,7 +124,7 @@ fn decide(
     let budget = principal.and_then(|p| state.limiter.budget_remaining(&access::subjects(p)));
     let conversation = Conversation::of_body(&request.body);
     let started = Instant::now();
-    let d = state.router.decide(route, &conversation, prefer, budget, &|m| {
+    let d = router.decide(route, &conversation, prefer, budget, &|m| {
         state.gateway.can_serve(m, request)
     });
     metrics::histogram!("switchyard_route_decision_seconds").record(started.elapsed().as_secs_f64());
@@ -158,7 +159,8 @@ async fn explain(state: Arc<AppState>, path_route: Option<String>, req: Request)
     let (_headers, bytes) = read_json_body(req, state.max_body_bytes).await?;
     let request = ChatRequest::from_body(parse_object(&bytes)?)?;
     let Some(d) = decide(&state, &request, path_route.as_deref(), prefer, principal.as_deref())? else {
-        let routes: Vec<&str> = state.router.routes().map(|r| r.name.as_str()).collect();
+        let router = state.router.get();
+        let routes: Vec<&str> = router.routes().map(|r| r.name.as_str()).collect();
         return Err(ApiError::invalid_param(
             "model",
             format!("`{}` is not a route; routes: {}", request.model, routes.join(", ")),

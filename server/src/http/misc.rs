@@ -42,7 +42,7 @@ pub(crate) async fn list_models(State(state): State<Arc<AppState>>) -> Response 
         .iter()
         .filter_map(|n| state.gateway.model(n))
         .map(|m| model_json(m))
-        .chain(state.router.routes().map(route_json))
+        .chain(state.router.get().routes().map(route_json))
         .collect();
     json_response(
         StatusCode::OK,
@@ -51,7 +51,8 @@ pub(crate) async fn list_models(State(state): State<Arc<AppState>>) -> Response 
 }
 
 pub(crate) async fn get_model(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
-    match (state.gateway.model(&id), state.router.route(&id)) {
+    let router = state.router.get();
+    match (state.gateway.model(&id), router.route(&id)) {
         (Some(m), _) => json_response(StatusCode::OK, model_json(m).to_string().into()),
         (None, Some(r)) => json_response(StatusCode::OK, route_json(r).to_string().into()),
         (None, None) => ApiError::model_not_found(&id).into_response(),

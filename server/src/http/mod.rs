@@ -49,7 +49,9 @@ pub struct AppState {
     /// Every known price, for re-pricing history.
     pub prices: Arc<crate::pricing::PriceBook>,
     /// Routes (virtual models) and the model that scores requests for them.
-    pub router: crate::router::policy::Router,
+    pub router: crate::router::policy::RouterHandle,
+    /// The configuration the gateway started with (routing tables are checked against its models).
+    pub config: Arc<crate::config::Config>,
 }
 
 impl AppState {

@@ -11,7 +11,7 @@ use super::features::{Conversation, Features};
 use super::model::RouterModel;
 
 /// A route as configured (`[routes.NAME]`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Route {
     pub name: String,
     /// The cheap tier's logical model.
@@ -203,6 +203,24 @@ impl Router {
             budget_remaining,
             reason: why.join("; "),
         }
+    }
+}
+
+/// The live routing table, replaced whole on a reload while requests keep reading the old one.
+pub struct RouterHandle(std::sync::RwLock<Arc<Router>>);
+
+impl RouterHandle {
+    pub fn new(router: Router) -> RouterHandle {
+        RouterHandle(std::sync::RwLock::new(Arc::new(router)))
+    }
+
+    /// The current table (a request keeps the one it started with).
+    pub fn get(&self) -> Arc<Router> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set(&self, router: Router) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(router);
     }
 }
 
