@@ -423,3 +423,37 @@ async fn the_routing_table_reloads_when_the_file_changes() {
     assert_eq!(model_for(&gw, "auto").await, "coder", "a broken file changes nothing");
     gw.stop().await.unwrap();
 }
+
+/// A conversation the route sent to the strong model stays there on its next turns.
+#[tokio::test]
+async fn a_conversation_sticks_to_the_strong_tier() {
+    let gw = TestGateway::start(CONFIG).await;
+    let opening = json!({"role": "user", "content": HARD});
+    let (_, headers, _) = chat(
+        &gw,
+        json!({"model": "auto", "messages": [opening.clone()]}),
+        Some("quality"),
+    )
+    .await;
+    assert_eq!(h(&headers, "x-switchyard-tier"), "strong");
+    let follow_up = json!({"model": "auto", "messages": [
+        opening,
+        {"role": "assistant", "content": "Here is the proof."},
+        {"role": "user", "content": "thanks!"}
+    ]});
+    let (s, headers, _) = chat(&gw, follow_up, None).await;
+    assert_eq!((s, h(&headers, "x-switchyard-tier")), (200, "strong"), "{headers:?}");
+    assert!(
+        h(&headers, "x-switchyard-reason").contains("already on the strong tier"),
+        "{headers:?}"
+    );
+    // Another conversation with the same last message is decided on its own.
+    let other = json!({"model": "auto", "messages": [
+        {"role": "user", "content": "hello"},
+        {"role": "assistant", "content": "Hi!"},
+        {"role": "user", "content": "thanks!"}
+    ]});
+    let (_, headers, _) = chat(&gw, other, None).await;
+    assert_eq!(h(&headers, "x-switchyard-tier"), "cheap", "{headers:?}");
+    gw.stop().await.unwrap();
+}

@@ -105,6 +105,7 @@ fn decide(
     path_route: Option<&str>,
     prefer: Prefer,
     principal: Option<&crate::keys::Principal>,
+    remember: bool,
 ) -> Result<Option<Decision>, ApiError> {
     let router = state.router.get();
     let route = match path_route {
@@ -124,9 +125,19 @@ fn decide(
     let budget = principal.and_then(|p| state.limiter.budget_remaining(&access::subjects(p)));
     let conversation = Conversation::of_body(&request.body);
     let started = Instant::now();
-    let d = router.decide(route, &conversation, prefer, budget, &|m| {
+    // Conversations are told apart per caller as well as by their opening.
+    let thread = (
+        route.name.clone(),
+        conversation.thread ^ principal.map_or(0, |p| crate::router::features::hash_str(&p.key.id)),
+    );
+    let before = (conversation.assistant_turns > 0 && state.router.strong_threads.contains_key(&thread))
+        .then_some(crate::router::policy::Tier::Strong);
+    let d = router.decide_in_thread(route, &conversation, prefer, budget, before, &|m| {
         state.gateway.can_serve(m, request)
     });
+    if remember && d.tier == crate::router::policy::Tier::Strong {
+        state.router.strong_threads.insert(thread, ());
+    }
     metrics::histogram!("switchyard_route_decision_seconds").record(started.elapsed().as_secs_f64());
     metrics::counter!("switchyard_route_decisions_total", "route" => d.route.clone(), "tier" => d.tier.as_str())
         .increment(1);
@@ -158,7 +169,15 @@ async fn explain(state: Arc<AppState>, path_route: Option<String>, req: Request)
     let principal = access::authenticate(&state, req.headers()).await?;
     let (_headers, bytes) = read_json_body(req, state.max_body_bytes).await?;
     let request = ChatRequest::from_body(parse_object(&bytes)?)?;
-    let Some(d) = decide(&state, &request, path_route.as_deref(), prefer, principal.as_deref())? else {
+    let Some(d) = decide(
+        &state,
+        &request,
+        path_route.as_deref(),
+        prefer,
+        principal.as_deref(),
+        false,
+    )?
+    else {
         let router = state.router.get();
         let routes: Vec<&str> = router.routes().map(|r| r.name.as_str()).collect();
         return Err(ApiError::invalid_param(
@@ -208,7 +227,14 @@ async fn chat(
     let request_bytes = bytes.len();
     let request = ChatRequest::from_body(parse_object(&bytes)?)?;
     drop(bytes);
-    let decision = decide(&state, &request, path_route.as_deref(), prefer, principal.as_deref())?;
+    let decision = decide(
+        &state,
+        &request,
+        path_route.as_deref(),
+        prefer,
+        principal.as_deref(),
+        true,
+    )?;
     let model = match &decision {
         Some(d) => model_of_kind(&state, &d.model, ModelKind::Chat)?,
         None => {

@@ -23,6 +23,9 @@ pub struct Conversation<'a> {
     pub tools: bool,
     pub json_mode: bool,
     pub images: bool,
+    /// Identifies the conversation across turns: a hash of its system prompt and first user
+    /// message, which every later request of the conversation repeats.
+    pub thread: u64,
 }
 
 /// Longest stretch of the last user message that is scanned (a long paste still says what it is
@@ -67,6 +70,7 @@ impl<'a> Conversation<'a> {
             last_user: std::borrow::Cow::Borrowed(text),
             total_bytes: text.len(),
             messages: 1,
+            thread: fnv(FNV_OFFSET, text.as_bytes()),
             ..Conversation::default()
         }
     }
@@ -80,6 +84,8 @@ impl<'a> Conversation<'a> {
             .map_or(&[], Vec::as_slice);
         c.messages = messages.len();
         let mut last_user: Option<&'a Value> = None;
+        let mut thread = FNV_OFFSET;
+        let mut first_user_seen = false;
         for m in messages {
             let role = m.get("role").and_then(Value::as_str).unwrap_or("");
             let content = m.get("content").unwrap_or(&Value::Null);
@@ -87,13 +93,23 @@ impl<'a> Conversation<'a> {
             c.total_bytes += n;
             c.images |= img;
             match role {
-                "system" | "developer" => c.system_bytes += n,
+                "system" | "developer" => {
+                    c.system_bytes += n;
+                    thread = fnv(thread, text_of(content).as_bytes());
+                }
                 "assistant" => c.assistant_turns += 1,
-                "user" => last_user = Some(content),
+                "user" => {
+                    if !first_user_seen {
+                        first_user_seen = true;
+                        thread = fnv(fnv(thread, b"\x00user\x00"), text_of(content).as_bytes());
+                    }
+                    last_user = Some(content);
+                }
                 _ => {}
             }
         }
         c.last_user = last_user.map(text_of).unwrap_or_default();
+        c.thread = thread;
         c.tools = body
             .get("tools")
             .and_then(Value::as_array)
@@ -214,6 +230,11 @@ fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
 }
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// A stable 64-bit hash of a string.
+pub fn hash_str(s: &str) -> u64 {
+    fnv(FNV_OFFSET, s.as_bytes())
+}
 
 impl Features {
     /// Extracts features with n-grams hashed into `2^hash_bits` buckets.
@@ -423,6 +444,20 @@ mod tests {
         assert_eq!(c.last_user, "what is in this picture?");
         assert_eq!((c.messages, c.assistant_turns, c.system_bytes), (4, 1, 14));
         assert!(c.tools && c.json_mode && c.images);
+        // Later turns of the same conversation share its thread; another opening does not.
+        let mut longer = map.clone();
+        longer["messages"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"role": "assistant", "content": "a cat"}));
+        longer["messages"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"role": "user", "content": "and now?"}));
+        assert_eq!(Conversation::of_body(&longer).thread, c.thread);
+        let mut other = map.clone();
+        other["messages"][1]["content"] = json!("another opening");
+        assert_ne!(Conversation::of_body(&other).thread, c.thread);
         let f = Features::of(&c, 16);
         assert_eq!(get(&f.dense, "tools"), 1.0);
         assert_eq!(get(&f.dense, "images"), 1.0);

@@ -124,6 +124,21 @@ impl Router {
         budget_remaining: Option<f64>,
         serves: &dyn Fn(&str) -> bool,
     ) -> Decision {
+        self.decide_in_thread(route, conversation, prefer, budget_remaining, None, serves)
+    }
+
+    /// Like [`Router::decide`], for a conversation that earlier went to tier `before`: one that
+    /// was on the strong tier stays there (answers do not get worse mid-conversation) unless the
+    /// budget is running out.
+    pub fn decide_in_thread(
+        &self,
+        route: &Route,
+        conversation: &Conversation<'_>,
+        prefer: Prefer,
+        budget_remaining: Option<f64>,
+        before: Option<Tier>,
+        serves: &dyn Fn(&str) -> bool,
+    ) -> Decision {
         let features = Features::of(conversation, self.model.hash_bits);
         let p = self.model.predict(&features);
         let intent = self.model.intents[p.intent].clone();
@@ -171,6 +186,12 @@ impl Router {
             Tier::Strong => why.insert(0, format!("difficulty p{percentile:.2} >= threshold {threshold:.2}")),
             Tier::Cheap => why.insert(0, format!("difficulty p{percentile:.2} < threshold {threshold:.2}")),
         }
+        let squeezed = budget_remaining.is_some_and(|r| r < route.budget_soft);
+        if tier == Tier::Cheap && before == Some(Tier::Strong) && !squeezed {
+            tier = Tier::Strong;
+            model = route.strong.clone();
+            why.push("the conversation is already on the strong tier".to_string());
+        }
         if !serves(&model) {
             let (other_tier, other) = match tier {
                 Tier::Strong => (Tier::Cheap, &route.cheap),
@@ -206,21 +227,32 @@ impl Router {
     }
 }
 
-/// The live routing table, replaced whole on a reload while requests keep reading the old one.
-pub struct RouterHandle(std::sync::RwLock<Arc<Router>>);
+/// The live routing table, replaced whole on a reload while requests keep reading the old one,
+/// and the conversations that went to the strong tier (kept across reloads).
+pub struct RouterHandle {
+    table: std::sync::RwLock<Arc<Router>>,
+    /// (route, thread) of conversations on the strong tier; bounded, forgotten after an idle hour.
+    pub strong_threads: moka::sync::Cache<(String, u64), ()>,
+}
 
 impl RouterHandle {
     pub fn new(router: Router) -> RouterHandle {
-        RouterHandle(std::sync::RwLock::new(Arc::new(router)))
+        RouterHandle {
+            table: std::sync::RwLock::new(Arc::new(router)),
+            strong_threads: moka::sync::Cache::builder()
+                .max_capacity(200_000)
+                .time_to_idle(std::time::Duration::from_secs(3600))
+                .build(),
+        }
     }
 
     /// The current table (a request keeps the one it started with).
     pub fn get(&self) -> Arc<Router> {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.table.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn set(&self, router: Router) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(router);
+        *self.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(router);
     }
 }
 
@@ -313,6 +345,23 @@ mod tests {
         let w = decide(&weighted, "hey! how are you doing today? :)", Prefer::Quality, None);
         assert_eq!(w.tier, Tier::Cheap, "{w:?}");
         assert!(w.reason.contains("weighs the strong share by 0"), "{}", w.reason);
+    }
+
+    #[test]
+    fn a_conversation_on_the_strong_tier_stays_there_unless_the_budget_runs_out() {
+        let r = Route {
+            strong_share: 0.0,
+            ..route()
+        };
+        let router = Router::new(builtin_model().clone(), [r.clone()]);
+        let c = Conversation::prompt(EASY);
+        let fresh = router.decide_in_thread(&r, &c, Prefer::Balanced, None, None, &|_| true);
+        assert_eq!(fresh.tier, Tier::Cheap);
+        let kept = router.decide_in_thread(&r, &c, Prefer::Balanced, None, Some(Tier::Strong), &|_| true);
+        assert_eq!(kept.tier, Tier::Strong, "{kept:?}");
+        assert!(kept.reason.contains("already on the strong tier"));
+        let broke = router.decide_in_thread(&r, &c, Prefer::Balanced, Some(0.1), Some(Tier::Strong), &|_| true);
+        assert_eq!(broke.tier, Tier::Cheap);
     }
 
     #[test]
