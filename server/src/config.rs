@@ -909,6 +909,21 @@ struct RawRoute {
     #[serde(default = "default_budget_soft")]
     budget_soft: f64,
     description: Option<String>,
+    experiment: Option<RawExperiment>,
+    shadow: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExperiment {
+    candidate: String,
+    percent: u8,
+    #[serde(default = "default_sticky_by")]
+    by: crate::router::policy::StickyBy,
+}
+
+fn default_sticky_by() -> crate::router::policy::StickyBy {
+    crate::router::policy::StickyBy::Key
 }
 
 fn default_strong_share() -> f64 {
@@ -996,6 +1011,9 @@ fn validate_routes(
         if !(0.0..=1.0).contains(&r.budget_soft) {
             found.push((format!("{path}.budget_soft"), "must be between 0 and 1".into()));
         }
+        if r.experiment.as_ref().is_some_and(|e| e.percent > 100) {
+            found.push((format!("{path}.experiment.percent"), "must be 0..=100".into()));
+        }
         problems.extend(found.into_iter().map(|(path, message)| Problem { path, message }));
         out.push(crate::router::policy::Route {
             name,
@@ -1006,7 +1024,31 @@ fn validate_routes(
             intent_weights: r.intent_weights,
             budget_soft: r.budget_soft,
             description: r.description,
+            experiment: r.experiment.map(|e| crate::router::policy::Experiment {
+                candidate: e.candidate,
+                percent: e.percent,
+                by: e.by,
+            }),
+            shadow: r.shadow,
         });
+    }
+    // Experiments and shadows name other routes of the same table.
+    let names: Vec<&str> = out.iter().map(|r| r.name.as_str()).collect();
+    for r in &out {
+        let others = [
+            ("experiment.candidate", r.experiment.as_ref().map(|e| &e.candidate)),
+            ("shadow", r.shadow.as_ref()),
+        ];
+        for (field, other) in others {
+            if let Some(o) = other {
+                if o == &r.name || !names.contains(&o.as_str()) {
+                    problems.push(Problem {
+                        path: format!("routes.{}.{field}", r.name),
+                        message: format!("`{o}` must be another route of this table"),
+                    });
+                }
+            }
+        }
     }
     out
 }

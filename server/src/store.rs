@@ -62,7 +62,7 @@ pub struct Store {
     backend: Backend,
 }
 
-/// Rows per multi-row INSERT (27 parameters a row stays under both databases' limits).
+/// Rows per multi-row INSERT (29 parameters a row stays under both databases' limits).
 const ROWS_PER_INSERT: usize = 400;
 /// Rows per INSERT into the billing outbox (one parameter a row).
 const OUTBOX_ROWS_PER_INSERT: usize = 1000;
@@ -352,9 +352,9 @@ impl Store {
                 "INSERT INTO usage_events (event_id, request_id, ts_ms, key_id, team_id, cost_center, tags, route, \
                  endpoint, model, deployment, provider, stream, status, outcome, error_kind, prompt_tokens, \
                  completion_tokens, cached_tokens, usage_source, cost_nanos, price_version, latency_ms, ttft_ms, \
-                 attempts, request_bytes, response_bytes) VALUES ",
+                 attempts, request_bytes, response_bytes, route_variant, shadow_model) VALUES ",
             );
-            push_placeholders(&mut sql, chunk.len(), 27);
+            push_placeholders(&mut sql, chunk.len(), 29);
             sql.push_str(" ON CONFLICT (event_id) DO NOTHING RETURNING event_id");
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for e in chunk {
@@ -385,7 +385,9 @@ impl Store {
                     .bind(e.ttft_ms.map(|v| v as i64))
                     .bind(i64::from(e.attempts))
                     .bind(e.request_bytes as i64)
-                    .bind(e.response_bytes as i64);
+                    .bind(e.response_bytes as i64)
+                    .bind(e.route_variant.clone())
+                    .bind(e.shadow_model.clone());
             }
             for row in q.fetch_all(&mut *tx).await? {
                 inserted.insert(row.try_get::<String, _>("event_id")?);
@@ -443,6 +445,47 @@ impl Store {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    // ---- routing ----
+
+    /// Routed events grouped by route, variant, model served and shadow choice.
+    pub async fn route_stats(&self, f: &UsageFilter) -> Result<Vec<RouteStat>> {
+        let (where_sql, args) = f.where_clause(1);
+        let cond = if where_sql.is_empty() {
+            " WHERE route IS NOT NULL".to_string()
+        } else {
+            format!("{where_sql} AND route IS NOT NULL")
+        };
+        let sql = format!(
+            "SELECT route, COALESCE(route_variant, '') AS variant, model, COALESCE(shadow_model, '') AS shadow, \
+             COUNT(*) AS requests, CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT) AS prompt_tokens, \
+             CAST(COALESCE(SUM(cached_tokens), 0) AS BIGINT) AS cached_tokens, \
+             CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT) AS completion_tokens, \
+             CAST(COALESCE(SUM(cost_nanos), 0) AS BIGINT) AS cost_nanos \
+             FROM usage_events{cond} GROUP BY route, COALESCE(route_variant, ''), model, COALESCE(shadow_model, '') \
+             ORDER BY route, variant, model, shadow"
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for a in args {
+            q = a.bind_to(q);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RouteStat {
+                    route: r.try_get("route")?,
+                    variant: r.try_get("variant")?,
+                    model: r.try_get("model")?,
+                    shadow_model: r.try_get("shadow")?,
+                    requests: r.try_get("requests")?,
+                    prompt_tokens: r.try_get("prompt_tokens")?,
+                    cached_tokens: r.try_get("cached_tokens")?,
+                    completion_tokens: r.try_get("completion_tokens")?,
+                    cost_nanos: r.try_get("cost_nanos")?,
+                })
+            })
+            .collect()
     }
 
     // ---- budget alerts ----
@@ -1127,6 +1170,8 @@ pub struct UsageRow {
     pub attempts: i64,
     pub request_bytes: i64,
     pub response_bytes: i64,
+    pub route_variant: Option<String>,
+    pub shadow_model: Option<String>,
 }
 
 fn usage_row(r: &AnyRow) -> Result<UsageRow> {
@@ -1158,7 +1203,23 @@ fn usage_row(r: &AnyRow) -> Result<UsageRow> {
         attempts: r.try_get("attempts")?,
         request_bytes: r.try_get("request_bytes")?,
         response_bytes: r.try_get("response_bytes")?,
+        route_variant: r.try_get("route_variant")?,
+        shadow_model: r.try_get("shadow_model")?,
     })
+}
+
+/// Routed events of one route, variant, served model and shadow choice ('' where none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteStat {
+    pub route: String,
+    pub variant: String,
+    pub model: String,
+    pub shadow_model: String,
+    pub requests: i64,
+    pub prompt_tokens: i64,
+    pub cached_tokens: i64,
+    pub completion_tokens: i64,
+    pub cost_nanos: i64,
 }
 
 /// What a re-pricing run found and changed.

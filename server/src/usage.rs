@@ -101,6 +101,10 @@ pub struct UsageEvent {
     pub route: Option<String>,
     /// Which price the cost was computed with.
     pub price_version: Option<String>,
+    /// The route policy that decided, when the route runs an experiment.
+    pub route_variant: Option<String>,
+    /// The model a shadow policy would have chosen.
+    pub shadow_model: Option<String>,
     #[serde(skip)]
     pub estimate: Option<Box<PendingEstimate>>,
     /// Budget reservations and token estimate to settle once the real cost is known.
@@ -380,6 +384,8 @@ impl Meter {
                 tags: Vec::new(),
                 route: None,
                 price_version: None,
+                route_variant: None,
+                shadow_model: None,
                 estimate: None,
                 settlement: None,
             }),
@@ -395,9 +401,12 @@ impl Meter {
             .expect("a meter's event is present until it is recorded")
     }
 
-    /// Records the route that chose the model.
-    pub fn set_route(&mut self, route: &str) {
-        self.ev().route = Some(route.to_string());
+    /// Records the route that chose the model, the experiment's variant and a shadow's choice.
+    pub fn set_route(&mut self, route: &str, variant: Option<&str>, shadow_model: Option<&str>) {
+        let ev = self.ev();
+        ev.route = Some(route.to_string());
+        ev.route_variant = variant.map(str::to_string);
+        ev.shadow_model = shadow_model.map(str::to_string);
     }
 
     /// Attributes the event to a caller.

@@ -666,6 +666,7 @@ async fn the_openapi_document_covers_every_admin_route() {
         ("/admin/v1/billing", &["get"][..]),
         ("/admin/v1/billing/requeue", &["post"][..]),
         ("/admin/v1/routes", &["get", "put"][..]),
+        ("/admin/v1/routes/stats", &["get"][..]),
     ] {
         for m in methods {
             assert!(doc["paths"][path][m].is_object(), "{m} {path} is not documented");

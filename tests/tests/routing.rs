@@ -457,3 +457,127 @@ async fn a_conversation_sticks_to_the_strong_tier() {
     assert_eq!(h(&headers, "x-switchyard-tier"), "cheap", "{headers:?}");
     gw.stop().await.unwrap();
 }
+
+const AB: &str = r#"
+[routes.ab]
+cheap = "small"
+strong = "large"
+strong_share = 0.0
+experiment = { candidate = "ab-v2", percent = 50, by = "key" }
+shadow = "ab-v2"
+
+[routes.ab-v2]
+cheap = "small"
+strong = "large"
+strong_share = 1.0
+intent_weights = { chat = 1.0 }
+"#;
+
+/// An A/B split keeps each key in one arm; a shadow policy's choices are recorded and compared.
+#[tokio::test]
+async fn experiments_split_by_key_and_shadows_are_compared() {
+    let gw = TestGateway::start_config(with_master(&format!("{CONFIG}{AB}"))).await;
+    let admin = Admin::new(&gw);
+    let c = reqwest::Client::new();
+    let mut arms = std::collections::BTreeMap::new();
+    for k in 0..40 {
+        let (_, secret) = admin.key(json!({"name": format!("ab-{k}")})).await;
+        let mut seen = Vec::new();
+        for q in ["hi!", "and hello again"] {
+            let r = c
+                .post(gw.url("/v1/chat/completions"))
+                .bearer_auth(&secret)
+                .json(&json!({"model": "ab", "messages": [{"role": "user", "content": q}]}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            let variant = r.headers()["x-switchyard-variant"].to_str().unwrap().to_string();
+            let model = r.headers()["x-switchyard-model"].to_str().unwrap().to_string();
+            assert_eq!(model, if variant == "ab-v2" { "large" } else { "small" }, "{variant}");
+            seen.push(variant);
+        }
+        assert_eq!(seen[0], seen[1], "a key stays in its arm");
+        *arms.entry(seen[0].clone()).or_insert(0) += 1;
+    }
+    let v2 = arms.get("ab-v2").copied().unwrap_or(0);
+    assert!((8..=32).contains(&v2), "{arms:?}");
+
+    let events = gw.wait_for_events(80, std::time::Duration::from_secs(5)).await;
+    assert!(
+        events.iter().all(|e| e.shadow_model.as_deref() == Some("large")),
+        "the shadow always picks large"
+    );
+    let (s, stats) = admin.call(reqwest::Method::GET, "/routes/stats", None).await;
+    assert_eq!(s, 200, "{stats}");
+    // The in-memory sink keeps events off the ledger here: stats come from the database.
+    assert_eq!(stats["data"].as_array().map(Vec::len), Some(0), "{stats}");
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn experiment_stats_come_from_the_ledger() {
+    let cfg = with_master(&format!(
+        "[database]\nurl = \"{}\"\n{CONFIG}{AB}",
+        switchyard_tests::temp_sqlite_url()
+    ));
+    let gw = TestGateway::start_with(
+        cfg,
+        switchyard::RunOptions::default(),
+        std::sync::Arc::new(switchyard::usage::MemorySink::default()),
+    )
+    .await;
+    let admin = Admin::new(&gw);
+    let c = reqwest::Client::new();
+    let mut served_large = 0;
+    for k in 0..20 {
+        let (_, secret) = admin.key(json!({"name": format!("st-{k}")})).await;
+        let r = c
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(&secret)
+            .json(&json!({"model": "ab", "messages": [{"role": "user", "content": "hi there"}]}))
+            .send()
+            .await
+            .unwrap();
+        served_large += usize::from(r.headers()["x-switchyard-model"] == "large");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let stats = loop {
+        let (_, v) = admin.call(reqwest::Method::GET, "/routes/stats", None).await;
+        if v["data"][0]["requests"] == 20 || std::time::Instant::now() > deadline {
+            break v;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let ab = &stats["data"][0];
+    assert_eq!(
+        (ab["route"].as_str(), ab["requests"].as_i64()),
+        (Some("ab"), Some(20)),
+        "{stats}"
+    );
+    let by_variant = ab["by_variant"].as_object().unwrap();
+    let total: i64 = by_variant.values().map(|v| v["requests"].as_i64().unwrap()).sum();
+    assert_eq!(total, 20, "{ab}");
+    assert_eq!(ab["shadow"]["requests"], 20);
+    assert_eq!(ab["shadow"]["agreed"].as_i64(), Some(served_large as i64), "{ab}");
+    let actual = ab["shadow"]["actual_cost_nanos"].as_i64().unwrap();
+    let projected = ab["shadow"]["projected_cost_nanos"].as_i64().unwrap();
+    assert!(
+        projected > actual || served_large == 20,
+        "the all-large shadow costs more: {ab}"
+    );
+    gw.stop().await.unwrap();
+
+    // Experiments and shadows must name other routes.
+    let bad = format!("{CONFIG}{AB}")
+        .replace("candidate = \"ab-v2\"", "candidate = \"nope\"")
+        .replace("shadow = \"ab-v2\"", "shadow = \"ab\"");
+    let err = switchyard::config::Config::from_toml(&bad, &|_| None, std::iter::empty())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("routes.ab.experiment.candidate: `nope` must be another route"),
+        "{err}"
+    );
+    assert!(err.contains("routes.ab.shadow: `ab` must be another route"), "{err}");
+}

@@ -45,6 +45,7 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/admin/v1/usage/reprice", post(reprice))
         .route("/admin/v1/prices", get(prices))
         .route("/admin/v1/routes", get(list_routes).put(replace_routes))
+        .route("/admin/v1/routes/stats", get(route_stats))
         .route("/admin/v1/alerts", get(alerts))
         .route("/admin/v1/billing", get(billing_status))
         .route("/admin/v1/billing/requeue", post(billing_requeue))
@@ -879,6 +880,66 @@ async fn list_routes(State(state): State<Arc<AppState>>) -> Response {
     ok_json(StatusCode::OK, json!({"object": "list", "data": data}))
 }
 
+/// Per route: requests and cost by variant and by model served; for a shadow policy, how often it
+/// agreed and what its choices would have cost (the same tokens at its models' current prices).
+async fn route_stats(
+    State(state): State<Arc<AppState>>,
+    q: Result<Query<UsageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let q = query_of(q)?;
+    let f = filter_of(&q)?;
+    let rows = state.store.route_stats(&f).await.map_err(store_err)?;
+    let now = state.clock.now_ms();
+    let price_of = |model: &str| {
+        state
+            .gateway
+            .model(model)
+            .and_then(|m| m.deployments.first())
+            .map(|d| d.config.prices.at_or_first(now).price)
+    };
+    let mut routes: std::collections::BTreeMap<&str, Value> = std::collections::BTreeMap::new();
+    for r in &rows {
+        let e = routes.entry(&r.route).or_insert_with(|| {
+            json!({"route": r.route, "requests": 0, "cost_nanos": 0, "by_model": {}, "by_variant": {},
+                   "shadow": {"requests": 0, "agreed": 0, "actual_cost_nanos": 0, "projected_cost_nanos": 0, "by_model": {}}})
+        });
+        let add = |v: &mut Value, n: i64| *v = json!(v.as_i64().unwrap_or(0) + n);
+        add(&mut e["requests"], r.requests);
+        add(&mut e["cost_nanos"], r.cost_nanos);
+        add(&mut e["by_model"][r.model.as_str()], r.requests);
+        if !r.variant.is_empty() {
+            let v = &mut e["by_variant"][r.variant.as_str()];
+            if v.is_null() {
+                *v = json!({"requests": 0, "cost_nanos": 0});
+            }
+            add(&mut v["requests"], r.requests);
+            add(&mut v["cost_nanos"], r.cost_nanos);
+        }
+        if !r.shadow_model.is_empty() {
+            let s = &mut e["shadow"];
+            add(&mut s["requests"], r.requests);
+            add(&mut s["by_model"][r.shadow_model.as_str()], r.requests);
+            add(&mut s["actual_cost_nanos"], r.cost_nanos);
+            if r.shadow_model == r.model {
+                add(&mut s["agreed"], r.requests);
+                add(&mut s["projected_cost_nanos"], r.cost_nanos);
+            } else {
+                let projected = price_of(&r.shadow_model).map_or(0, |p| {
+                    p.cost(
+                        r.prompt_tokens.max(0) as u64,
+                        r.cached_tokens.max(0) as u64,
+                        r.completion_tokens.max(0) as u64,
+                    )
+                    .0
+                });
+                add(&mut s["projected_cost_nanos"], projected);
+            }
+        }
+    }
+    let data: Vec<Value> = routes.into_values().collect();
+    Ok(ok_json(StatusCode::OK, json!({"object": "list", "data": data})))
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RoutesIn {
@@ -971,6 +1032,8 @@ const CSV_COLUMNS: &[&str] = &[
     "attempts",
     "request_bytes",
     "response_bytes",
+    "route_variant",
+    "shadow_model",
 ];
 
 fn csv_field(out: &mut String, v: &str) {
@@ -985,7 +1048,7 @@ fn csv_field(out: &mut String, v: &str) {
 
 pub(crate) fn csv_line(r: &UsageRow) -> String {
     let o = |v: &Option<String>| v.clone().unwrap_or_default();
-    let fields: [String; 28] = [
+    let fields: [String; 30] = [
         r.event_id.clone(),
         r.request_id.clone(),
         iso8601(r.ts_ms),
@@ -1014,6 +1077,8 @@ pub(crate) fn csv_line(r: &UsageRow) -> String {
         r.attempts.to_string(),
         r.request_bytes.to_string(),
         r.response_bytes.to_string(),
+        o(&r.route_variant),
+        o(&r.shadow_model),
     ];
     let mut line = String::with_capacity(256);
     for (i, f) in fields.iter().enumerate() {

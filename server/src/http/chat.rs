@@ -85,6 +85,7 @@ pub(crate) const H_ROUTE: HeaderName = HeaderName::from_static("x-switchyard-rou
 pub(crate) const H_TIER: HeaderName = HeaderName::from_static("x-switchyard-tier");
 pub(crate) const H_REASON: HeaderName = HeaderName::from_static("x-switchyard-reason");
 pub(crate) const H_PREFER: HeaderName = HeaderName::from_static("x-switchyard-prefer");
+pub(crate) const H_VARIANT: HeaderName = HeaderName::from_static("x-switchyard-variant");
 
 /// The caller's `x-switchyard-prefer` (balanced when absent).
 fn preference(headers: &HeaderMap) -> Result<Prefer, ApiError> {
@@ -132,9 +133,36 @@ fn decide(
     );
     let before = (conversation.assistant_turns > 0 && state.router.strong_threads.contains_key(&thread))
         .then_some(crate::router::policy::Tier::Strong);
-    let d = router.decide_in_thread(route, &conversation, prefer, budget, before, &|m| {
-        state.gateway.can_serve(m, request)
-    });
+    let serves = |m: &str| state.gateway.can_serve(m, request);
+    // An experiment puts a stable share of callers (or conversations) under a candidate's policy.
+    let policy = match &route.experiment {
+        Some(e) => {
+            let unit = match (e.by, principal) {
+                (crate::router::policy::StickyBy::Key, Some(p)) => crate::router::features::hash_str(&p.key.id),
+                _ => conversation.thread,
+            };
+            let arm = if e.in_variant(unit) {
+                router.route(&e.candidate)
+            } else {
+                None
+            };
+            arm.unwrap_or(route)
+        }
+        None => route,
+    };
+    let mut d = router.decide_in_thread(policy, &conversation, prefer, budget, before, &serves);
+    if route.experiment.is_some() {
+        d.variant = Some(policy.name.clone());
+        d.route = route.name.clone();
+    }
+    if let Some(shadow) = route.shadow.as_deref().and_then(|s| router.route(s)) {
+        let s = router.decide_in_thread(shadow, &conversation, prefer, budget, before, &serves);
+        d.shadow = Some(crate::router::policy::ShadowChoice {
+            route: shadow.name.clone(),
+            model: s.model,
+            tier: s.tier,
+        });
+    }
     if remember && d.tier == crate::router::policy::Tier::Strong {
         state.router.strong_threads.insert(thread, ());
     }
@@ -148,6 +176,9 @@ fn decision_headers(h: &mut HeaderMap, d: &Decision) {
     h.insert(H_ROUTE, hv(&d.route));
     h.insert(H_TIER, HeaderValue::from_static(d.tier.as_str()));
     h.insert(H_REASON, hv(&d.reason));
+    if let Some(v) = &d.variant {
+        h.insert(H_VARIANT, hv(v));
+    }
 }
 
 /// `POST /v1/route`: the decision for a chat request, without calling any model.
@@ -287,7 +318,11 @@ async fn serve_chat(
         request_bytes,
     );
     if let Some(d) = decision {
-        meter.set_route(&d.route);
+        meter.set_route(
+            &d.route,
+            d.variant.as_deref(),
+            d.shadow.as_ref().map(|s| s.model.as_str()),
+        );
     }
     meter.set_prompt(request.prompt.clone());
     if let Some(p) = &principal {

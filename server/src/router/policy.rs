@@ -29,6 +29,37 @@ pub struct Route {
     /// Below this remaining budget fraction the threshold rises toward all-cheap (soft landing).
     pub budget_soft: f64,
     pub description: Option<String>,
+    /// A/B test: a share of callers is decided by another route's policy.
+    pub experiment: Option<Experiment>,
+    /// Another route's policy decides alongside without acting; its choice is recorded.
+    pub shadow: Option<String>,
+}
+
+/// Splits a route's traffic between its own policy and a candidate route's.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Experiment {
+    /// The route whose policy the variant uses.
+    pub candidate: String,
+    /// Percent of callers in the variant (0..=100).
+    pub percent: u8,
+    /// What stays in one arm: a `key` or a `conversation`.
+    pub by: StickyBy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StickyBy {
+    Key,
+    Conversation,
+}
+
+impl Experiment {
+    /// Whether the caller (or conversation) with this stable hash is in the candidate's arm.
+    pub fn in_variant(&self, unit: u64) -> bool {
+        // Mix the hash so callers sharing a prefix spread evenly over the 100 buckets.
+        let mixed = unit.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
+        (mixed % 100) < u64::from(self.percent)
+    }
 }
 
 /// What the caller asked for in `x-switchyard-prefer`.
@@ -87,6 +118,18 @@ pub struct Decision {
     pub prefer: Prefer,
     pub budget_remaining: Option<f64>,
     pub reason: String,
+    /// With an experiment: the route whose policy decided (this route's, or the candidate's).
+    pub variant: Option<String>,
+    /// With a shadow policy: what it would have chosen.
+    pub shadow: Option<ShadowChoice>,
+}
+
+/// A shadow policy's choice.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShadowChoice {
+    pub route: String,
+    pub model: String,
+    pub tier: Tier,
 }
 
 /// Routes by name, with the model that scores requests.
@@ -223,6 +266,8 @@ impl Router {
             prefer,
             budget_remaining,
             reason: why.join("; "),
+            variant: None,
+            shadow: None,
         }
     }
 }
@@ -281,6 +326,8 @@ mod tests {
             intent_weights: BTreeMap::new(),
             budget_soft: 0.25,
             description: None,
+            experiment: None,
+            shadow: None,
         }
     }
 
@@ -362,6 +409,26 @@ mod tests {
         assert!(kept.reason.contains("already on the strong tier"));
         let broke = router.decide_in_thread(&r, &c, Prefer::Balanced, Some(0.1), Some(Tier::Strong), &|_| true);
         assert_eq!(broke.tier, Tier::Cheap);
+    }
+
+    #[test]
+    fn experiment_arms_are_stable_and_sized_by_percent() {
+        let e = Experiment {
+            candidate: "b".into(),
+            percent: 20,
+            by: StickyBy::Key,
+        };
+        let n = (0..10_000u64)
+            .filter(|u| e.in_variant(crate::router::features::hash_str(&format!("key_{u}"))))
+            .count();
+        assert!((1_700..2_300).contains(&n), "{n} of 10000 in a 20 % arm");
+        assert_eq!(e.in_variant(42), e.in_variant(42));
+        let none = Experiment {
+            percent: 0,
+            ..e.clone()
+        };
+        let all = Experiment { percent: 100, ..e };
+        assert!((0..1000).all(|u| !none.in_variant(u) && all.in_variant(u)));
     }
 
     #[test]

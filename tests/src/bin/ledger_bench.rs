@@ -43,6 +43,8 @@ fn event(i: usize) -> UsageEvent {
         tags: vec![],
         route: None,
         price_version: None,
+        route_variant: None,
+        shadow_model: None,
         estimate: None,
         settlement: None,
     }

@@ -45,6 +45,8 @@ fn main() {
         intent_weights: BTreeMap::new(),
         budget_soft: 0.25,
         description: None,
+        experiment: None,
+        shadow: None,
     };
     let router = Router::new(builtin_model().clone(), [route.clone()]);
     let n = 20_000;
