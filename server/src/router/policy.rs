@@ -35,6 +35,25 @@ pub struct Route {
     pub shadow: Option<String>,
 }
 
+impl Route {
+    /// A route between two models with the default share (0.3) and soft landing (0.25), no
+    /// specialists, intent weights, experiment or shadow.
+    pub fn new(name: &str, cheap: &str, strong: &str) -> Route {
+        Route {
+            name: name.into(),
+            cheap: cheap.into(),
+            strong: strong.into(),
+            strong_share: 0.3,
+            intents: BTreeMap::new(),
+            intent_weights: BTreeMap::new(),
+            budget_soft: 0.25,
+            description: None,
+            experiment: None,
+            shadow: None,
+        }
+    }
+}
+
 /// Splits a route's traffic between its own policy and a candidate route's.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Experiment {
@@ -317,18 +336,7 @@ mod tests {
     use super::*;
 
     fn route() -> Route {
-        Route {
-            name: "auto".into(),
-            cheap: "small".into(),
-            strong: "large".into(),
-            strong_share: 0.3,
-            intents: BTreeMap::new(),
-            intent_weights: BTreeMap::new(),
-            budget_soft: 0.25,
-            description: None,
-            experiment: None,
-            shadow: None,
-        }
+        Route::new("auto", "small", "large")
     }
 
     fn decide(r: &Route, text: &str, prefer: Prefer, budget: Option<f64>) -> Decision {

@@ -1,7 +1,6 @@
 //! How long one routing decision takes: features, the model, the policy, for a conversation of
 //! about 2,000 tokens, on one thread. Prints p50 / p99 / max over many decisions.
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
 use serde_json::{json, Value};
@@ -36,18 +35,7 @@ fn main() {
     }
     .count(Encoding::Cl100k);
 
-    let route = Route {
-        name: "auto".into(),
-        cheap: "small".into(),
-        strong: "large".into(),
-        strong_share: 0.3,
-        intents: BTreeMap::new(),
-        intent_weights: BTreeMap::new(),
-        budget_soft: 0.25,
-        description: None,
-        experiment: None,
-        shadow: None,
-    };
+    let route = Route::new("auto", "small", "large");
     let router = Router::new(builtin_model().clone(), [route.clone()]);
     let n = 20_000;
     let mut samples = Vec::with_capacity(n);
