@@ -856,6 +856,32 @@ fn validate(
 }
 
 impl Config {
+    /// Checks routes (for example from a reloaded file) against this configuration's models:
+    /// every model a route names must be one of them, and a chat model.
+    pub fn check_route_targets(&self, routes: &[crate::router::policy::Route]) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        for r in routes {
+            let targets = [("cheap".to_string(), &r.cheap), ("strong".to_string(), &r.strong)]
+                .into_iter()
+                .chain(r.intents.iter().map(|(i, m)| (format!("intents.{i}"), m)));
+            for (field, m) in targets {
+                if !self.models.get(m.as_str()).is_some_and(|mc| mc.kind == ModelKind::Chat) {
+                    problems.push(Problem {
+                        path: format!("routes.{}.{field}", r.name),
+                        message: format!(
+                            "`{m}` is not a chat model of the running gateway (models change only on restart)"
+                        ),
+                    });
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError(problems))
+        }
+    }
+
     /// Validates a routing table (what `[routes]` holds) against this configuration's models.
     pub fn parse_routes(&self, table: toml::Value) -> Result<Vec<crate::router::policy::Route>, ConfigError> {
         let mut problems = Vec::new();

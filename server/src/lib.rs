@@ -98,11 +98,26 @@ async fn watch_routes(state: Arc<AppState>, path: std::path::PathBuf) {
                 .await;
         match loaded {
             Ok(Ok(new)) => {
+                // Routes must name models of the running gateway, which the file may have changed.
+                if let Err(e) = state.config.check_route_targets(&new.routes) {
+                    tracing::error!(file = %path.display(), problems = %e, "changed routes refused; the running routing table stays");
+                    continue;
+                }
+                let current = state.router.get().model.clone();
+                let model = match &new.router_model {
+                    None => router::policy::builtin_model().clone(),
+                    Some(p) => match router::model::RouterModel::load(p) {
+                        Ok(m) => Arc::new(m),
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot load the changed router model; keeping the running one");
+                            current
+                        }
+                    },
+                };
                 let names: Vec<String> = new.routes.iter().map(|r| r.name.clone()).collect();
-                state.router.set(router::policy::Router::new(
-                    router_model(&new),
-                    new.routes.iter().cloned(),
-                ));
+                state
+                    .router
+                    .set(router::policy::Router::new(model, new.routes.iter().cloned()));
                 tracing::info!(file = %path.display(), routes = ?names, "routing table reloaded");
             }
             Ok(Err(e)) => {

@@ -421,6 +421,22 @@ async fn the_routing_table_reloads_when_the_file_changes() {
     .unwrap();
     tokio::time::sleep(std::time::Duration::from_secs(5)).await;
     assert_eq!(model_for(&gw, "auto").await, "coder", "a broken file changes nothing");
+    // A route to a model the file adds is refused: models change only on restart.
+    let fresh_model = "\n[models.fresh]\n[[models.fresh.deployments]]\nprovider = \"m\"\nmodel = \"fresh\"\ninput_per_mtok = \"1\"\noutput_per_mtok = \"1\"\ncontext_window = 1000\n";
+    std::fs::write(
+        &path,
+        text.replace(
+            "cheap = \"small\"\nstrong = \"large\"\nstrong_share = 0.3",
+            "cheap = \"fresh\"\nstrong = \"large\"\nstrong_share = 0.3",
+        ) + fresh_model,
+    )
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    assert_eq!(
+        model_for(&gw, "auto").await,
+        "coder",
+        "a route to a model the gateway does not run is refused"
+    );
     gw.stop().await.unwrap();
 }
 

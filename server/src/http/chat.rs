@@ -124,12 +124,19 @@ fn decide(
     };
     access::check_model(principal, &route.name)?;
     let budget = principal.and_then(|p| state.limiter.budget_remaining(&access::subjects(p)));
-    let conversation = Conversation::of_body(&request.body);
     let started = Instant::now();
-    // Conversations are told apart per caller as well as by their opening.
+    let conversation = Conversation::of_body(&request.body);
+    // Conversations are told apart by caller, by the end user the app names in `user`, and by
+    // their opening.
+    let end_user = request
+        .body
+        .get("user")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("");
+    let caller = principal.map_or(0, |p| crate::router::features::hash_str(&p.key.id));
     let thread = (
         route.name.clone(),
-        conversation.thread ^ principal.map_or(0, |p| crate::router::features::hash_str(&p.key.id)),
+        conversation.thread ^ caller ^ crate::router::features::hash_str(end_user).rotate_left(7),
     );
     let before = (conversation.assistant_turns > 0 && state.router.strong_threads.contains_key(&thread))
         .then_some(crate::router::policy::Tier::Strong);
@@ -138,10 +145,12 @@ fn decide(
     let policy = match &route.experiment {
         Some(e) => {
             let unit = match (e.by, principal) {
-                (crate::router::policy::StickyBy::Key, Some(p)) => crate::router::features::hash_str(&p.key.id),
-                _ => conversation.thread,
+                (crate::router::policy::StickyBy::Key, Some(_)) => caller,
+                _ => thread.1,
             };
-            let arm = if e.in_variant(unit) {
+            // Salted per experiment, so two experiments do not put the same callers in their arms.
+            let salt = crate::router::features::hash_str(&format!("{}\u{0}{}", route.name, e.candidate));
+            let arm = if e.in_variant(unit ^ salt) {
                 router.route(&e.candidate)
             } else {
                 None
@@ -156,7 +165,8 @@ fn decide(
         d.route = route.name.clone();
     }
     if let Some(shadow) = route.shadow.as_deref().and_then(|s| router.route(s)) {
-        let s = router.decide_in_thread(shadow, &conversation, prefer, budget, before, &serves);
+        // The shadow decides as if fresh: the live policy's history must not make it agree.
+        let s = router.decide_in_thread(shadow, &conversation, prefer, budget, None, &serves);
         d.shadow = Some(crate::router::policy::ShadowChoice {
             route: shadow.name.clone(),
             model: s.model,
@@ -196,8 +206,8 @@ pub(crate) async fn explain_path_route(
 }
 
 async fn explain(state: Arc<AppState>, path_route: Option<String>, req: Request) -> Result<Response, ApiError> {
-    let prefer = preference(req.headers())?;
     let principal = access::authenticate(&state, req.headers()).await?;
+    let prefer = preference(req.headers())?;
     let (_headers, bytes) = read_json_body(req, state.max_body_bytes).await?;
     let request = ChatRequest::from_body(parse_object(&bytes)?)?;
     let Some(d) = decide(
@@ -252,8 +262,8 @@ async fn chat(
     path_route: Option<String>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let prefer = preference(req.headers())?;
     let principal = access::authenticate(&state, req.headers()).await?;
+    let prefer = preference(req.headers())?;
     let (_headers, bytes) = read_json_body(req, state.max_body_bytes).await?;
     let request_bytes = bytes.len();
     let request = ChatRequest::from_body(parse_object(&bytes)?)?;

@@ -95,13 +95,13 @@ impl<'a> Conversation<'a> {
             match role {
                 "system" | "developer" => {
                     c.system_bytes += n;
-                    thread = fnv(thread, text_of(content).as_bytes());
+                    thread = hash_prefix(thread, &text_of(content));
                 }
                 "assistant" => c.assistant_turns += 1,
                 "user" => {
                     if !first_user_seen {
                         first_user_seen = true;
-                        thread = fnv(fnv(thread, b"\x00user\x00"), text_of(content).as_bytes());
+                        thread = hash_prefix(fnv(thread, b"\x00user\x00"), &text_of(content));
                     }
                     last_user = Some(content);
                 }
@@ -125,14 +125,13 @@ impl<'a> Conversation<'a> {
 }
 
 /// Names of the dense features, in order (the model file records them, so a model trained on
-/// another feature set is refused instead of misread).
+/// another feature set is refused instead of misread). All describe the last user message: the
+/// training data has single prompts only, so conversation-level signals (depth, system prompt,
+/// tools, JSON mode, images) would get weights learned from constants. Tools, JSON mode and
+/// images steer the decision through capabilities instead.
 pub const DENSE: &[&str] = &[
     "bias",
     "log_user_bytes",
-    "log_total_bytes",
-    "log_messages",
-    "log_assistant_turns",
-    "log_system_bytes",
     "digit_ratio",
     "log_numbers",
     "math_operator_ratio",
@@ -149,9 +148,6 @@ pub const DENSE: &[&str] = &[
     "upper_ratio",
     "non_ascii_ratio",
     "choices_block",
-    "tools",
-    "json_mode",
-    "images",
 ];
 
 /// The dense-weight group of a prompt: its intent, split by whether it offers answer choices
@@ -231,6 +227,15 @@ fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 
+/// Continues `h` over a bounded prefix of `text` and its length (a long paste costs no more than 4 KiB).
+fn hash_prefix(h: u64, text: &str) -> u64 {
+    let bytes = text.as_bytes();
+    fnv(
+        fnv(h, &bytes[..bytes.len().min(4096)]),
+        &(bytes.len() as u64).to_le_bytes(),
+    )
+}
+
 /// A stable 64-bit hash of a string.
 pub fn hash_str(s: &str) -> u64 {
     fnv(FNV_OFFSET, s.as_bytes())
@@ -292,17 +297,20 @@ impl Features {
                         .is_some_and(|(n, _)| !n.is_empty() && n.len() <= 2 && n.bytes().all(|b| b.is_ascii_digit()))
             })
             .count();
-        let choices = ["a)", "b)", "c)", "d)"].iter().filter(|m| lower.contains(*m)).count() >= 3
-            || ["\na.", "\nb.", "\nc.", "\nd."]
-                .iter()
-                .filter(|m| lower.contains(*m))
-                .count()
-                >= 3
-            || ["(a)", "(b)", "(c)", "(d)"]
-                .iter()
-                .filter(|m| lower.contains(*m))
-                .count()
-                >= 3;
+        // Answer choices: at least three lines starting with `A.`, `A)` or `(A)` through `D`.
+        let choices = text
+            .lines()
+            .filter(|l| {
+                let t = l.trim_start().as_bytes();
+                let letter = |b: u8| (b'a'..=b'd').contains(&b.to_ascii_lowercase());
+                match t {
+                    [b'(', x, b')', ..] => letter(*x),
+                    [x, b'.' | b')', ..] => letter(*x),
+                    _ => false,
+                }
+            })
+            .count()
+            >= 3;
         let math_notation = [
             "\\frac", "\\int", "\\sum", "\\sqrt", "$$", "^2", "x^", "∫", "∑", "√", "lim ", "dx", "log(",
         ]
@@ -351,10 +359,6 @@ impl Features {
         let dense = vec![
             1.0,
             log1p(full.len()) / 8.0,
-            log1p(c.total_bytes.max(full.len())) / 8.0,
-            log1p(c.messages),
-            log1p(c.assistant_turns),
-            log1p(c.system_bytes) / 8.0,
             digits as f32 / bytes as f32 * 4.0,
             log1p(numbers) / 3.0,
             ops as f32 / bytes as f32 * 10.0,
@@ -379,9 +383,6 @@ impl Features {
             },
             non_ascii as f32 / bytes as f32,
             f32::from(u8::from(choices)),
-            f32::from(u8::from(c.tools)),
-            f32::from(u8::from(c.json_mode)),
-            f32::from(u8::from(c.images)),
         ];
         debug_assert_eq!(dense.len(), DENSE.len());
         Features { dense, hashed, choices }
@@ -415,6 +416,11 @@ mod tests {
     fn signals_follow_the_text() {
         let code = dense("Fix this:\n```python\ndef f(x):\n    return x +\n```\nIt raises an error.");
         let math = dense("Compute \\int_0^1 x^2 dx and show that the result is 1/3.");
+        assert_eq!(
+            get(&dense("call f(a) then g(b), h(c) and k(d)"), "choices_block"),
+            0.0,
+            "calls are not choices"
+        );
         let chat = dense("hi! how are you today?");
         assert_eq!(get(&code, "code_fence"), 1.0);
         assert!(get(&code, "log_code_tokens") > get(&chat, "log_code_tokens"));
@@ -458,9 +464,6 @@ mod tests {
         let mut other = map.clone();
         other["messages"][1]["content"] = json!("another opening");
         assert_ne!(Conversation::of_body(&other).thread, c.thread);
-        let f = Features::of(&c, 16);
-        assert_eq!(get(&f.dense, "tools"), 1.0);
-        assert_eq!(get(&f.dense, "images"), 1.0);
     }
 
     #[test]

@@ -39,11 +39,10 @@ pub fn report(items: &[Outcome]) -> Report {
     let n = items.len();
     let nf = n.max(1) as f64;
     let mut order: Vec<usize> = (0..n).collect();
+    // Equal scores keep their order, as Python's stable sort does; NaN sorts last, not by panic.
     order.sort_by(|&a, &b| {
-        items[b]
-            .score
-            .partial_cmp(&items[a].score)
-            .unwrap_or(std::cmp::Ordering::Equal)
+        let (x, y) = (items[b].score, items[a].score);
+        x.partial_cmp(&y).unwrap_or_else(|| x.total_cmp(&y))
     });
     let weak_total: f64 = items.iter().map(|x| x.weak_ok).sum();
     let strong_total: f64 = items.iter().map(|x| x.strong_ok).sum();
@@ -92,11 +91,7 @@ pub fn auroc(pos: &[f64], neg: &[f64]) -> f64 {
         .map(|v| (*v, true))
         .chain(neg.iter().map(|v| (*v, false)))
         .collect();
-    values.sort_by(|a, b| {
-        a.0.partial_cmp(&b.0)
-            .unwrap_or(std::cmp::Ordering::Equal)
-            .then(a.1.cmp(&b.1))
-    });
+    values.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
     let mut rank_sum = 0.0;
     let mut i = 0;
     while i < values.len() {

@@ -42,7 +42,7 @@ pub fn evaluate(model: &RouterModel, rows: &[Row]) -> Evaluation {
             routing.entry(&r.source).or_default().push(Outcome {
                 weak_ok: w,
                 strong_ok: s,
-                needs_strong: r.needs(),
+                needs_strong: r.needs_strong,
                 score: f64::from(p.difficulty),
             });
         }

@@ -310,10 +310,9 @@ pub fn train(rows: &[Row], opts: &Options) -> Result<(ModelFile, BTreeMap<String
         mean[i] = features.iter().map(|f| f.dense[i]).sum::<f32>() / n;
         let var = features.iter().map(|f| (f.dense[i] - mean[i]).powi(2)).sum::<f32>() / n;
         scale[i] = if var.sqrt() > 1e-3 { var.sqrt() } else { 1.0 };
-        // Stored with four decimals; use exactly what is stored.
-        mean[i] = (mean[i] * 1e4).round() / 1e4;
-        scale[i] = (scale[i] * 1e4).round() / 1e4;
     }
+    // (Stored as the f32 values themselves, so serving standardizes exactly as training did: a
+    // constant feature stays exactly 0 and learns nothing.)
     let raw = features.clone();
     for f in &mut features {
         f.standardize(&mean, &scale);
@@ -359,6 +358,20 @@ pub fn train(rows: &[Row], opts: &Options) -> Result<(ModelFile, BTreeMap<String
         let order = shuffled(diff.len(), opts.seed.wrapping_add(1));
         let mut oof = vec![0f64; diff.len()];
         for fold in 0..opts.folds {
+            // The fold's held-out rows are unseen by both models: the intent classifier that
+            // gates them is trained without them too.
+            let held_out: std::collections::HashSet<usize> = order
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| k % opts.folds == fold)
+                .map(|(_, &j)| diff[j].0)
+                .collect();
+            let fold_intents: Vec<(&Features, usize)> = intent_rows
+                .iter()
+                .filter(|(i, _)| !held_out.contains(i))
+                .map(|&(i, c)| (&features[i], c))
+                .collect();
+            let fold_t = train_intent(&fold_intents, intents.len(), opts);
             let train_set: Vec<(&Features, usize, bool)> = order
                 .iter()
                 .enumerate()
@@ -370,7 +383,9 @@ pub fn train(rows: &[Row], opts: &Options) -> Result<(ModelFile, BTreeMap<String
                 if k % opts.folds == fold {
                     // Held-out rows are gated by the predicted intent, as at serving time.
                     let f = &features[diff[j].0];
-                    oof[j] = f64::from(sigmoid(l.gated_logit(f, gate(argmax(&t.logits(f)), intents.len(), f))));
+                    oof[j] = f64::from(sigmoid(
+                        l.gated_logit(f, gate(argmax(&fold_t.logits(f)), intents.len(), f)),
+                    ));
                 }
             }
         }
@@ -380,7 +395,8 @@ pub fn train(rows: &[Row], opts: &Options) -> Result<(ModelFile, BTreeMap<String
             by_source.entry(&r.source).or_default().push(Outcome {
                 weak_ok: r.weak_ok.unwrap_or(0.0),
                 strong_ok: r.strong_ok.unwrap_or(0.0),
-                needs_strong: r.needs(),
+                // As the reference script: only an explicit label counts for AUROC.
+                needs_strong: r.needs_strong,
                 score: oof[j],
             });
         }
@@ -477,7 +493,8 @@ mod tests {
             intent: Some(intent.into()),
             weak_ok: weak.map(|w| f64::from(u8::from(w))),
             strong_ok: weak.map(|_| 1.0),
-            needs_strong: None,
+            // The strong model always answers: the prompt needs it exactly when the weak one fails.
+            needs_strong: weak.map(|w| !w),
         }
     }
 
