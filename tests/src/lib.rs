@@ -84,6 +84,17 @@ impl TestGateway {
         }
     }
 
+    /// Starts with the real ledger writer: usage events go to the configured database (the
+    /// memory sink stays empty).
+    pub async fn start_with_ledger(config: Config) -> TestGateway {
+        Self::start_with(
+            config,
+            switchyard::RunOptions::default(),
+            Arc::new(MemorySink::default()),
+        )
+        .await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }

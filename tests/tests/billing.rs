@@ -15,7 +15,6 @@ use axum::routing::post;
 use axum::Router;
 use serde_json::{json, Value};
 use switchyard::store::{Store, UsageFilter, UsageRow};
-use switchyard::usage::MemorySink;
 use switchyard_tests::{parse_config, test_databases, Admin, TestGateway};
 
 /// A billing API stand-in that behaves like Lago: an event whose `transaction_id` it already
@@ -185,7 +184,7 @@ async fn deliver_all(batch_size: usize, requests: usize) {
         );
         let start = || async {
             let cfg = parse_config(&config(&url, &billing));
-            TestGateway::start_with(cfg, switchyard::RunOptions::default(), Arc::new(MemorySink::default())).await
+            TestGateway::start_with_ledger(cfg).await
         };
         let gw = start().await;
         let admin = Admin::new(&gw);
@@ -301,12 +300,7 @@ async fn rejected_billing_events_wait_for_a_requeue() {
         let (receiver, addr) = Receiver::start().await;
         receiver.reject.store(true, Ordering::Relaxed);
         let billing = format!("[billing]\nurl = \"http://{addr}\"\nbatch_size = 5\nbackoff_ms = 10");
-        let gw = TestGateway::start_with(
-            parse_config(&config(&url, &billing)),
-            switchyard::RunOptions::default(),
-            Arc::new(MemorySink::default()),
-        )
-        .await;
+        let gw = TestGateway::start_with_ledger(parse_config(&config(&url, &billing))).await;
         let admin = Admin::new(&gw);
         let (_, secret) = admin.key(json!({"name": "rejected"})).await;
         let client = reqwest::Client::new();
@@ -410,7 +404,7 @@ async fn price_versions_are_recorded_and_history_can_be_repriced() {
             let url = url.clone();
             async move {
                 let cfg = parse_config(&priced_config(&url, &dir));
-                TestGateway::start_with(cfg, switchyard::RunOptions::default(), Arc::new(MemorySink::default())).await
+                TestGateway::start_with_ledger(cfg).await
             }
         };
         let gw = start(dir.clone()).await;
@@ -506,12 +500,7 @@ async fn price_versions_are_recorded_and_history_can_be_repriced() {
 #[tokio::test]
 async fn budget_alerts_are_stored_once_per_period() {
     for (backend, url) in test_databases().await {
-        let gw = TestGateway::start_with(
-            parse_config(&config(&url, "")),
-            switchyard::RunOptions::default(),
-            Arc::new(MemorySink::default()),
-        )
-        .await;
+        let gw = TestGateway::start_with_ledger(parse_config(&config(&url, ""))).await;
         let admin = Admin::new(&gw);
         // Each request reserves at most ~0.2 USD (prompt bound x 1000/Mtok + 20 x 2000/Mtok).
         let (key_id, secret) = admin

@@ -2,12 +2,11 @@
 //! them, and budgets hold under concurrency, with one gateway and with two on one database.
 //! Every test runs on SQLite and, when `SWITCHYARD_TEST_POSTGRES_URL` is set, on Postgres.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use switchyard::store::{Store, UsageFilter};
-use switchyard::usage::{MemorySink, Outcome};
+use switchyard::usage::Outcome;
 use switchyard_tests::{parse_config, test_databases, Admin, TestGateway, TEST_MASTER_KEY};
 
 /// An in-process mock model with large prices, so costs are easy to reason about:
@@ -513,7 +512,7 @@ async fn ledger_survives_restart_and_reports_agree() {
     for (backend, url) in test_databases().await {
         let start = || async {
             let cfg = parse_config(&config(&url, "batch_size = 16"));
-            TestGateway::start_with(cfg, switchyard::RunOptions::default(), Arc::new(MemorySink::default())).await
+            TestGateway::start_with_ledger(cfg).await
         };
         let gw = start().await;
         let admin = Admin::new(&gw);

@@ -537,12 +537,7 @@ async fn experiment_stats_come_from_the_ledger() {
         "[database]\nurl = \"{}\"\n{CONFIG}{AB}",
         switchyard_tests::temp_sqlite_url()
     ));
-    let gw = TestGateway::start_with(
-        cfg,
-        switchyard::RunOptions::default(),
-        std::sync::Arc::new(switchyard::usage::MemorySink::default()),
-    )
-    .await;
+    let gw = TestGateway::start_with_ledger(cfg).await;
     let admin = Admin::new(&gw);
     let c = reqwest::Client::new();
     let mut served_large = 0;

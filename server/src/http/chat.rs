@@ -135,7 +135,7 @@ fn decide(
         .unwrap_or("");
     let caller = principal.map_or(0, |p| crate::router::features::hash_str(&p.key.id));
     let thread = (
-        route.name.clone(),
+        crate::router::features::hash_str(&route.name),
         conversation.thread ^ caller ^ crate::router::features::hash_str(end_user).rotate_left(7),
     );
     let before = (conversation.assistant_turns > 0 && state.router.strong_threads.contains_key(&thread))
@@ -149,7 +149,7 @@ fn decide(
                 _ => thread.1,
             };
             // Salted per experiment, so two experiments do not put the same callers in their arms.
-            let salt = crate::router::features::hash_str(&format!("{}\u{0}{}", route.name, e.candidate));
+            let salt = crate::router::features::hash_parts(&[&route.name, &e.candidate]);
             let arm = if e.in_variant(unit ^ salt) {
                 router.route(&e.candidate)
             } else {

@@ -241,6 +241,11 @@ pub fn hash_str(s: &str) -> u64 {
     fnv(FNV_OFFSET, s.as_bytes())
 }
 
+/// A stable 64-bit hash of several strings, each ended by a zero byte (no allocation).
+pub fn hash_parts(parts: &[&str]) -> u64 {
+    parts.iter().fold(FNV_OFFSET, |h, p| fnv(fnv(h, p.as_bytes()), &[0]))
+}
+
 impl Features {
     /// Extracts features with n-grams hashed into `2^hash_bits` buckets.
     pub fn of(c: &Conversation<'_>, hash_bits: u32) -> Features {

@@ -295,8 +295,9 @@ impl Router {
 /// and the conversations that went to the strong tier (kept across reloads).
 pub struct RouterHandle {
     table: std::sync::RwLock<Arc<Router>>,
-    /// (route, thread) of conversations on the strong tier; bounded, forgotten after an idle hour.
-    pub strong_threads: moka::sync::Cache<(String, u64), ()>,
+    /// (route hash, thread) of conversations on the strong tier; bounded, forgotten after an
+    /// idle hour.
+    pub strong_threads: moka::sync::Cache<(u64, u64), ()>,
 }
 
 impl RouterHandle {
