@@ -937,6 +937,16 @@ struct RawRoute {
     description: Option<String>,
     experiment: Option<RawExperiment>,
     shadow: Option<String>,
+    cascade: Option<RawCascade>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCascade {
+    checks: Option<Vec<crate::router::cascade::Check>>,
+    min_logprob: Option<f64>,
+    refusal_phrases: Option<Vec<String>>,
+    max_buffer_kb: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1037,6 +1047,20 @@ fn validate_routes(
         if !(0.0..=1.0).contains(&r.budget_soft) {
             found.push((format!("{path}.budget_soft"), "must be between 0 and 1".into()));
         }
+        if let Some(c) = &r.cascade {
+            if c.min_logprob.is_some_and(|m| !(-100.0..=0.0).contains(&m)) {
+                found.push((
+                    format!("{path}.cascade.min_logprob"),
+                    "must be between -100 and 0 (a mean log-probability per token)".into(),
+                ));
+            }
+            if c.max_buffer_kb.is_some_and(|k| !(1..=65_536).contains(&k)) {
+                found.push((format!("{path}.cascade.max_buffer_kb"), "must be 1..=65536".into()));
+            }
+            if c.checks.as_ref().is_some_and(Vec::is_empty) {
+                found.push((format!("{path}.cascade.checks"), "name at least one check".into()));
+            }
+        }
         if r.experiment.as_ref().is_some_and(|e| e.percent > 100) {
             found.push((format!("{path}.experiment.percent"), "must be 0..=100".into()));
         }
@@ -1056,6 +1080,23 @@ fn validate_routes(
                 by: e.by,
             }),
             shadow: r.shadow,
+            cascade: r.cascade.map(|c| {
+                let d = crate::router::cascade::Cascade::default();
+                std::sync::Arc::new(crate::router::cascade::Cascade {
+                    checks: c.checks.unwrap_or(d.checks),
+                    min_logprob: c.min_logprob,
+                    refusal_phrases: c
+                        .refusal_phrases
+                        .map(|p| {
+                            p.iter()
+                                .map(|x| crate::router::cascade::normalized(x))
+                                .filter(|x| !x.is_empty())
+                                .collect()
+                        })
+                        .unwrap_or(d.refusal_phrases),
+                    max_buffer_bytes: c.max_buffer_kb.map_or(d.max_buffer_bytes, |k| k * 1024),
+                })
+            }),
         });
     }
     // Experiments and shadows name other routes of the same table.

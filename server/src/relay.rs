@@ -151,9 +151,14 @@ impl Relay {
                 (u, UsageSource::Estimated)
             }
         };
-        let cost = meter
-            .price()
-            .cost(usage.prompt_tokens, usage.cached_tokens, usage.completion_tokens);
+        // A cascade's discarded cheap attempt is part of what the request cost.
+        let cost = Nanos(
+            meter
+                .price()
+                .cost(usage.prompt_tokens, usage.cached_tokens, usage.completion_tokens)
+                .0
+                + meter.extra_cost().0,
+        );
         let ext = extension_json(cost, &usage, source, &self.deployment);
         self.settled = Some(ext.clone());
         ext

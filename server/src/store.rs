@@ -352,9 +352,11 @@ impl Store {
                 "INSERT INTO usage_events (event_id, request_id, ts_ms, key_id, team_id, cost_center, tags, route, \
                  endpoint, model, deployment, provider, stream, status, outcome, error_kind, prompt_tokens, \
                  completion_tokens, cached_tokens, usage_source, cost_nanos, price_version, latency_ms, ttft_ms, \
-                 attempts, request_bytes, response_bytes, route_variant, shadow_model) VALUES ",
+                 attempts, request_bytes, response_bytes, route_variant, shadow_model, cascade, escalation_reason, \
+                 escalated_from, escalated_deployment, escalation_prompt_tokens, escalation_completion_tokens, \
+                 escalation_cost_nanos) VALUES ",
             );
-            push_placeholders(&mut sql, chunk.len(), 29);
+            push_placeholders(&mut sql, chunk.len(), 36);
             sql.push_str(" ON CONFLICT (event_id) DO NOTHING RETURNING event_id");
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for e in chunk {
@@ -387,7 +389,14 @@ impl Store {
                     .bind(e.request_bytes as i64)
                     .bind(e.response_bytes as i64)
                     .bind(e.route_variant.clone())
-                    .bind(e.shadow_model.clone());
+                    .bind(e.shadow_model.clone())
+                    .bind(e.cascade)
+                    .bind(e.escalation.as_ref().map(|x| x.reason))
+                    .bind(e.escalation.as_ref().map(|x| x.model.clone()))
+                    .bind(e.escalation.as_ref().and_then(|x| x.deployment.clone()))
+                    .bind(e.escalation.as_ref().map_or(0, |x| x.prompt_tokens as i64))
+                    .bind(e.escalation.as_ref().map_or(0, |x| x.completion_tokens as i64))
+                    .bind(e.escalation.as_ref().map_or(0, |x| x.cost_nanos));
             }
             for row in q.fetch_all(&mut *tx).await? {
                 inserted.insert(row.try_get::<String, _>("event_id")?);
@@ -459,12 +468,15 @@ impl Store {
         };
         let sql = format!(
             "SELECT route, COALESCE(route_variant, '') AS variant, model, COALESCE(shadow_model, '') AS shadow, \
+             COALESCE(cascade, '') AS cascade, COALESCE(escalation_reason, '') AS escalation_reason, \
              COUNT(*) AS requests, CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT) AS prompt_tokens, \
              CAST(COALESCE(SUM(cached_tokens), 0) AS BIGINT) AS cached_tokens, \
              CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT) AS completion_tokens, \
-             CAST(COALESCE(SUM(cost_nanos), 0) AS BIGINT) AS cost_nanos \
-             FROM usage_events{cond} GROUP BY route, COALESCE(route_variant, ''), model, COALESCE(shadow_model, '') \
-             ORDER BY route, variant, model, shadow"
+             CAST(COALESCE(SUM(cost_nanos), 0) AS BIGINT) AS cost_nanos, \
+             CAST(COALESCE(SUM(escalation_cost_nanos), 0) AS BIGINT) AS escalation_cost_nanos \
+             FROM usage_events{cond} GROUP BY route, COALESCE(route_variant, ''), model, COALESCE(shadow_model, ''), \
+             COALESCE(cascade, ''), COALESCE(escalation_reason, '') \
+             ORDER BY route, variant, model, shadow, cascade, escalation_reason"
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for a in args {
@@ -478,6 +490,9 @@ impl Store {
                     variant: r.try_get("variant")?,
                     model: r.try_get("model")?,
                     shadow_model: r.try_get("shadow")?,
+                    cascade: r.try_get("cascade")?,
+                    escalation_reason: r.try_get("escalation_reason")?,
+                    escalation_cost_nanos: r.try_get("escalation_cost_nanos")?,
                     requests: r.try_get("requests")?,
                     prompt_tokens: r.try_get("prompt_tokens")?,
                     cached_tokens: r.try_get("cached_tokens")?,
@@ -807,7 +822,7 @@ impl Store {
             let page = self.usage_page(f, after.clone(), 1000).await?;
             let Some(last) = page.last() else { break };
             after = Some((last.ts_ms, last.event_id.clone()));
-            let mut changes: Vec<(&UsageRow, i64, String)> = Vec::new();
+            let mut changes: Vec<(&UsageRow, i64, String, i64)> = Vec::new();
             for row in &page {
                 report.events += 1;
                 report.cost_before_nanos += row.cost_nanos;
@@ -821,6 +836,24 @@ impl Store {
                     report.cost_after_nanos += row.cost_nanos;
                     continue;
                 };
+                // A cascade's discarded cheap attempt is priced at its own deployment's price.
+                let extra = match (row.escalated_from.as_deref(), row.escalated_deployment.as_deref()) {
+                    (Some(m), Some(d)) => price_of(m, d, row.ts_ms).map(|p| {
+                        p.price
+                            .cost(
+                                row.escalation_prompt_tokens.max(0) as u64,
+                                0,
+                                row.escalation_completion_tokens.max(0) as u64,
+                            )
+                            .0
+                    }),
+                    _ => Some(row.escalation_cost_nanos),
+                };
+                let Some(extra) = extra else {
+                    report.unpriced += 1;
+                    report.cost_after_nanos += row.cost_nanos;
+                    continue;
+                };
                 let cost = point
                     .price
                     .cost(
@@ -828,12 +861,13 @@ impl Store {
                         row.cached_tokens.max(0) as u64,
                         row.completion_tokens.max(0) as u64,
                     )
-                    .0;
+                    .0
+                    + extra;
                 report.cost_after_nanos += cost;
                 let version = point.version.to_string();
                 if cost != row.cost_nanos || row.price_version.as_deref() != Some(version.as_str()) {
                     report.changed += 1;
-                    changes.push((row, cost, version));
+                    changes.push((row, cost, version, extra));
                 }
             }
             if dry_run || changes.is_empty() {
@@ -841,11 +875,11 @@ impl Store {
             }
             let mut deltas: std::collections::BTreeMap<(i64, String, String, String), i64> = Default::default();
             let mut tx = self.pool.begin().await?;
-            for (row, cost, version) in &changes {
+            for (row, cost, version, extra) in &changes {
                 // Only if the event is still as read: a concurrent run that changed it first
                 // has moved its rollup already.
                 let done = sqlx::query(
-                    "UPDATE usage_events SET cost_nanos = $1, price_version = $2 \
+                    "UPDATE usage_events SET cost_nanos = $1, price_version = $2, escalation_cost_nanos = $6 \
                      WHERE event_id = $3 AND cost_nanos = $4 AND COALESCE(price_version, '') = $5",
                 )
                 .bind(*cost)
@@ -853,6 +887,7 @@ impl Store {
                 .bind(row.event_id.clone())
                 .bind(row.cost_nanos)
                 .bind(row.price_version.clone().unwrap_or_default())
+                .bind(*extra)
                 .execute(&mut *tx)
                 .await?;
                 if done.rows_affected() != 1 {
@@ -1172,6 +1207,13 @@ pub struct UsageRow {
     pub response_bytes: i64,
     pub route_variant: Option<String>,
     pub shadow_model: Option<String>,
+    pub cascade: Option<String>,
+    pub escalation_reason: Option<String>,
+    pub escalated_from: Option<String>,
+    pub escalated_deployment: Option<String>,
+    pub escalation_prompt_tokens: i64,
+    pub escalation_completion_tokens: i64,
+    pub escalation_cost_nanos: i64,
 }
 
 fn usage_row(r: &AnyRow) -> Result<UsageRow> {
@@ -1205,16 +1247,27 @@ fn usage_row(r: &AnyRow) -> Result<UsageRow> {
         response_bytes: r.try_get("response_bytes")?,
         route_variant: r.try_get("route_variant")?,
         shadow_model: r.try_get("shadow_model")?,
+        cascade: r.try_get("cascade")?,
+        escalation_reason: r.try_get("escalation_reason")?,
+        escalated_from: r.try_get("escalated_from")?,
+        escalated_deployment: r.try_get("escalated_deployment")?,
+        escalation_prompt_tokens: r.try_get("escalation_prompt_tokens")?,
+        escalation_completion_tokens: r.try_get("escalation_completion_tokens")?,
+        escalation_cost_nanos: r.try_get("escalation_cost_nanos")?,
     })
 }
 
-/// Routed events of one route, variant, served model and shadow choice ('' where none).
+/// Routed events of one route, variant, served model, shadow choice and cascade outcome ('' where none).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteStat {
     pub route: String,
     pub variant: String,
     pub model: String,
     pub shadow_model: String,
+    pub cascade: String,
+    pub escalation_reason: String,
+    /// What the discarded cheap attempts of escalated events cost (part of `cost_nanos`).
+    pub escalation_cost_nanos: i64,
     pub requests: i64,
     pub prompt_tokens: i64,
     pub cached_tokens: i64,

@@ -63,6 +63,21 @@ pub struct PendingEstimate {
     pub completion_text: String,
     pub encoding: Encoding,
     pub price: Price,
+    /// Cost already spent on a discarded cascade attempt, added to the estimate's.
+    pub extra: Nanos,
+}
+
+/// A cascade's discarded cheap attempt: what it was, why it was escalated, what it cost.
+#[derive(Debug, Clone, Serialize)]
+pub struct Escalated {
+    pub reason: &'static str,
+    /// The cheap logical model.
+    pub model: String,
+    /// Its deployment that answered; `None` when none did.
+    pub deployment: Option<String>,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost_nanos: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -105,6 +120,12 @@ pub struct UsageEvent {
     pub route_variant: Option<String>,
     /// The model a shadow policy would have chosen.
     pub shadow_model: Option<String>,
+    /// When a cascade ran: `accepted` (the cheap answer passed its checks), `unchecked` (kept
+    /// without checks: a stream too long to hold back) or `escalated`.
+    pub cascade: Option<&'static str>,
+    /// The cheap attempt an escalation discarded. Its cost is part of `cost_nanos`; its tokens
+    /// are not part of the token fields, which describe the answer the client got.
+    pub escalation: Option<Box<Escalated>>,
     #[serde(skip)]
     pub estimate: Option<Box<PendingEstimate>>,
     /// Budget reservations and token estimate to settle once the real cost is known.
@@ -118,7 +139,14 @@ impl UsageEvent {
     pub fn finalize(&mut self) {
         self.resolve_estimate();
         if let Some(s) = self.settlement.take() {
-            s.settle(Nanos(self.cost_nanos), self.prompt_tokens + self.completion_tokens);
+            let extra = self
+                .escalation
+                .as_ref()
+                .map_or(0, |e| e.prompt_tokens + e.completion_tokens);
+            s.settle(
+                Nanos(self.cost_nanos),
+                self.prompt_tokens + self.completion_tokens + extra,
+            );
         }
     }
 
@@ -128,7 +156,7 @@ impl UsageEvent {
             self.prompt_tokens = est.prompt.count(est.encoding);
             self.completion_tokens = est.encoding.count(&est.completion_text);
             self.cached_tokens = 0;
-            self.cost_nanos = est.price.cost(self.prompt_tokens, 0, self.completion_tokens).0;
+            self.cost_nanos = est.price.cost(self.prompt_tokens, 0, self.completion_tokens).0 + est.extra.0;
             self.usage_source = UsageSource::Estimated;
         }
     }
@@ -340,6 +368,8 @@ pub struct Meter {
     prompt: Option<Arc<PromptText>>,
     price: Price,
     encoding: Encoding,
+    /// Cost of a discarded cascade attempt, added to whatever the answer costs.
+    extra: Nanos,
 }
 
 impl Meter {
@@ -386,12 +416,15 @@ impl Meter {
                 price_version: None,
                 route_variant: None,
                 shadow_model: None,
+                cascade: None,
+                escalation: None,
                 estimate: None,
                 settlement: None,
             }),
             prompt: None,
             price: Price::default(),
             encoding: Encoding::Cl100k,
+            extra: Nanos(0),
         }
     }
 
@@ -407,6 +440,32 @@ impl Meter {
         ev.route = Some(route.to_string());
         ev.route_variant = variant.map(str::to_string);
         ev.shadow_model = shadow_model.map(str::to_string);
+    }
+
+    /// The cascade kept the cheap answer: `accepted` (it passed the checks) or `unchecked` (a
+    /// stream too long to hold back).
+    pub fn set_cascade_kept(&mut self, how: &'static str) {
+        self.ev().cascade = Some(how);
+    }
+
+    /// The cascade discarded the cheap attempt and escalates to `model`: the event now describes
+    /// the strong model's answer, plus what the attempt cost.
+    pub fn set_escalated(&mut self, attempt: Escalated, model: &str) {
+        self.extra = Nanos(attempt.cost_nanos);
+        self.price = Price::default();
+        let ev = self.ev();
+        ev.cascade = Some("escalated");
+        ev.model = model.to_string();
+        ev.cost_nanos = attempt.cost_nanos;
+        ev.escalation = Some(Box::new(attempt));
+        ev.deployment = None;
+        ev.provider = None;
+        ev.price_version = None;
+    }
+
+    /// What a discarded cascade attempt cost (zero without one).
+    pub fn extra_cost(&self) -> Nanos {
+        self.extra
     }
 
     /// Attributes the event to a caller.
@@ -479,6 +538,7 @@ impl Meter {
     /// Fills in reported usage, or (when `None`) the material for an estimate.
     pub fn set_usage(&mut self, usage: Option<Usage>, completion_text: String) {
         let price = self.price;
+        let extra = self.extra.0;
         let estimate = match usage {
             Some(_) => None,
             None => self.prompt.clone().map(|prompt| {
@@ -487,6 +547,7 @@ impl Meter {
                     completion_text,
                     encoding: self.encoding,
                     price,
+                    extra: self.extra,
                 })
             }),
         };
@@ -496,7 +557,7 @@ impl Meter {
                 ev.prompt_tokens = u.prompt_tokens;
                 ev.completion_tokens = u.completion_tokens;
                 ev.cached_tokens = u.cached_tokens;
-                ev.cost_nanos = price.cost(u.prompt_tokens, u.cached_tokens, u.completion_tokens).0;
+                ev.cost_nanos = price.cost(u.prompt_tokens, u.cached_tokens, u.completion_tokens).0 + extra;
                 ev.usage_source = UsageSource::Reported;
                 ev.estimate = None;
             }
@@ -512,12 +573,14 @@ impl Meter {
     }
 
     /// Usage already computed by the caller (for example an estimate counted for a header).
+    /// `cost` is the answer's; a discarded cascade attempt's cost is added.
     pub fn set_counted(&mut self, prompt: u64, cached: u64, completion: u64, cost: Nanos, source: UsageSource) {
+        let extra = self.extra.0;
         let ev = self.ev();
         ev.prompt_tokens = prompt;
         ev.cached_tokens = cached;
         ev.completion_tokens = completion;
-        ev.cost_nanos = cost.0;
+        ev.cost_nanos = cost.0 + extra;
         ev.usage_source = source;
         ev.estimate = None;
     }

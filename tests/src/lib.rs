@@ -275,6 +275,7 @@ api_key_env = "MOCK_KEY"
         model("slow-stream", "", vec![dep("oa", "mock;chunks=40;delay=25", "")]),
         model("huge-stream", "", vec![dep("oa", "mock;chunks=400;pad=400000", "")]),
         model("claude", "", vec![dep("an", "claude-mock", "")]),
+        model("refuses", "", vec![dep("oa", "mock;answer=refusal", "")]),
         model("claude-nousage", "", vec![dep("an", "claude-mock;usage=off", "")]),
         model("claude-overloaded-once", "", vec![dep("an", "claude-mock;fail_first=1;error=529", "")]),
         model("claude-stream-error", "", vec![dep("an", "claude-mock;stream_error=4", "")]),
@@ -303,6 +304,8 @@ api_key_env = "MOCK_KEY"
         out.push('\n');
     }
     out.push_str("[routes.auto]\ncheap = \"chat\"\nstrong = \"claude\"\n");
+    // A cascade whose cheap model refuses everything: every answer comes from `chat`.
+    out.push_str("[routes.careful]\ncheap = \"refuses\"\nstrong = \"chat\"\nstrong_share = 0\ncascade = {}\n");
     out
 }
 

@@ -18,6 +18,8 @@
 //! | `dims=N` | embedding dimensions |
 //! | `pad=N` | add N bytes of filler to each streamed content piece (large streams) |
 //! | `error_body` | answer 200 with an OpenAI error object instead of a completion |
+//! | `answer=KIND` | a poor answer: `empty`, `refusal`, `badjson` (broken JSON), `badtool` (unparsable tool arguments), `text` (text even where a tool call is required) |
+//! | `logprob=X` | the log-probability reported per token when the request asks for `logprobs` |
 //!
 //! Paths: `POST /v1/chat/completions`, `POST /v1/embeddings`, `POST /v1/messages` (Anthropic),
 //! `GET /mock/stats`, `GET /mock/requests` (the last 200 request bodies).
@@ -58,6 +60,8 @@ pub struct Directives {
     pub dims: usize,
     pub pad: usize,
     pub error_body: bool,
+    pub answer: Option<String>,
+    pub logprob: Option<f64>,
 }
 
 impl Directives {
@@ -85,10 +89,46 @@ impl Directives {
                 "dims" => d.dims = num.unwrap_or(16).clamp(1, 4096) as usize,
                 "pad" => d.pad = num.unwrap_or(0).min(4 << 20) as usize,
                 "error_body" => d.error_body = true,
+                "answer" => d.answer = Some(v.to_string()),
+                "logprob" => d.logprob = v.parse().ok(),
                 _ => {}
             }
         }
         d
+    }
+
+    /// Applies `answer=` and `logprob=` to a plan.
+    pub fn shape(&self, mut p: Plan) -> Plan {
+        if let (Some(lp), Some(_)) = (self.logprob, p.logprob) {
+            p.logprob = Some(lp);
+        }
+        let Some(kind) = self.answer.as_deref() else {
+            return p;
+        };
+        for a in &mut p.answers {
+            *a = match (kind, &*a) {
+                ("empty", _) => Answer::Text(String::new()),
+                ("refusal", _) => Answer::Text("I'm sorry, but I can't help with that request.".into()),
+                ("badjson", _) => Answer::Text(r#"{"answer": "unfinished"#.into()),
+                ("badtool", Answer::ToolCall { id, name, .. }) => Answer::ToolCall {
+                    id: id.clone(),
+                    name: name.clone(),
+                    arguments: "{city: Oslo".into(),
+                },
+                ("text", _) => Answer::Text("Here is a plain answer instead of a tool call.".into()),
+                _ => a.clone(),
+            };
+        }
+        let completion: u64 = p
+            .answers
+            .iter()
+            .map(|a| match a {
+                Answer::Text(t) | Answer::Cut(t) => switchyard::providers::mock::mock_tokens(t).max(1),
+                Answer::ToolCall { arguments, .. } => switchyard::providers::mock::mock_tokens(arguments).max(1),
+            })
+            .sum();
+        p.usage.completion_tokens = completion;
+        p
     }
 }
 
@@ -268,7 +308,7 @@ async fn chat(State(state): State<Arc<MockState>>, headers: HeaderMap, body: Byt
         let body = json!({"error": {"message": "mock: quota exhausted", "type": "insufficient_quota"}});
         return ([("content-type", "application/json")], body.to_string()).into_response();
     }
-    let p = plan(&model, &req);
+    let p = d.shape(plan(&model, &req));
     let stream = req.get("stream") == Some(&Value::Bool(true));
     if !stream {
         return (

@@ -379,6 +379,19 @@ provider = "m"
 model = "tabled"
 context_window = 100000
 max_output_tokens = 100
+capabilities = ["json"]
+[models.tabled-cheap]
+[[models.tabled-cheap.deployments]]
+provider = "m"
+model = "cheap"
+context_window = 100000
+max_output_tokens = 100
+capabilities = ["json"]
+[routes.careful]
+cheap = "tabled-cheap"
+strong = "tabled"
+strong_share = 0
+cascade = {{ checks = ["json"] }}
 "#,
         dir.join("prices.toml").display()
     )
@@ -394,10 +407,12 @@ async fn price_versions_are_recorded_and_history_can_be_repriced() {
             id = "v1"
             effective = "2020-01-01"
             prices."m/tabled" = { input = "100", output = "200" }
+            prices."m/cheap" = { input = "10", output = "20" }
             [[versions]]
             id = "v2"
             effective = "2099-01-01"
             prices."m/tabled" = { input = "1", output = "2" }
+            prices."m/cheap" = { input = "1", output = "2" }
         "#;
         let dir = price_dir(original);
         let start = |dir: std::path::PathBuf| {
@@ -422,6 +437,22 @@ async fn price_versions_are_recorded_and_history_can_be_repriced() {
             assert_eq!(r.status(), 200);
             let _ = r.bytes().await;
         }
+        // A cascade whose cheap answers miss the schema's field: the discarded attempts are billed too.
+        for i in 0..3 {
+            let r = client
+                .post(gw.url("/v1/chat/completions"))
+                .bearer_auth(&secret)
+                .json(
+                    &json!({"model": "careful", "messages": [{"role": "user", "content": format!("city {i}")}],
+                    "response_format": {"type": "json_schema", "json_schema": {"name": "c", "schema":
+                        {"type": "object", "required": ["city"]}}}}),
+                )
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.headers()["x-switchyard-cascade"], "escalated:invalid_json");
+            assert_eq!(r.status(), 200);
+        }
         let (s, prices) = admin.call(reqwest::Method::GET, "/prices", None).await;
         assert_eq!(s, 200);
         assert_eq!(prices["versions"].as_array().unwrap().len(), 2, "{prices}");
@@ -436,16 +467,36 @@ async fn price_versions_are_recorded_and_history_can_be_repriced() {
 
         let store = Store::connect(&url, 2).await.unwrap();
         let rows = all_events(&store).await;
-        assert_eq!(rows.len(), 12);
-        let price = |r: &UsageRow, input: i64, output: i64| r.prompt_tokens * input + r.completion_tokens * output;
+        assert_eq!(rows.len(), 15);
+        // The answer at the strong model's price, plus any discarded cheap attempt at its own.
+        let price = |r: &UsageRow, input: i64, output: i64| {
+            r.prompt_tokens * input
+                + r.completion_tokens * output
+                + (r.escalation_prompt_tokens * input + r.escalation_completion_tokens * output) / 10
+        };
+        assert_eq!(
+            rows.iter()
+                .filter(|r| r.cascade.as_deref() == Some("escalated"))
+                .count(),
+            3
+        );
         for r in &rows {
             assert_eq!(r.price_version.as_deref(), Some("v1"), "{backend}");
             // 100 USD/Mtok = 100,000 nanodollars a token.
             assert_eq!(r.cost_nanos, price(r, 100_000, 200_000), "{backend}");
+            if r.cascade.is_some() {
+                assert_eq!(r.escalated_deployment.as_deref(), Some("m/cheap"), "{backend}");
+                assert!(
+                    r.escalation_cost_nanos > 0 && r.escalation_prompt_tokens > 0,
+                    "{backend}"
+                );
+            }
         }
 
         // v1 was wrong: correct it and restart with the new table.
-        let corrected = original.replace(r#"input = "100", output = "200""#, r#"input = "50", output = "400""#);
+        let corrected = original
+            .replace(r#"input = "100", output = "200""#, r#"input = "50", output = "400""#)
+            .replace(r#"input = "10", output = "20""#, r#"input = "5", output = "40""#);
         std::fs::write(dir.join("prices.toml"), corrected).unwrap();
         let gw = start(dir.clone()).await;
         let admin = Admin::new(&gw);
@@ -453,7 +504,7 @@ async fn price_versions_are_recorded_and_history_can_be_repriced() {
         assert_eq!(s, 200, "{dry}");
         assert_eq!(
             (dry["events"].as_u64(), dry["changed"].as_u64()),
-            (Some(12), Some(12)),
+            (Some(15), Some(15)),
             "{dry}"
         );
         let want: i64 = rows.iter().map(|r| price(r, 50_000, 400_000)).sum();
@@ -466,7 +517,7 @@ async fn price_versions_are_recorded_and_history_can_be_repriced() {
         let (s, done) = admin
             .post("/usage/reprice", json!({"from": "2020-01-01", "to": "2098-01-01"}))
             .await;
-        assert_eq!((s, done["changed"].as_u64()), (200, Some(12)), "{done}");
+        assert_eq!((s, done["changed"].as_u64()), (200, Some(15)), "{done}");
         let after = all_events(&store).await;
         for r in &after {
             assert_eq!(r.cost_nanos, price(r, 50_000, 400_000), "{backend}");

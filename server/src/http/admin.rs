@@ -901,12 +901,21 @@ async fn route_stats(
     for r in &rows {
         let e = routes.entry(&r.route).or_insert_with(|| {
             json!({"route": r.route, "requests": 0, "cost_nanos": 0, "by_model": {}, "by_variant": {},
-                   "shadow": {"requests": 0, "agreed": 0, "actual_cost_nanos": 0, "projected_cost_nanos": 0, "by_model": {}}})
+                   "shadow": {"requests": 0, "agreed": 0, "actual_cost_nanos": 0, "projected_cost_nanos": 0, "by_model": {}},
+                   "cascade": {"accepted": 0, "unchecked": 0, "escalated": 0, "by_reason": {}, "escalation_cost_nanos": 0}})
         });
         let add = |v: &mut Value, n: i64| *v = json!(v.as_i64().unwrap_or(0) + n);
         add(&mut e["requests"], r.requests);
         add(&mut e["cost_nanos"], r.cost_nanos);
         add(&mut e["by_model"][r.model.as_str()], r.requests);
+        if !r.cascade.is_empty() {
+            let c = &mut e["cascade"];
+            add(&mut c[r.cascade.as_str()], r.requests);
+            add(&mut c["escalation_cost_nanos"], r.escalation_cost_nanos);
+            if !r.escalation_reason.is_empty() {
+                add(&mut c["by_reason"][r.escalation_reason.as_str()], r.requests);
+            }
+        }
         if !r.variant.is_empty() {
             let v = &mut e["by_variant"][r.variant.as_str()];
             if v.is_null() {
@@ -1034,6 +1043,10 @@ const CSV_COLUMNS: &[&str] = &[
     "response_bytes",
     "route_variant",
     "shadow_model",
+    "cascade",
+    "escalation_reason",
+    "escalated_from",
+    "escalation_cost_nanos",
 ];
 
 fn csv_field(out: &mut String, v: &str) {
@@ -1048,7 +1061,7 @@ fn csv_field(out: &mut String, v: &str) {
 
 pub(crate) fn csv_line(r: &UsageRow) -> String {
     let o = |v: &Option<String>| v.clone().unwrap_or_default();
-    let fields: [String; 30] = [
+    let fields: [String; 34] = [
         r.event_id.clone(),
         r.request_id.clone(),
         iso8601(r.ts_ms),
@@ -1079,6 +1092,10 @@ pub(crate) fn csv_line(r: &UsageRow) -> String {
         r.response_bytes.to_string(),
         o(&r.route_variant),
         o(&r.shadow_model),
+        o(&r.cascade),
+        o(&r.escalation_reason),
+        o(&r.escalated_from),
+        r.escalation_cost_nanos.to_string(),
     ];
     let mut line = String::with_capacity(256);
     for (i, f) in fields.iter().enumerate() {

@@ -12,13 +12,17 @@ use axum::Extension;
 use super::{access, hv, model_of_kind, read_json_body, AppState, Received, RequestId};
 use crate::config::ModelKind;
 use crate::error::ApiError;
-use crate::gateway::{ChatAnswer, Deployment};
-use crate::providers::{completion_text_of_body, Usage};
+use futures_util::StreamExt;
+
+use crate::gateway::{ChatAnswer, Deployment, StartedStream};
+use crate::pricing::Nanos;
+use crate::providers::{completion_text_of_body, Chunk, Usage};
 use crate::relay;
 use crate::request::{parse_object, ChatRequest};
+use crate::router::cascade;
 use crate::router::features::Conversation;
 use crate::router::policy::{Decision, Prefer};
-use crate::usage::{Meter, Outcome, UsageSource};
+use crate::usage::{Escalated, Meter, Outcome, UsageSource};
 
 pub(crate) const H_DEPLOYMENT: HeaderName = HeaderName::from_static("x-switchyard-deployment");
 pub(crate) const H_PROVIDER: HeaderName = HeaderName::from_static("x-switchyard-provider");
@@ -86,6 +90,7 @@ pub(crate) const H_TIER: HeaderName = HeaderName::from_static("x-switchyard-tier
 pub(crate) const H_REASON: HeaderName = HeaderName::from_static("x-switchyard-reason");
 pub(crate) const H_PREFER: HeaderName = HeaderName::from_static("x-switchyard-prefer");
 pub(crate) const H_VARIANT: HeaderName = HeaderName::from_static("x-switchyard-variant");
+pub(crate) const H_CASCADE: HeaderName = HeaderName::from_static("x-switchyard-cascade");
 
 /// The caller's `x-switchyard-prefer` (balanced when absent).
 fn preference(headers: &HeaderMap) -> Result<Prefer, ApiError> {
@@ -268,7 +273,7 @@ async fn chat(
     let request_bytes = bytes.len();
     let request = ChatRequest::from_body(parse_object(&bytes)?)?;
     drop(bytes);
-    let decision = decide(
+    let mut decision = decide(
         &state,
         &request,
         path_route.as_deref(),
@@ -292,7 +297,7 @@ async fn chat(
         request,
         request_bytes,
         model,
-        decision.as_ref(),
+        decision.as_mut(),
     )
     .await;
     let mut resp = match served {
@@ -315,8 +320,16 @@ async fn serve_chat(
     request: ChatRequest,
     request_bytes: usize,
     model: Arc<crate::gateway::LogicalModel>,
-    decision: Option<&Decision>,
+    decision: Option<&mut Decision>,
 ) -> Result<Response, ApiError> {
+    // A cascade stands the strong model behind the cheap one: admission reserves for both.
+    let cascade = match decision.as_ref().and_then(|d| d.cascade.as_ref()) {
+        Some(plan) => Some((
+            model_of_kind(state, &plan.escalate_to, ModelKind::Chat)?,
+            plan.checks.clone(),
+        )),
+        None => None,
+    };
     // From here on the request is accepted: it yields exactly one usage event.
     let mut meter = Meter::start(
         state.usage.clone(),
@@ -327,7 +340,7 @@ async fn serve_chat(
         request.stream,
         request_bytes,
     );
-    if let Some(d) = decision {
+    if let Some(d) = decision.as_ref() {
         meter.set_route(
             &d.route,
             d.variant.as_deref(),
@@ -339,13 +352,22 @@ async fn serve_chat(
         meter.set_principal(p);
     }
     let prompt_bound = request.prompt.upper_bound();
-    let worst = state.gateway.worst_case_cost(
+    let mut worst = state.gateway.worst_case_cost(
         &model,
         meter.arrived_ms(),
         prompt_bound,
         request.max_output_tokens,
         request.n,
     );
+    if let Some((strong, _)) = &cascade {
+        worst = worst.saturating_add(state.gateway.worst_case_cost(
+            strong,
+            meter.arrived_ms(),
+            prompt_bound,
+            request.max_output_tokens,
+            request.n,
+        ));
+    }
     let est_tokens = prompt_bound / 4 + u64::from(request.max_output_tokens.unwrap_or(0));
     let mut metered = Some(meter);
     let admitted = match access::admit(state, principal.as_deref(), &mut metered, est_tokens, worst).await {
@@ -354,7 +376,31 @@ async fn serve_chat(
     };
     let mut meter = metered.expect("an admitted request keeps its meter");
 
-    let routed = match state.gateway.chat(&model, &request).await {
+    let (dispatched, model, cascaded) = match cascade {
+        Some((strong, checks)) => {
+            let c = run_cascade(state, &model, &strong, &request, &checks, &mut meter).await;
+            let route = decision.as_ref().map_or("", |d| d.route.as_str());
+            let (outcome, reason) = match &c.escalated {
+                Some(f) => ("escalated", f.reason.as_str()),
+                None if c.checked => ("accepted", ""),
+                None => ("unchecked", ""),
+            };
+            metrics::counter!("switchyard_cascade_total", "route" => route.to_string(), "outcome" => outcome, "reason" => reason)
+                .increment(1);
+            if let (Some(f), Some(d)) = (&c.escalated, decision) {
+                d.tier = crate::router::policy::Tier::Strong;
+                d.reason
+                    .push_str(&format!("; escalated to {}: {}", strong.name, f.detail));
+            }
+            let header = match &c.escalated {
+                Some(f) => format!("escalated:{}", f.reason.as_str()),
+                None => outcome.to_string(),
+            };
+            (c.dispatched, c.model, Some(header))
+        }
+        None => (state.gateway.chat(&model, &request).await, model, None),
+    };
+    let routed = match dispatched {
         Ok(r) => r,
         Err(de) => {
             meter.set_attempts(de.attempts);
@@ -372,6 +418,9 @@ async fn serve_chat(
             }
             if let Some(a) = &admitted {
                 access::admitted_headers(resp.headers_mut(), a);
+            }
+            if let Some(c) = &cascaded {
+                resp.headers_mut().insert(H_CASCADE, hv(c));
             }
             return Ok(resp);
         }
@@ -397,14 +446,15 @@ async fn serve_chat(
                     )
                 }
             };
-            let cost = meter
+            let answer_cost = meter
                 .price()
                 .cost(usage.prompt_tokens, usage.cached_tokens, usage.completion_tokens);
+            let cost = Nanos(answer_cost.0 + meter.extra_cost().0);
             meter.set_counted(
                 usage.prompt_tokens,
                 usage.cached_tokens,
                 usage.completion_tokens,
-                cost,
+                answer_cost,
                 source,
             );
             let len = c.body.len();
@@ -452,5 +502,197 @@ async fn serve_chat(
     if let Some(a) = &admitted {
         access::admitted_headers(resp.headers_mut(), a);
     }
+    if let Some(c) = &cascaded {
+        resp.headers_mut().insert(H_CASCADE, hv(c));
+    }
     Ok(resp)
+}
+
+/// What a cascade did: the answer to relay (the cheap one, or the strong one after an
+/// escalation), the model that gave it, whether the cheap answer was checked (a streamed answer
+/// longer than the buffer is passed on unchecked) and why it was escalated.
+struct CascadeRun {
+    dispatched: Result<crate::gateway::Routed<ChatAnswer>, crate::gateway::DispatchError>,
+    model: Arc<crate::gateway::LogicalModel>,
+    checked: bool,
+    escalated: Option<cascade::Failed>,
+}
+
+/// Asks `cheap` first; keeps its answer if it passes the checks, else records the attempt on the
+/// meter and asks `strong`. A streamed cheap answer is held back until it is complete (up to the
+/// buffer limit) so the client sees one answer only.
+async fn run_cascade(
+    state: &Arc<AppState>,
+    cheap: &Arc<crate::gateway::LogicalModel>,
+    strong: &Arc<crate::gateway::LogicalModel>,
+    request: &ChatRequest,
+    cfg: &cascade::Cascade,
+    meter: &mut Meter,
+) -> CascadeRun {
+    // Confidence needs log-probabilities: ask for them, and take them out again if the client did not.
+    let add_logprobs = cfg.min_logprob.is_some()
+        && cfg.checks.contains(&cascade::Check::Logprob)
+        && request.body.get("logprobs") != Some(&serde_json::Value::Bool(true));
+    let asked;
+    let cheap_request = if add_logprobs {
+        let mut r = request.clone();
+        r.body.insert("logprobs".into(), serde_json::Value::Bool(true));
+        asked = r;
+        &asked
+    } else {
+        request
+    };
+    let strip = move |c: Chunk| -> Chunk {
+        if !add_logprobs {
+            return c;
+        }
+        match cascade::without_logprobs(&c.data) {
+            Some(data) => Chunk {
+                data: bytes::Bytes::from(data),
+                info: c.info,
+            },
+            None => c,
+        }
+    };
+    let keep = |value: ChatAnswer, routed: crate::gateway::Routed<ChatAnswer>, checked: bool| CascadeRun {
+        dispatched: Ok(crate::gateway::Routed { value, ..routed }),
+        model: cheap.clone(),
+        checked,
+        escalated: None,
+    };
+    let mut routed = match state.gateway.chat(cheap, cheap_request).await {
+        Ok(r) => r,
+        Err(de) => {
+            let failed = cascade::Failed {
+                reason: cascade::Escalation::UpstreamError,
+                detail: format!("{} failed: {}", cheap.name, de.error.message),
+            };
+            meter.set_escalated(
+                Escalated {
+                    reason: failed.reason.as_str(),
+                    model: cheap.name.clone(),
+                    deployment: None,
+                    prompt_tokens: 0,
+                    completion_tokens: 0,
+                    cost_nanos: 0,
+                },
+                &strong.name,
+            );
+            return escalate(state, strong, request, failed).await;
+        }
+    };
+    let placeholder = ChatAnswer::Complete(crate::providers::Complete {
+        body: bytes::Bytes::new(),
+        usage: None,
+    });
+    let (failed, usage, text) = match std::mem::replace(&mut routed.value, placeholder) {
+        ChatAnswer::Complete(c) => {
+            let view = cascade::AnswerView::of_body(&c.body).unwrap_or_default();
+            match cascade::check(&view, &request.body, cfg) {
+                Ok(()) => {
+                    meter.set_cascade_kept("accepted");
+                    let body = match add_logprobs.then(|| cascade::without_logprobs(&c.body)).flatten() {
+                        Some(b) => bytes::Bytes::from(b),
+                        None => c.body,
+                    };
+                    return keep(
+                        ChatAnswer::Complete(crate::providers::Complete { body, usage: c.usage }),
+                        routed,
+                        true,
+                    );
+                }
+                Err(f) => (f, c.usage, completion_text_of_body(&c.body)),
+            }
+        }
+        ChatAnswer::Stream(started) => {
+            let mut rest = started.rest;
+            let mut view = cascade::AnswerView::default();
+            let mut held = Vec::new();
+            let mut bytes = 0usize;
+            let mut usage = None;
+            let mut text = String::new();
+            let mut next: Option<Result<Chunk, crate::providers::UpstreamError>> = Some(Ok(started.first));
+            let outcome = loop {
+                match next {
+                    Some(Ok(c)) => {
+                        bytes += c.data.len();
+                        view.add_chunk(&c.data);
+                        usage = c.info.usage.or(usage);
+                        text.push_str(&c.info.text);
+                        held.push(strip(c));
+                        if bytes > cfg.max_buffer_bytes {
+                            break None;
+                        }
+                    }
+                    Some(Err(e)) => {
+                        break Some(cascade::Failed {
+                            reason: cascade::Escalation::UpstreamError,
+                            detail: format!("{} broke mid-answer: {}", cheap.name, e.kind()),
+                        })
+                    }
+                    None => match cascade::check(&view, &request.body, cfg) {
+                        Ok(()) => {
+                            meter.set_cascade_kept("accepted");
+                            let mut it = held.into_iter();
+                            let first = it.next().expect("a started stream has a first chunk");
+                            let rest: crate::providers::ChunkStream = Box::pin(futures_util::stream::iter(it.map(Ok)));
+                            return keep(ChatAnswer::Stream(StartedStream { first, rest }), routed, true);
+                        }
+                        Err(f) => break Some(f),
+                    },
+                }
+                next = rest.next().await;
+            };
+            match outcome {
+                Some(f) => (f, usage, text),
+                None => {
+                    // Too long to hold back: pass it on as it comes, unchecked.
+                    meter.set_cascade_kept("unchecked");
+                    let mut it = held.into_iter();
+                    let first = it.next().expect("a started stream has a first chunk");
+                    let rest: crate::providers::ChunkStream =
+                        Box::pin(futures_util::stream::iter(it.map(Ok)).chain(rest.map(move |r| r.map(strip))));
+                    return keep(ChatAnswer::Stream(StartedStream { first, rest }), routed, false);
+                }
+            }
+        }
+    };
+    // The discarded attempt is billed at its deployment's price; counted if the upstream said nothing.
+    let d = &routed.deployment;
+    let usage = usage.unwrap_or_else(|| Usage {
+        prompt_tokens: request.prompt.count(d.encoding),
+        completion_tokens: d.encoding.count(&text),
+        cached_tokens: 0,
+    });
+    let price = d.config.prices.at_or_first(meter.arrived_ms()).price;
+    meter.set_escalated(
+        Escalated {
+            reason: failed.reason.as_str(),
+            model: cheap.name.clone(),
+            deployment: Some(d.config.id.clone()),
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+            cost_nanos: price
+                .cost(usage.prompt_tokens, usage.cached_tokens, usage.completion_tokens)
+                .0,
+        },
+        &strong.name,
+    );
+    drop(routed);
+    escalate(state, strong, request, failed).await
+}
+
+async fn escalate(
+    state: &Arc<AppState>,
+    strong: &Arc<crate::gateway::LogicalModel>,
+    request: &ChatRequest,
+    failed: cascade::Failed,
+) -> CascadeRun {
+    tracing::debug!(reason = failed.reason.as_str(), detail = %failed.detail, to = %strong.name, "cascade escalates");
+    CascadeRun {
+        dispatched: state.gateway.chat(strong, request).await,
+        model: strong.clone(),
+        checked: true,
+        escalated: Some(failed),
+    }
 }

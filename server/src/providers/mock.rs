@@ -56,7 +56,12 @@ pub struct Plan {
     pub model: String,
     pub answers: Vec<Answer>,
     pub usage: Usage,
+    /// With `logprobs: true` in the request: the log-probability reported for every text token.
+    pub logprob: Option<f64>,
 }
+
+/// The log-probability the mock reports per token when asked (a confident model).
+pub const MOCK_LOGPROB: f64 = -0.05;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -169,6 +174,7 @@ pub fn plan(model: &str, body: &Map<String, Value>) -> Plan {
             .unwrap_or(0),
         model: model.to_string(),
         answers,
+        logprob: (body.get("logprobs") == Some(&Value::Bool(true))).then_some(MOCK_LOGPROB),
         usage: Usage {
             prompt_tokens: mock_tokens(&prompt_text) + 3 * messages.len() as u64 + 3,
             completion_tokens,
@@ -202,6 +208,20 @@ fn usage_json(u: &Usage) -> Value {
     })
 }
 
+/// The `logprobs` object of a piece of text: one entry per mock token (four bytes), or `null`.
+fn logprobs_json(text: &str, logprob: Option<f64>) -> Value {
+    let Some(lp) = logprob else {
+        return Value::Null;
+    };
+    let pieces = split_text(text, text.len().div_ceil(4).max(1));
+    let content: Vec<Value> = pieces
+        .iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| json!({"token": p, "logprob": lp, "bytes": p.as_bytes(), "top_logprobs": []}))
+        .collect();
+    json!({"content": content, "refusal": null})
+}
+
 /// The plan as a complete `chat.completion` body.
 pub fn render_completion(plan: &Plan, with_usage: bool) -> Value {
     let choices: Vec<Value> = plan
@@ -216,7 +236,11 @@ pub fn render_completion(plan: &Plan, with_usage: bool) -> Value {
                     "tool_calls": [{"id": id, "type": "function", "function": {"name": name, "arguments": arguments}}]
                 }),
             };
-            json!({"index": i, "message": message, "logprobs": null, "finish_reason": a.finish_reason()})
+            let logprobs = match a {
+                Answer::Text(t) | Answer::Cut(t) => logprobs_json(t, plan.logprob),
+                Answer::ToolCall { .. } => Value::Null,
+            };
+            json!({"index": i, "message": message, "logprobs": logprobs, "finish_reason": a.finish_reason()})
         })
         .collect();
     let mut v = json!({
@@ -253,8 +277,9 @@ pub fn render_chunks(plan: &Plan, pieces: usize, with_usage: bool) -> Vec<Value>
             Answer::Text(t) | Answer::Cut(t) => {
                 out.push(base(json!([{"index": i, "delta": {"role": "assistant", "content": "", "refusal": null}, "logprobs": null, "finish_reason": null}])));
                 for piece in split_text(t, pieces) {
+                    let logprobs = logprobs_json(&piece, plan.logprob);
                     out.push(base(
-                        json!([{"index": i, "delta": {"content": piece}, "logprobs": null, "finish_reason": null}]),
+                        json!([{"index": i, "delta": {"content": piece}, "logprobs": logprobs, "finish_reason": null}]),
                     ));
                 }
             }

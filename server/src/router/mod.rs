@@ -1,11 +1,13 @@
 //! The router: which model a request deserves, by intent, difficulty and budget.
 //!
+//! - [`cascade`]: the checks a cheap answer must pass before a cascade keeps it.
 //! - [`features`]: what is measured on a conversation (dense signals and hashed n-grams).
 //! - [`model`]: the trained model (difficulty score and intent classifier) and its file.
 //! - [`train`]: fitting the model to labelled prompts, with cross-validation.
 //! - [`policy`]: routes (virtual models), the decision and its explanation.
 //! - [`metrics`]: APGR, CPT, AUROC and intent accuracy, as the reference script defines them.
 
+pub mod cascade;
 pub mod features;
 pub mod metrics;
 pub mod model;

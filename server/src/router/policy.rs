@@ -33,6 +33,8 @@ pub struct Route {
     pub experiment: Option<Experiment>,
     /// Another route's policy decides alongside without acting; its choice is recorded.
     pub shadow: Option<String>,
+    /// Ask the cheap model first and escalate to the strong one when its answer fails a check.
+    pub cascade: Option<Arc<super::cascade::Cascade>>,
 }
 
 impl Route {
@@ -50,6 +52,7 @@ impl Route {
             description: None,
             experiment: None,
             shadow: None,
+            cascade: None,
         }
     }
 }
@@ -141,6 +144,16 @@ pub struct Decision {
     pub variant: Option<String>,
     /// With a shadow policy: what it would have chosen.
     pub shadow: Option<ShadowChoice>,
+    /// When the cheap tier answers first and the strong one stands behind it.
+    pub cascade: Option<CascadePlan>,
+}
+
+/// A cascade the decision runs: the cheap model's answer is checked and, if it fails, the
+/// request goes to `escalate_to`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CascadePlan {
+    pub escalate_to: String,
+    pub checks: Arc<super::cascade::Cascade>,
 }
 
 /// A shadow policy's choice.
@@ -284,6 +297,19 @@ impl Router {
             threshold,
             prefer,
             budget_remaining,
+            cascade: match (&route.cascade, tier) {
+                (Some(c), Tier::Cheap) if serves(&route.strong) => {
+                    why.push(format!(
+                        "cascade: {} answers first, {} if a check fails",
+                        route.cheap, route.strong
+                    ));
+                    Some(CascadePlan {
+                        escalate_to: route.strong.clone(),
+                        checks: c.clone(),
+                    })
+                }
+                _ => None,
+            },
             reason: why.join("; "),
             variant: None,
             shadow: None,

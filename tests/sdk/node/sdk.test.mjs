@@ -121,3 +121,30 @@ test("models and embeddings", async () => {
   assert.equal(e.data.length, 1);
   assert.ok(e.data[0].embedding.length > 0);
 });
+
+test("a cascade escalation streams one answer", async () => {
+  // The cheap model of `careful` refuses; the strong model's answer is the only one streamed.
+  const { data: stream, response } = await client.chat.completions
+    .create({
+      model: "careful",
+      messages: [{ role: "user", content: "node cascade" }],
+      stream: true,
+      stream_options: { include_usage: true },
+    })
+    .withResponse();
+  assert.equal(response.headers.get("x-switchyard-cascade"), "escalated:refusal");
+  let text = "";
+  const finishes = [];
+  let usage;
+  for await (const chunk of stream) {
+    if (chunk.choices.length) {
+      text += chunk.choices[0].delta.content ?? "";
+      if (chunk.choices[0].finish_reason) finishes.push(chunk.choices[0].finish_reason);
+    }
+    if (chunk.usage) usage = chunk.usage;
+  }
+  assert.match(text, /node cascade/);
+  assert.doesNotMatch(text, /sorry/i);
+  assert.deepEqual(finishes, ["stop"]);
+  assert.ok(usage.completion_tokens > 0);
+});

@@ -172,3 +172,17 @@ def test_a_route_in_the_base_url(client):
     )
     text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
     assert "route by url" in text
+
+
+def test_a_cascade_escalation_is_one_answer(client):
+    # The cheap model refuses; the client sees only the strong model's answer, streamed or not.
+    raw = client.chat.completions.with_raw_response.create(
+        model="careful", messages=[{"role": "user", "content": "check me"}], stream=True
+    )
+    assert raw.headers["x-switchyard-cascade"] == "escalated:refusal"
+    chunks = [c for c in raw.parse() if c.choices]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks)
+    assert "check me" in text and "sorry" not in text.lower()
+    assert [c.choices[0].finish_reason for c in chunks if c.choices[0].finish_reason] == ["stop"]
+    r = client.chat.completions.create(model="careful", messages=[{"role": "user", "content": "again"}])
+    assert "again" in r.choices[0].message.content and "sorry" not in r.choices[0].message.content.lower()

@@ -45,6 +45,8 @@ fn event(i: usize) -> UsageEvent {
         price_version: None,
         route_variant: None,
         shadow_model: None,
+        cascade: None,
+        escalation: None,
         estimate: None,
         settlement: None,
     }
