@@ -70,6 +70,8 @@ pub struct KeyRecord {
     pub tags: Vec<String>,
     /// Logical models this key may call; `None` means all.
     pub allowed_models: Option<Vec<String>>,
+    /// The routing preference for requests without an `x-switchyard-prefer` header.
+    pub route_prefer: Option<crate::router::policy::Prefer>,
     pub expires_ms: Option<i64>,
     pub status: KeyStatus,
     pub limits: Limits,

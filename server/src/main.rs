@@ -115,6 +115,9 @@ struct CreateKey {
     tpm: Option<u64>,
     #[arg(long)]
     max_concurrent: Option<u32>,
+    /// Default routing preference for the key's requests: cost, quality or balanced.
+    #[arg(long)]
+    prefer: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -355,6 +358,7 @@ async fn keys(c: AdminClient, command: KeysCommand, json_out: bool) -> Result<()
                 rpm,
                 tpm,
                 max_concurrent,
+                prefer,
             } = *k;
             let mut limits = json!({"rpm": rpm, "tpm": tpm, "max_concurrent": max_concurrent});
             if let Some(usd) = budget_usd {
@@ -368,6 +372,9 @@ async fn keys(c: AdminClient, command: KeysCommand, json_out: bool) -> Result<()
             }
             if let Some(m) = models {
                 body["allowed_models"] = json!(m);
+            }
+            if let Some(p) = prefer {
+                body["route_prefer"] = json!(p);
             }
             let v = c.call(Method::POST, "/keys", Some(&body)).await?;
             print_secret("created", &v, json_out);

@@ -226,8 +226,8 @@ impl Store {
         sqlx::query(
             "INSERT INTO api_keys (id, name, prefix, secret_hash, team_id, cost_center, tags, allowed_models, \
              expires_ms, status, budget_nanos, budget_period, soft_limit_pct, rpm, tpm, max_concurrent, created_ms, \
-             updated_ms, rotated_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+             updated_ms, rotated_ms, route_prefer) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
         )
         .bind(k.id.clone())
         .bind(k.name.clone())
@@ -248,6 +248,7 @@ impl Store {
         .bind(k.created_ms)
         .bind(k.updated_ms)
         .bind(k.rotated_ms)
+        .bind(k.route_prefer.map(|p| p.as_str()))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -259,7 +260,7 @@ impl Store {
         let r = sqlx::query(
             "UPDATE api_keys SET name = $1, team_id = $2, cost_center = $3, tags = $4, allowed_models = $5, \
              expires_ms = $6, status = $7, budget_nanos = $8, budget_period = $9, soft_limit_pct = $10, rpm = $11, \
-             tpm = $12, max_concurrent = $13, updated_ms = $14 WHERE id = $15",
+             tpm = $12, max_concurrent = $13, updated_ms = $14, route_prefer = $16 WHERE id = $15",
         )
         .bind(k.name.clone())
         .bind(k.team_id.clone())
@@ -276,6 +277,7 @@ impl Store {
         .bind(l.max_concurrent)
         .bind(k.updated_ms)
         .bind(k.id.clone())
+        .bind(k.route_prefer.map(|p| p.as_str()))
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected() == 1)
@@ -1166,6 +1168,9 @@ fn key_of_row(r: &AnyRow) -> Result<KeyRecord> {
         cost_center: r.try_get("cost_center")?,
         tags: parse_list(r.try_get("tags")?)?.unwrap_or_default(),
         allowed_models: parse_list(r.try_get("allowed_models")?)?,
+        route_prefer: r
+            .try_get::<Option<String>, _>("route_prefer")?
+            .and_then(|p| crate::router::policy::Prefer::parse(&p)),
         expires_ms: r.try_get("expires_ms")?,
         status: KeyStatus::parse(&status).map_err(StoreError)?,
         limits: limits_of_row(r)?,

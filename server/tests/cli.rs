@@ -187,6 +187,8 @@ fn keys_and_usage_commands_drive_the_admin_api() {
             "5",
             "--period",
             "daily",
+            "--prefer",
+            "cost",
         ],
     );
     assert!(ok, "{out}{err}");
@@ -231,6 +233,7 @@ fn keys_and_usage_commands_drive_the_admin_api() {
     assert!(ok);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["data"][0]["status"], "revoked", "{v}");
+    assert_eq!(v["data"][0]["route_prefer"], "cost", "{v}");
 
     // Export: the two calls made with the key are in the CSV, once each.
     std::thread::sleep(Duration::from_millis(500));

@@ -289,6 +289,94 @@ async fn a_key_limited_to_a_route_can_use_it() {
     gw.stop().await.unwrap();
 }
 
+#[tokio::test]
+async fn a_key_has_a_default_preference_the_header_overrides() {
+    let gw = TestGateway::start_config(with_master(CONFIG)).await;
+    let admin = Admin::new(&gw);
+    let (id, quality) = admin
+        .key(json!({"name": "quality-first", "route_prefer": "quality"}))
+        .await;
+    let (_, plain) = admin.key(json!({"name": "plain"})).await;
+    let c = reqwest::Client::new();
+    let decide = |secret: String, prefer: Option<&'static str>| {
+        let mut rb = c
+            .post(gw.url("/v1/route"))
+            .bearer_auth(secret)
+            .json(&json!({"model": "auto", "messages": [{"role": "user", "content": HARD}]}));
+        if let Some(p) = prefer {
+            rb = rb.header("x-switchyard-prefer", p);
+        }
+        async move { rb.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let d = decide(quality.clone(), None).await;
+    assert_eq!(
+        (d["prefer"].as_str(), d["prefer_source"].as_str()),
+        (Some("quality"), Some("key")),
+        "{d}"
+    );
+    assert!(
+        d["reason"]
+            .as_str()
+            .unwrap()
+            .contains("the key's default prefers quality"),
+        "{d}"
+    );
+    let base = decide(plain.clone(), None).await;
+    assert_eq!(
+        (base["prefer"].as_str(), base["prefer_source"].as_str()),
+        (Some("balanced"), Some("default"))
+    );
+    // Preferring quality doubles the strong share: the threshold drops.
+    assert!(
+        d["threshold"].as_f64().unwrap() < base["threshold"].as_f64().unwrap(),
+        "{d} {base}"
+    );
+    let d = decide(quality.clone(), Some("cost")).await;
+    assert_eq!(
+        (d["prefer"].as_str(), d["prefer_source"].as_str()),
+        (Some("cost"), Some("header")),
+        "{d}"
+    );
+    // The same default applies to chat requests.
+    let r = c
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(&quality)
+        .json(&json!({"model": "auto", "messages": [{"role": "user", "content": HARD}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["x-switchyard-reason"]
+        .to_str()
+        .unwrap()
+        .contains("prefers quality"));
+
+    // Shown, changed, cleared and validated through the admin API.
+    let (_, k) = admin.call(reqwest::Method::GET, &format!("/keys/{id}"), None).await;
+    assert_eq!(k["route_prefer"], "quality", "{k}");
+    let (s, k) = admin
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/keys/{id}"),
+            Some(json!({"route_prefer": "cost"})),
+        )
+        .await;
+    assert_eq!((s, k["route_prefer"].as_str()), (200, Some("cost")), "{k}");
+    let d = decide(quality.clone(), None).await;
+    assert_eq!(d["prefer"], "cost", "the key cache follows the change: {d}");
+    let (s, k) = admin
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/keys/{id}"),
+            Some(json!({"route_prefer": null})),
+        )
+        .await;
+    assert_eq!((s, k["route_prefer"].clone()), (200, Value::Null), "{k}");
+    let (s, e) = admin.post("/keys", json!({"name": "x", "route_prefer": "speed"})).await;
+    assert_eq!((s, e["error"]["param"].as_str()), (400, Some("route_prefer")), "{e}");
+    gw.stop().await.unwrap();
+}
+
 fn with_master(toml: &str) -> switchyard::config::Config {
     let mut cfg = parse_config(toml);
     cfg.auth.master_key = Some(switchyard::config::Secret::new(switchyard_tests::TEST_MASTER_KEY));
@@ -457,12 +545,15 @@ async fn a_conversation_sticks_to_the_strong_tier() {
         {"role": "assistant", "content": "Here is the proof."},
         {"role": "user", "content": "thanks!"}
     ]});
-    let (s, headers, _) = chat(&gw, follow_up, None).await;
+    let (s, headers, _) = chat(&gw, follow_up.clone(), None).await;
     assert_eq!((s, h(&headers, "x-switchyard-tier")), (200, "strong"), "{headers:?}");
     assert!(
         h(&headers, "x-switchyard-reason").contains("already on the strong tier"),
         "{headers:?}"
     );
+    // A caller who asks for cost gets it, even mid-conversation.
+    let (s, headers, _) = chat(&gw, follow_up, Some("cost")).await;
+    assert_eq!((s, h(&headers, "x-switchyard-tier")), (200, "cheap"), "{headers:?}");
     // Another conversation with the same last message is decided on its own.
     let other = json!({"model": "auto", "messages": [
         {"role": "user", "content": "hello"},

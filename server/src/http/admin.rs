@@ -282,6 +282,7 @@ fn key_json(state: &AppState, k: &KeyRecord) -> Value {
         "cost_center": k.cost_center,
         "tags": k.tags,
         "allowed_models": k.allowed_models,
+        "route_prefer": k.route_prefer.map(|p| p.as_str()),
         "expires_at": k.expires_ms.map(iso8601),
         "status": k.status.as_str(),
         "limits": limits_json(state, &format!("key:{}", k.id), &k.limits),
@@ -420,9 +421,21 @@ struct KeyIn {
     #[serde(default)]
     allowed_models: Option<Vec<String>>,
     #[serde(default)]
+    route_prefer: Option<String>,
+    #[serde(default)]
     expires_at: Option<Time>,
     #[serde(default)]
     limits: Option<LimitsPatch>,
+}
+
+/// A key's default routing preference; `null` clears it.
+fn check_prefer(p: Option<&str>) -> Result<Option<crate::router::policy::Prefer>, ApiError> {
+    match p {
+        None => Ok(None),
+        Some(v) => crate::router::policy::Prefer::parse(v)
+            .map(Some)
+            .ok_or_else(|| ApiError::invalid_param("route_prefer", "must be `cost`, `quality` or `balanced`")),
+    }
 }
 
 fn check_tags(tags: &[String]) -> Result<(), ApiError> {
@@ -473,6 +486,7 @@ async fn create_key(State(state): State<Arc<AppState>>, req: Request) -> Result<
         }
     }
     let limits = k.limits.unwrap_or_default().apply(Limits::default())?;
+    let route_prefer = check_prefer(k.route_prefer.as_deref())?;
     check_team_ref(&state, &k.team_id).await?;
     let (secret, prefix) = new_secret();
     let rec = KeyRecord {
@@ -483,6 +497,7 @@ async fn create_key(State(state): State<Arc<AppState>>, req: Request) -> Result<
         cost_center: k.cost_center,
         tags: k.tags,
         allowed_models: k.allowed_models,
+        route_prefer,
         expires_ms: k.expires_at.map(|t| t.0),
         status: KeyStatus::Active,
         limits,
@@ -546,6 +561,8 @@ struct KeyPatch {
     #[serde(default, deserialize_with = "nullable")]
     allowed_models: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "nullable")]
+    route_prefer: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
     expires_at: Option<Option<Time>>,
     /// `active` or `disabled`; revoking has its own endpoint and cannot be undone.
     #[serde(default)]
@@ -584,6 +601,9 @@ async fn update_key(
             check_models(&state, m)?;
         }
         k.allowed_models = m;
+    }
+    if let Some(p) = p.route_prefer {
+        k.route_prefer = check_prefer(p.as_deref())?;
     }
     if let Some(e) = p.expires_at {
         k.expires_ms = e.map(|t| t.0);

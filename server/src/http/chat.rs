@@ -92,13 +92,25 @@ pub(crate) const H_PREFER: HeaderName = HeaderName::from_static("x-switchyard-pr
 pub(crate) const H_VARIANT: HeaderName = HeaderName::from_static("x-switchyard-variant");
 pub(crate) const H_CASCADE: HeaderName = HeaderName::from_static("x-switchyard-cascade");
 
-/// The caller's `x-switchyard-prefer` (balanced when absent).
-fn preference(headers: &HeaderMap) -> Result<Prefer, ApiError> {
+/// The caller's `x-switchyard-prefer`; without the header, the key's default (balanced when
+/// it has none).
+fn preference(
+    headers: &HeaderMap,
+    principal: Option<&crate::keys::Principal>,
+) -> Result<(Prefer, &'static str), ApiError> {
     match headers.get(H_PREFER) {
-        None => Ok(Prefer::Balanced),
-        Some(v) => v.to_str().ok().and_then(Prefer::parse).ok_or_else(|| {
-            ApiError::invalid_request("The x-switchyard-prefer header must be `cost`, `quality` or `balanced`.")
+        None => Ok(match principal.and_then(|p| p.key.route_prefer) {
+            Some(p) => (p, "key"),
+            None => (Prefer::Balanced, "default"),
         }),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(Prefer::parse)
+            .map(|p| (p, "header"))
+            .ok_or_else(|| {
+                ApiError::invalid_request("The x-switchyard-prefer header must be `cost`, `quality` or `balanced`.")
+            }),
     }
 }
 
@@ -109,7 +121,7 @@ fn decide(
     state: &AppState,
     request: &ChatRequest,
     path_route: Option<&str>,
-    prefer: Prefer,
+    (prefer, prefer_source): (Prefer, &'static str),
     principal: Option<&crate::keys::Principal>,
     remember: bool,
 ) -> Result<Option<Decision>, ApiError> {
@@ -165,6 +177,10 @@ fn decide(
         None => route,
     };
     let mut d = router.decide_in_thread(policy, &conversation, prefer, budget, before, &serves);
+    d.prefer_source = prefer_source;
+    if prefer_source == "key" && prefer != Prefer::Balanced {
+        d.reason = d.reason.replace("caller prefers", "the key's default prefers");
+    }
     if route.experiment.is_some() {
         d.variant = Some(policy.name.clone());
         d.route = route.name.clone();
@@ -212,7 +228,7 @@ pub(crate) async fn explain_path_route(
 
 async fn explain(state: Arc<AppState>, path_route: Option<String>, req: Request) -> Result<Response, ApiError> {
     let principal = access::authenticate(&state, req.headers()).await?;
-    let prefer = preference(req.headers())?;
+    let prefer = preference(req.headers(), principal.as_deref())?;
     let (_headers, bytes) = read_json_body(req, state.max_body_bytes).await?;
     let request = ChatRequest::from_body(parse_object(&bytes)?)?;
     let Some(d) = decide(
@@ -268,7 +284,7 @@ async fn chat(
     req: Request,
 ) -> Result<Response, ApiError> {
     let principal = access::authenticate(&state, req.headers()).await?;
-    let prefer = preference(req.headers())?;
+    let prefer = preference(req.headers(), principal.as_deref())?;
     let (_headers, bytes) = read_json_body(req, state.max_body_bytes).await?;
     let request_bytes = bytes.len();
     let request = ChatRequest::from_body(parse_object(&bytes)?)?;

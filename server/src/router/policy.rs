@@ -94,6 +94,14 @@ pub enum Prefer {
 }
 
 impl Prefer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Prefer::Balanced => "balanced",
+            Prefer::Cost => "cost",
+            Prefer::Quality => "quality",
+        }
+    }
+
     pub fn parse(v: &str) -> Option<Prefer> {
         match v.trim().to_ascii_lowercase().as_str() {
             "cost" | "cheap" => Some(Prefer::Cost),
@@ -138,6 +146,8 @@ pub struct Decision {
     /// Percentile at or above which the strong tier is chosen.
     pub threshold: f64,
     pub prefer: Prefer,
+    /// Where the preference came from: the `header`, the key's default (`key`), or neither (`default`).
+    pub prefer_source: &'static str,
     pub budget_remaining: Option<f64>,
     pub reason: String,
     /// With an experiment: the route whose policy decided (this route's, or the candidate's).
@@ -262,7 +272,8 @@ impl Router {
             Tier::Cheap => why.insert(0, format!("difficulty p{percentile:.2} < threshold {threshold:.2}")),
         }
         let squeezed = budget_remaining.is_some_and(|r| r < route.budget_soft);
-        if tier == Tier::Cheap && before == Some(Tier::Strong) && !squeezed {
+        // A caller who asks for cost gets it, even mid-conversation.
+        if tier == Tier::Cheap && before == Some(Tier::Strong) && !squeezed && prefer != Prefer::Cost {
             tier = Tier::Strong;
             model = route.strong.clone();
             why.push("the conversation is already on the strong tier".to_string());
@@ -296,6 +307,7 @@ impl Router {
             percentile: p.percentile,
             threshold,
             prefer,
+            prefer_source: "default",
             budget_remaining,
             cascade: match (&route.cascade, tier) {
                 (Some(c), Tier::Cheap) if serves(&route.strong) => {

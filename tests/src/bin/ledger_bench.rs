@@ -73,6 +73,7 @@ async fn hot_path(url: &str) {
         cost_center: None,
         tags: vec![],
         allowed_models: None,
+        route_prefer: None,
         expires_ms: None,
         status: KeyStatus::Active,
         limits,
