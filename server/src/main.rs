@@ -146,8 +146,9 @@ enum RouterCommand {
         /// Learning rate of n-gram weights relative to dense features (difficulty score).
         #[arg(long, default_value_t = 0.3)]
         ngram_rate: f32,
-        /// What the difficulty score predicts: `needs-strong` or `weak-fails`.
-        #[arg(long, default_value = "needs-strong")]
+        /// What the difficulty score predicts: `gain` (the strong model's expected gain over the
+        /// weak one), `needs-strong` or `weak-fails`.
+        #[arg(long, default_value = "gain")]
         target: String,
     },
     /// Score labelled prompts with a model and print, per source, APGR, CPT50, CPT80, strong
@@ -478,7 +479,12 @@ fn router_command(command: RouterCommand) -> Result<(), String> {
             let target = match target.as_str() {
                 "needs-strong" => train::Target::NeedsStrong,
                 "weak-fails" => train::Target::WeakFails,
-                other => return Err(format!("--target must be needs-strong or weak-fails, not `{other}`")),
+                "gain" => train::Target::Gain,
+                other => {
+                    return Err(format!(
+                        "--target must be needs-strong, weak-fails or gain, not `{other}`"
+                    ))
+                }
             };
             if !(8..=22).contains(&hash_bits) || epochs == 0 {
                 return Err("--hash-bits must be 8..=22 and --epochs at least 1".into());

@@ -1,4 +1,4 @@
-//! The router's trained model: a logistic "needs the strong model" score and a multinomial intent
+//! The router's trained model: a logistic score of how much the strong model is needed and a multinomial intent
 //! classifier over the same features, stored as one JSON file (`config/router/model.json`).
 //!
 //! In memory every hashed bucket keeps all its weights side by side (difficulty first, then one
@@ -105,7 +105,8 @@ pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
 /// What the model says about one conversation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prediction {
-    /// Probability-like score that the strong model is needed (0..1).
+    /// How much the strong model is expected to do better than the weak one (0..1; 0.5: no
+    /// difference), as the model was trained (`--target`).
     pub difficulty: f32,
     /// Share of training prompts scoring at or below this one (0..1): 0.9 = harder than 90 %.
     pub percentile: f32,

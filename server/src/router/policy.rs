@@ -139,7 +139,7 @@ pub struct Decision {
     pub tier: Tier,
     pub intent: String,
     pub intent_confidence: f32,
-    /// The model's "needs the strong model" score.
+    /// The model's score: the strong model's expected gain over the cheap one (0..1, 0.5: none).
     pub difficulty: f32,
     /// Where that score falls among training prompts (0..1).
     pub percentile: f32,

@@ -105,6 +105,10 @@ pub enum Target {
     NeedsStrong,
     /// The weak model got it wrong (more positives; routing gains only where strong is right).
     WeakFails,
+    /// The expected gain of the strong model over the weak one, `(strong − weak + 1) / 2` as a
+    /// soft label (0: only weak right, ½: both or neither, 1: only strong right): what the
+    /// quality-versus-cost curve adds up.
+    Gain,
 }
 
 impl Default for Options {
@@ -116,7 +120,7 @@ impl Default for Options {
             l2: 1e-5,
             seed: 20261123,
             folds: 5,
-            target: Target::NeedsStrong,
+            target: Target::Gain,
             ngram_rate: 0.3,
             intent_learning_rate: 0.05,
         }
@@ -233,14 +237,14 @@ fn shuffled(n: usize, seed: u64) -> Vec<usize> {
 }
 
 /// Difficulty examples: features, intent gate, label.
-fn train_difficulty(examples: &[(&Features, usize, bool)], gates: usize, opts: &Options) -> Learner {
+fn train_difficulty(examples: &[(&Features, usize, f32)], gates: usize, opts: &Options) -> Learner {
     let mut l = Learner::new(1, opts.hash_bits).with_gates(gates);
     l.ngram_rate = opts.ngram_rate;
     for epoch in 0..opts.epochs {
         for i in shuffled(examples.len(), opts.seed ^ epoch as u64) {
             let (f, gate, y) = examples[i];
             let p = sigmoid(l.gated_logit(f, gate));
-            l.gated_step(f, gate, p - f32::from(u8::from(y)), opts.learning_rate, opts.l2);
+            l.gated_step(f, gate, p - y, opts.learning_rate, opts.l2);
         }
     }
     l
@@ -317,13 +321,17 @@ pub fn train(rows: &[Row], opts: &Options) -> Result<(ModelFile, BTreeMap<String
     for f in &mut features {
         f.standardize(&mean, &scale);
     }
-    let diff: Vec<(usize, bool)> = rows
+    let diff: Vec<(usize, f32)> = rows
         .iter()
         .enumerate()
         .filter(|(_, r)| r.has_outcome())
         .filter_map(|(i, r)| match opts.target {
-            Target::NeedsStrong => r.needs().map(|y| (i, y)),
-            Target::WeakFails => r.weak_ok.map(|w| (i, w < 0.5)),
+            Target::NeedsStrong => r.needs().map(|y| (i, f32::from(u8::from(y)))),
+            Target::WeakFails => r.weak_ok.map(|w| (i, f32::from(u8::from(w < 0.5)))),
+            Target::Gain => match (r.weak_ok, r.strong_ok) {
+                (Some(w), Some(s)) => Some((i, ((s - w + 1.0) / 2.0).clamp(0.0, 1.0) as f32)),
+                _ => None,
+            },
         })
         .collect();
     if diff.is_empty() {
@@ -372,7 +380,7 @@ pub fn train(rows: &[Row], opts: &Options) -> Result<(ModelFile, BTreeMap<String
                 .map(|&(i, c)| (&features[i], c))
                 .collect();
             let fold_t = train_intent(&fold_intents, intents.len(), opts);
-            let train_set: Vec<(&Features, usize, bool)> = order
+            let train_set: Vec<(&Features, usize, f32)> = order
                 .iter()
                 .enumerate()
                 .filter(|(k, _)| k % opts.folds != fold)
@@ -405,7 +413,7 @@ pub fn train(rows: &[Row], opts: &Options) -> Result<(ModelFile, BTreeMap<String
         }
     }
 
-    let diff_set: Vec<(&Features, usize, bool)> = diff
+    let diff_set: Vec<(&Features, usize, f32)> = diff
         .iter()
         .zip(&gates)
         .map(|(&(i, y), &g)| (&features[i], g, y))
@@ -525,6 +533,50 @@ mod tests {
         assert!(hard.difficulty > easy.difficulty && hard.percentile > easy.percentile);
         assert_eq!(model.intents[hard.intent], "knowledge");
         assert_eq!(model.intents[easy.intent], "chat");
+    }
+
+    #[test]
+    fn the_gain_target_ranks_prompts_where_the_weak_model_wins_last() {
+        // "quantum": only strong is right; "apple": both are; "riddle": only weak is right.
+        let mut rows = Vec::new();
+        for i in 0..300 {
+            let (p, w, s) = match i % 3 {
+                0 => (format!("explain quantum field renormalization {i}"), 0.0, 1.0),
+                1 => (format!("what color is an apple {i}"), 1.0, 1.0),
+                _ => (format!("solve this riddle about mirrors {i}"), 1.0, 0.0),
+            };
+            let mut r = row(i, &p, "knowledge", Some(true));
+            r.weak_ok = Some(w);
+            r.strong_ok = Some(s);
+            r.needs_strong = Some(w < 0.5 && s > 0.5);
+            rows.push(r);
+        }
+        rows.push(row(300, "hello there", "chat", None));
+        let score = |target: Target, prompt: &str| {
+            let opts = Options {
+                hash_bits: 12,
+                folds: 0,
+                target,
+                epochs: 20,
+                ..Options::default()
+            };
+            let model = RouterModel::from_file(train(&rows, &opts).unwrap().0).unwrap();
+            model
+                .predict(&Features::of(&Conversation::prompt(prompt), 12))
+                .difficulty
+        };
+        let (q, a, r) = (
+            score(Target::Gain, "explain quantum field renormalization"),
+            score(Target::Gain, "what color is an apple"),
+            score(Target::Gain, "solve this riddle about mirrors"),
+        );
+        assert!(q > a && a > r, "gain: {q} > {a} > {r}");
+        // "Needs strong" cannot tell the weak model's wins from ties.
+        let (a, r) = (
+            score(Target::NeedsStrong, "what color is an apple"),
+            score(Target::NeedsStrong, "solve this riddle about mirrors"),
+        );
+        assert!((a - r).abs() < 0.1, "needs-strong: {a} vs {r}");
     }
 
     #[test]
