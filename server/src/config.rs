@@ -1447,7 +1447,11 @@ fn validate_models(
                         }
                     };
                     let input = field(d.input_per_mtok, "input_per_mtok");
-                    let output = field(d.output_per_mtok, "output_per_mtok");
+                    // Embeddings produce no output tokens: their output price may be left out.
+                    let output = match (d.output_per_mtok, raw.kind) {
+                        (None, ModelKind::Embedding) => Some(crate::pricing::PicoPerToken(0)),
+                        (v, _) => field(v, "output_per_mtok"),
+                    };
                     let cached = match d.cached_input_per_mtok {
                         Some(v) => price_field(v, &format!("{dpath}.cached_input_per_mtok"), problems),
                         None => input,

@@ -38,6 +38,14 @@ output_per_mtok = "2"
 context_window = 100000
 capabilities = ["tools", "json"]
 
+[models.emb]
+kind = "embedding"
+[[models.emb.deployments]]
+provider = "m"
+model = "emb"
+input_per_mtok = "0.02"
+context_window = 8000
+
 [routes.auto]
 description = "cheap unless hard"
 cheap = "small"
@@ -206,6 +214,43 @@ async fn a_route_in_the_base_url_decides() {
         v["error"]["message"].as_str().unwrap().contains("Unknown route `nope`"),
         "{v}"
     );
+    // The rest of the API works under the same base URL.
+    let m: Value = c
+        .get(gw.url("/r/dev/v1/models/auto"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(m["id"], "auto", "{m}");
+    let m: Value = c
+        .get(gw.url("/r/dev/v1/models/small"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(m["id"], "small", "{m}");
+    let r = c.get(gw.url("/r/nope/v1/models/small")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let r = c
+        .post(gw.url("/r/dev/v1/embeddings"))
+        .json(&json!({"model": "emb", "input": ["a", "b"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["data"].as_array().map(Vec::len), Some(2), "{e}");
+    let r = c
+        .post(gw.url("/r/nope/v1/embeddings"))
+        .json(&json!({"model": "emb", "input": "a"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
     gw.stop().await.unwrap();
 }
 

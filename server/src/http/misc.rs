@@ -59,6 +59,43 @@ pub(crate) async fn get_model(State(state): State<Arc<AppState>>, Path(id): Path
     }
 }
 
+/// `GET /r/{route}/v1/models/{id}`: the same as `/v1/models/{id}`, for apps whose base URL names a route.
+pub(crate) async fn get_model_under_route(
+    state: State<Arc<AppState>>,
+    Path((route, id)): Path<(String, String)>,
+) -> Response {
+    if let Err(e) = known_route(&state, &route) {
+        return e.into_response();
+    }
+    get_model(state, Path(id)).await
+}
+
+/// `POST /r/{route}/v1/embeddings`: embeddings are not routed; the route in the path must exist.
+pub(crate) async fn embeddings_under_route(
+    state: State<Arc<AppState>>,
+    Path(route): Path<String>,
+    request_id: Extension<RequestId>,
+    received: Extension<Received>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    known_route(&state, &route)?;
+    embeddings(state, request_id, received, req).await
+}
+
+fn known_route(state: &AppState, route: &str) -> Result<(), ApiError> {
+    let router = state.router.get();
+    match router.route(route) {
+        Some(_) => Ok(()),
+        None => {
+            let routes: Vec<&str> = router.routes().map(|r| r.name.as_str()).collect();
+            Err(ApiError::not_found(format!(
+                "Unknown route `{route}` in the path; routes: {}.",
+                routes.join(", ")
+            )))
+        }
+    }
+}
+
 pub(crate) async fn embeddings(
     State(state): State<Arc<AppState>>,
     Extension(RequestId(request_id)): Extension<RequestId>,

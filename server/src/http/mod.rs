@@ -267,6 +267,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/r/{route}/v1/route", post(chat::explain_path_route))
         .route("/r/{route}/v1/models", get(misc::list_models))
+        .route("/r/{route}/v1/models/{*id}", get(misc::get_model_under_route))
+        .route("/r/{route}/v1/embeddings", post(misc::embeddings_under_route))
         .route("/v1/embeddings", post(misc::embeddings))
         .route("/v1/models", get(misc::list_models))
         .route("/v1/models/{*id}", get(misc::get_model))
