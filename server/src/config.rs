@@ -837,8 +837,8 @@ fn validate(
 
     let providers = validate_providers(table.remove("providers"), env, problems);
     let models = validate_models(table.remove("models"), &providers, &pricing.table, problems);
-    let router_model = validate_router(table.remove("router"), base, problems);
-    let routes = validate_routes(table.remove("routes"), &models, problems);
+    let (router_model, intents) = validate_router(table.remove("router"), base, problems);
+    let routes = validate_routes(table.remove("routes"), &models, &intents, problems);
 
     Config {
         server,
@@ -882,10 +882,15 @@ impl Config {
         }
     }
 
-    /// Validates a routing table (what `[routes]` holds) against this configuration's models.
-    pub fn parse_routes(&self, table: toml::Value) -> Result<Vec<crate::router::policy::Route>, ConfigError> {
+    /// Validates a routing table (what `[routes]` holds) against this configuration's models
+    /// and the intents of the router model that will decide it.
+    pub fn parse_routes(
+        &self,
+        table: toml::Value,
+        intents: &[String],
+    ) -> Result<Vec<crate::router::policy::Route>, ConfigError> {
         let mut problems = Vec::new();
-        let routes = validate_routes(Some(table), &self.models, &mut problems);
+        let routes = validate_routes(Some(table), &self.models, intents, &mut problems);
         if problems.is_empty() {
             Ok(routes)
         } else {
@@ -900,25 +905,35 @@ struct RawRouter {
     model: Option<String>,
 }
 
+/// The router model file, if one is configured, and the intents of the model that will decide
+/// (that file's, else the shipped model's), which routes may name.
 fn validate_router(
     value: Option<toml::Value>,
     base: Option<&Path>,
     problems: &mut Vec<Problem>,
-) -> Option<std::path::PathBuf> {
-    let raw = take::<RawRouter>(value?, "router", problems)?;
-    let file = raw.model?;
+) -> (Option<std::path::PathBuf>, Vec<String>) {
+    let shipped = || crate::router::policy::builtin_model().intents.clone();
+    let Some(raw) = value.and_then(|v| take::<RawRouter>(v, "router", problems)) else {
+        return (None, shipped());
+    };
+    let Some(file) = raw.model else {
+        return (None, shipped());
+    };
     let path = match base {
         Some(dir) if Path::new(&file).is_relative() => dir.join(&file),
         _ => std::path::PathBuf::from(&file),
     };
     // Loaded here so a bad model file is a configuration problem, not a failure at start.
-    if let Err(e) = crate::router::model::RouterModel::load(&path) {
-        problems.push(Problem {
-            path: "router.model".into(),
-            message: e,
-        });
+    match crate::router::model::RouterModel::load(&path) {
+        Ok(m) => (Some(path), m.intents),
+        Err(e) => {
+            problems.push(Problem {
+                path: "router.model".into(),
+                message: e,
+            });
+            (Some(path), shipped())
+        }
     }
-    Some(path)
 }
 
 #[derive(Debug, Deserialize)]
@@ -930,8 +945,8 @@ struct RawRoute {
     strong_share: f64,
     #[serde(default)]
     intents: BTreeMap<String, String>,
-    #[serde(default = "default_intent_weights")]
-    intent_weights: BTreeMap<String, f64>,
+    /// `None`: the defaults, for the intents the model knows.
+    intent_weights: Option<BTreeMap<String, f64>>,
     #[serde(default = "default_budget_soft")]
     budget_soft: f64,
     description: Option<String>,
@@ -978,20 +993,10 @@ fn default_intent_weights() -> BTreeMap<String, f64> {
         .collect()
 }
 
-/// The intents the router's model knows.
-pub const INTENTS: &[&str] = &[
-    "chat",
-    "code",
-    "extraction",
-    "knowledge",
-    "math",
-    "reasoning",
-    "writing",
-];
-
 fn validate_routes(
     value: Option<toml::Value>,
     models: &BTreeMap<String, ModelConfig>,
+    intents: &[String],
     problems: &mut Vec<Problem>,
 ) -> Vec<crate::router::policy::Route> {
     let mut out = Vec::new();
@@ -1012,12 +1017,12 @@ fn validate_routes(
             (format!("{path}.strong"), &r.strong),
         ];
         for (intent, m) in &r.intents {
-            if INTENTS.contains(&intent.as_str()) {
+            if intents.contains(intent) {
                 targets.push((format!("{path}.intents.{intent}"), m));
             } else {
                 found.push((
                     format!("{path}.intents.{intent}"),
-                    format!("unknown intent, expected one of: {}", INTENTS.join(", ")),
+                    format!("the router model has no such intent; it knows: {}", intents.join(", ")),
                 ));
             }
         }
@@ -1028,11 +1033,16 @@ fn validate_routes(
                 Some(_) => {}
             }
         }
-        for (intent, w) in &r.intent_weights {
-            if !INTENTS.contains(&intent.as_str()) {
+        let intent_weights = r.intent_weights.unwrap_or_else(|| {
+            let mut d = default_intent_weights();
+            d.retain(|k, _| intents.contains(k));
+            d
+        });
+        for (intent, w) in &intent_weights {
+            if !intents.contains(intent) {
                 found.push((
                     format!("{path}.intent_weights.{intent}"),
-                    format!("unknown intent, expected one of: {}", INTENTS.join(", ")),
+                    format!("the router model has no such intent; it knows: {}", intents.join(", ")),
                 ));
             } else if !(0.0..=10.0).contains(w) {
                 found.push((
@@ -1071,7 +1081,7 @@ fn validate_routes(
             strong: r.strong,
             strong_share: r.strong_share,
             intents: r.intents,
-            intent_weights: r.intent_weights,
+            intent_weights,
             budget_soft: r.budget_soft,
             description: r.description,
             experiment: r.experiment.map(|e| crate::router::policy::Experiment {

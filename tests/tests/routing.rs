@@ -297,7 +297,7 @@ async fn bad_routing_input_gets_clear_errors() {
     for want in [
         "routes.auto.strong_share",
         "routes.dev.intents.code: unknown model `missing`",
-        "routes.dev.intents.poetry: unknown intent",
+        "routes.dev.intents.poetry: the router model has no such intent",
         "routes.small: `small` is also a model",
     ] {
         assert!(err.contains(want), "missing {want} in {err}");
@@ -727,4 +727,94 @@ async fn experiment_stats_come_from_the_ledger() {
         "{err}"
     );
     assert!(err.contains("routes.ab.shadow: `ab` must be another route"), "{err}");
+}
+
+/// Routes may name the intents of the router model that decides them, whatever they are.
+#[tokio::test]
+async fn routes_name_the_intents_of_their_router_model() {
+    use switchyard::router::train::{train, Options, Row};
+    let rows: Vec<Row> = (0..120)
+        .map(|i| {
+            let legal = i % 2 == 0;
+            serde_json::from_value(json!({
+                "id": i.to_string(),
+                "prompt": if legal { format!("draft a contract clause about liability {i}") } else { format!("hello friend how are you {i}") },
+                "intent": if legal { "legal" } else { "smalltalk" },
+                "weak_ok": i % 3 == 0, "strong_ok": true,
+            }))
+            .unwrap()
+        })
+        .collect();
+    let opts = Options {
+        hash_bits: 10,
+        folds: 0,
+        ..Options::default()
+    };
+    let (file, _) = train(&rows, &opts).unwrap();
+    let path = std::env::temp_dir().join(format!("switchyard-intents-{}.json", std::process::id()));
+    std::fs::write(&path, serde_json::to_string(&file).unwrap()).unwrap();
+    let with_model = |routes: &str| {
+        format!("{CONFIG}\n[router]\nmodel = \"{}\"\n{routes}", path.display())
+            .replace("intents = { code = \"coder\" }", "")
+    };
+    let good = with_model("[routes.law]\ncheap = \"small\"\nstrong = \"large\"\nintents = { legal = \"coder\" }\n");
+    let gw = TestGateway::start(&good).await;
+    let c = reqwest::Client::new();
+    let d: Value = c
+        .post(gw.url("/v1/route"))
+        .json(&json!({"model": "law", "messages": [{"role": "user", "content": "draft a contract clause about liability"}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (d["intent"].as_str(), d["model"].as_str()),
+        (Some("legal"), Some("coder")),
+        "{d}"
+    );
+    // The route sets no intent weights: the defaults name intents this model lacks, and they are
+    // left out rather than refused (the gateway started).
+    let routes: Value = c
+        .get(gw.url("/v1/models/law"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(routes["id"], "law", "{routes}");
+    // A replacement table is checked against the running model's intents.
+    let mut cfg = parse_config(&good);
+    cfg.auth.master_key = Some(switchyard::config::Secret::new(switchyard_tests::TEST_MASTER_KEY));
+    gw.stop().await.unwrap();
+    let gw = TestGateway::start_config(cfg).await;
+    let admin = Admin::new(&gw);
+    let (s, e) = admin
+        .call(
+            reqwest::Method::PUT,
+            "/routes",
+            Some(json!({"routes": {"law": {"cheap": "small", "strong": "large", "intents": {"code": "coder"}}}})),
+        )
+        .await;
+    assert_eq!(s, 400, "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("it knows: legal, smalltalk"),
+        "{e}"
+    );
+    gw.stop().await.unwrap();
+    // The shipped model has no `legal` intent.
+    let bad = CONFIG.replace("intents = { code = \"coder\" }", "intents = { legal = \"coder\" }");
+    let err = switchyard::config::Config::from_toml(&bad, &|_| None, std::iter::empty())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("routes.dev.intents.legal: the router model has no such intent"),
+        "{err}"
+    );
+    let _ = std::fs::remove_file(&path);
 }

@@ -981,7 +981,8 @@ async fn replace_routes(State(state): State<Arc<AppState>>, req: Request) -> Res
     let b: RoutesIn = body(req).await?;
     let table: toml::Value = serde_json::from_value(Value::Object(b.routes))
         .map_err(|e| ApiError::invalid_param("routes", format!("Invalid routing table: {e}")))?;
-    let routes = state.config.parse_routes(table).map_err(|e| {
+    let intents = state.router.get().model.intents.clone();
+    let routes = state.config.parse_routes(table, &intents).map_err(|e| {
         let first = e.0.first().map(|p| p.path.clone()).unwrap_or_default();
         let all: Vec<String> = e.0.iter().map(ToString::to_string).collect();
         ApiError::invalid_param(
