@@ -818,3 +818,37 @@ async fn routes_name_the_intents_of_their_router_model() {
     );
     let _ = std::fs::remove_file(&path);
 }
+
+/// A request refused at admission does not put its conversation on the strong tier.
+#[tokio::test]
+async fn a_refused_request_does_not_make_its_conversation_sticky() {
+    let gw = TestGateway::start_config(with_master(CONFIG)).await;
+    let admin = Admin::new(&gw);
+    let (_, secret) = admin.key(json!({"name": "tight", "limits": {"tpm": 2000}})).await;
+    let c = reqwest::Client::new();
+    let opening = json!({"role": "user", "content": HARD});
+    let send = |body: Value, prefer: Option<&'static str>| {
+        let mut rb = c.post(gw.url("/v1/chat/completions")).bearer_auth(&secret).json(&body);
+        if let Some(p) = prefer {
+            rb = rb.header("x-switchyard-prefer", p);
+        }
+        async move { rb.send().await.unwrap() }
+    };
+    // Strong by preference, but far more tokens than the key may use a minute: refused.
+    let r = send(
+        json!({"model": "auto", "messages": [opening.clone()], "max_tokens": 50000}),
+        Some("quality"),
+    )
+    .await;
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["x-switchyard-tier"], "strong");
+    let follow_up = json!({"model": "auto", "messages": [
+        opening,
+        {"role": "assistant", "content": "Here is the proof."},
+        {"role": "user", "content": "thanks!"}
+    ]});
+    let r = send(follow_up, None).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-switchyard-tier"], "cheap", "{:?}", r.headers());
+    gw.stop().await.unwrap();
+}

@@ -194,8 +194,8 @@ fn decide(
             tier: s.tier,
         });
     }
-    if remember && d.tier == crate::router::policy::Tier::Strong {
-        state.router.strong_threads.insert(thread, ());
+    if remember {
+        d.thread = Some(thread);
     }
     metrics::histogram!("switchyard_route_decision_seconds").record(started.elapsed().as_secs_f64());
     metrics::counter!("switchyard_route_decisions_total", "route" => d.route.clone(), "tier" => d.tier.as_str())
@@ -336,7 +336,7 @@ async fn serve_chat(
     request: ChatRequest,
     request_bytes: usize,
     model: Arc<crate::gateway::LogicalModel>,
-    decision: Option<&mut Decision>,
+    mut decision: Option<&mut Decision>,
 ) -> Result<Response, ApiError> {
     // A cascade stands the strong model behind the cheap one: admission reserves for both.
     let cascade = match decision.as_ref().and_then(|d| d.cascade.as_ref()) {
@@ -403,7 +403,7 @@ async fn serve_chat(
             };
             metrics::counter!("switchyard_cascade_total", "route" => route.to_string(), "outcome" => outcome, "reason" => reason)
                 .increment(1);
-            if let (Some(f), Some(d)) = (&c.escalated, decision) {
+            if let (Some(f), Some(d)) = (&c.escalated, decision.as_deref_mut()) {
                 d.tier = crate::router::policy::Tier::Strong;
                 d.reason
                     .push_str(&format!("; escalated to {}: {}", strong.name, f.detail));
@@ -416,6 +416,12 @@ async fn serve_chat(
         }
         None => (state.gateway.chat(&model, &request).await, model, None),
     };
+    // An admitted conversation that went (or escalated) to the strong tier stays there.
+    if let Some(d) = decision.as_ref() {
+        if let (Some(t), crate::router::policy::Tier::Strong) = (d.thread, d.tier) {
+            state.router.strong_threads.insert(t, ());
+        }
+    }
     let routed = match dispatched {
         Ok(r) => r,
         Err(de) => {

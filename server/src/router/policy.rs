@@ -156,6 +156,10 @@ pub struct Decision {
     pub shadow: Option<ShadowChoice>,
     /// When the cheap tier answers first and the strong one stands behind it.
     pub cascade: Option<CascadePlan>,
+    /// The conversation's key among those remembered on the strong tier; set when the decision
+    /// is for a request that will be served, which remembers it once admitted.
+    #[serde(skip)]
+    pub thread: Option<(u64, u64)>,
 }
 
 /// A cascade the decision runs: the cheap model's answer is checked and, if it fails, the
@@ -325,6 +329,7 @@ impl Router {
             reason: why.join("; "),
             variant: None,
             shadow: None,
+            thread: None,
         }
     }
 }
