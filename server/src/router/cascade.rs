@@ -56,6 +56,9 @@ pub struct Cascade {
 /// Answers longer than this are not read as refusals: a long answer that opens with an apology
 /// usually goes on to help.
 const REFUSAL_MAX_CHARS: usize = 400;
+/// A refusal phrase counts only if it starts this close to the beginning of the answer ("Sure!
+/// … I can't provide exact figures, but …" is an answer, not a refusal).
+const REFUSAL_OPENING_BYTES: usize = 80;
 
 pub fn default_refusal_phrases() -> Vec<String> {
     [
@@ -288,7 +291,9 @@ fn is_refusal(c: &ChoiceView, phrases: &[String]) -> bool {
         return false;
     }
     let t = normalized(text);
-    phrases.iter().any(|p| t.contains(p.as_str()))
+    phrases
+        .iter()
+        .any(|p| t.find(p.as_str()).is_some_and(|at| at <= REFUSAL_OPENING_BYTES))
 }
 
 /// The request's JSON mode: `None` (text), or the schema the answer must fit (`Value::Null`
@@ -586,6 +591,12 @@ mod tests {
                 text("I’m sorry, but I can’t help with that."),
                 &plain,
                 Some(Escalation::Refusal),
+            ),
+            (
+                "a refusal phrase deep in a short answer is not a refusal",
+                text("The population of Norway is about 5.4 million people according to the latest national census; I can't provide the exact figure for this week."),
+                &plain,
+                None,
             ),
             (
                 "a long answer opening with an apology is not a refusal",
