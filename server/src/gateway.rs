@@ -303,6 +303,20 @@ impl Gateway {
     }
 
     /// Whether some deployment of `model` (or its fallbacks) can take this chat request.
+    /// The lowest list price (input plus output, picodollars per token) among a logical model's
+    /// deployments at `at_ms`; `None` for an unknown model.
+    pub fn list_price(&self, model: &str, at_ms: i64) -> Option<i64> {
+        self.models
+            .get(model)?
+            .deployments
+            .iter()
+            .map(|d| {
+                let p = d.config.prices.at_or_first(at_ms).price;
+                p.input.0.saturating_add(p.output.0)
+            })
+            .min()
+    }
+
     pub fn can_serve(&self, model: &str, req: &ChatRequest) -> bool {
         self.models
             .get(model)

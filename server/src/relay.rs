@@ -271,6 +271,18 @@ impl Relay {
     }
 }
 
+impl Drop for Relay {
+    /// The client went away mid-stream: what was generated so far is left on the meter, which
+    /// records the disconnect (unless usage was already settled from the upstream's own report).
+    fn drop(&mut self) {
+        if self.settled.is_none() {
+            if let Some(m) = self.meter.as_mut() {
+                m.set_usage(self.usage, std::mem::take(&mut self.text));
+            }
+        }
+    }
+}
+
 /// The SSE body for a started stream. Dropping it (client gone) drops the upstream call and
 /// records the disconnect through the meter.
 pub fn sse_body(

@@ -47,6 +47,7 @@ capabilities = ["tools", "json"]
         ("cut", "cheap;stream_error=3", "{}"),
         ("lax", "cheap;answer=badjson", "{ checks = [\"empty\"] }"),
         ("long", "cheap;answer=empty;pad=3000;chunks=4", "{ max_buffer_kb = 1 }"),
+        ("slow", "cheap;chunks=40;delay=25", "{}"),
     ] {
         s.push_str(&format!(
             r#"
@@ -373,4 +374,37 @@ fn bad_cascade_settings_are_refused() {
     assert!(err.contains("routes.c-unsure.cascade.min_logprob"), "{err}");
     assert!(err.contains("routes.c-lax"), "{err}");
     assert!(err.contains("routes.c-long.cascade.max_buffer_kb"), "{err}");
+}
+
+#[tokio::test]
+async fn a_client_gone_while_the_cheap_stream_is_held_back_is_billed_for_it() {
+    let mock = MockUpstream::start().await;
+    let gw = TestGateway::start(&config(&mock.base_url())).await;
+    // The cheap answer takes about a second; the client gives up while it is being held back.
+    let r = reqwest::Client::new()
+        .post(gw.url("/v1/chat/completions"))
+        .timeout(std::time::Duration::from_millis(400))
+        .json(&json!({"model": "c-slow", "stream": true,
+            "messages": [{"role": "user", "content": "Tell me a long story"}]}))
+        .send()
+        .await;
+    assert!(r.is_err(), "the answer is held back until it is complete");
+    let ev = gw.wait_for_events(1, std::time::Duration::from_secs(5)).await;
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    let e = &ev[0];
+    assert_eq!(e.outcome, switchyard::usage::Outcome::ClientDisconnect, "{e:?}");
+    assert!(e.deployment.is_some(), "the cheap deployment was called: {e:?}");
+    assert_eq!(e.usage_source, switchyard::usage::UsageSource::Estimated, "{e:?}");
+    assert!(e.prompt_tokens > 0 && e.completion_tokens > 0, "{e:?}");
+    assert!(e.cost_nanos > 0, "{e:?}");
+    assert!(e.escalation.is_none(), "{e:?}");
+    // The cheap stream was dropped, not read to its end.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while mock.state.streams_cancelled.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upstream stream was not cancelled"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }

@@ -379,7 +379,12 @@ async fn client_disconnect_cancels_upstream_and_records_one_event() {
     assert_eq!(r.status(), 200);
     let mut s = r.bytes_stream();
     use futures_util::StreamExt;
-    let _first = s.next().await;
+    // Read until some generated text has arrived, then go away.
+    let mut seen = String::new();
+    while seen.matches("\"content\":\"").count() < 3 {
+        let b = s.next().await.expect("the stream goes on").unwrap();
+        seen.push_str(&String::from_utf8_lossy(&b));
+    }
     drop(s);
     let ev = gw.wait_for_events(1, Duration::from_secs(5)).await;
     assert_eq!(ev.len(), 1);
@@ -390,6 +395,12 @@ async fn client_disconnect_cancels_upstream_and_records_one_event() {
         "billed from what was streamed"
     );
     assert!(ev[0].prompt_tokens > 0);
+    assert!(
+        ev[0].completion_tokens > 0,
+        "the text streamed before the disconnect is billed: {:?}",
+        ev[0]
+    );
+    assert!(ev[0].cost_nanos > 0);
     // The upstream stream was dropped too, long before its ~1 s of chunks ran out.
     let deadline = std::time::Instant::now() + Duration::from_secs(3);
     while mock.state.streams_cancelled.load(std::sync::atomic::Ordering::Relaxed) == 0 {

@@ -157,7 +157,11 @@ fn decide(
     );
     let before = (conversation.assistant_turns > 0 && state.router.strong_threads.contains_key(&thread))
         .then_some(crate::router::policy::Tier::Strong);
-    let serves = |m: &str| state.gateway.can_serve(m, request);
+    let serves = Serving {
+        state,
+        request,
+        at_ms: state.clock.now_ms(),
+    };
     // An experiment puts a stable share of callers (or conversations) under a candidate's policy.
     let policy = match &route.experiment {
         Some(e) => {
@@ -176,7 +180,8 @@ fn decide(
         }
         None => route,
     };
-    let mut d = router.decide_in_thread(policy, &conversation, prefer, budget, before, &serves);
+    let prediction = router.predict(&conversation);
+    let mut d = router.decide_predicted(policy, &prediction, prefer, budget, before, &serves);
     d.prefer_source = prefer_source;
     if prefer_source == "key" && prefer != Prefer::Balanced {
         d.reason = d.reason.replace("caller prefers", "the key's default prefers");
@@ -187,7 +192,7 @@ fn decide(
     }
     if let Some(shadow) = route.shadow.as_deref().and_then(|s| router.route(s)) {
         // The shadow decides as if fresh: the live policy's history must not make it agree.
-        let s = router.decide_in_thread(shadow, &conversation, prefer, budget, None, &serves);
+        let s = router.decide_predicted(shadow, &prediction, prefer, budget, None, &serves);
         d.shadow = Some(crate::router::policy::ShadowChoice {
             route: shadow.name.clone(),
             model: s.model,
@@ -201,6 +206,23 @@ fn decide(
     metrics::counter!("switchyard_route_decisions_total", "route" => d.route.clone(), "tier" => d.tier.as_str())
         .increment(1);
     Ok(Some(d))
+}
+
+/// The gateway's models as a routing decision sees them, for one request.
+struct Serving<'a> {
+    state: &'a AppState,
+    request: &'a ChatRequest,
+    at_ms: i64,
+}
+
+impl crate::router::policy::Models for Serving<'_> {
+    fn serves(&self, model: &str) -> bool {
+        self.state.gateway.can_serve(model, self.request)
+    }
+
+    fn list_price(&self, model: &str) -> Option<i64> {
+        self.state.gateway.list_price(model, self.at_ms)
+    }
 }
 
 fn decision_headers(h: &mut HeaderMap, d: &Decision) {
@@ -603,6 +625,8 @@ async fn run_cascade(
             return escalate(state, strong, request, failed).await;
         }
     };
+    // From here the cheap model has been called: a client that goes away is billed for it.
+    meter.set_deployment(&routed.deployment, routed.attempts);
     let placeholder = ChatAnswer::Complete(crate::providers::Complete {
         body: bytes::Bytes::new(),
         usage: None,
@@ -631,16 +655,20 @@ async fn run_cascade(
             let mut view = cascade::AnswerView::default();
             let mut held = Vec::new();
             let mut bytes = 0usize;
-            let mut usage = None;
-            let mut text = String::new();
+            let mut partial = Partial {
+                meter: &mut *meter,
+                usage: None,
+                text: String::new(),
+                armed: true,
+            };
             let mut next: Option<Result<Chunk, crate::providers::UpstreamError>> = Some(Ok(started.first));
             let outcome = loop {
                 match next {
                     Some(Ok(c)) => {
                         bytes += c.data.len();
                         view.add_chunk(&c.data);
-                        usage = c.info.usage.or(usage);
-                        text.push_str(&c.info.text);
+                        partial.usage = c.info.usage.or(partial.usage);
+                        partial.text.push_str(&c.info.text);
                         held.push(strip(c));
                         if bytes > cfg.max_buffer_bytes {
                             break None;
@@ -654,7 +682,8 @@ async fn run_cascade(
                     }
                     None => match cascade::check(&view, &request.body, cfg) {
                         Ok(()) => {
-                            meter.set_cascade_kept("accepted");
+                            partial.armed = false;
+                            partial.meter.set_cascade_kept("accepted");
                             let mut it = held.into_iter();
                             let first = it.next().expect("a started stream has a first chunk");
                             let rest: crate::providers::ChunkStream = Box::pin(futures_util::stream::iter(it.map(Ok)));
@@ -665,11 +694,12 @@ async fn run_cascade(
                 }
                 next = rest.next().await;
             };
+            partial.armed = false;
             match outcome {
-                Some(f) => (f, usage, text),
+                Some(f) => (f, partial.usage, std::mem::take(&mut partial.text)),
                 None => {
                     // Too long to hold back: pass it on as it comes, unchecked.
-                    meter.set_cascade_kept("unchecked");
+                    partial.meter.set_cascade_kept("unchecked");
                     let mut it = held.into_iter();
                     let first = it.next().expect("a started stream has a first chunk");
                     let rest: crate::providers::ChunkStream =
@@ -702,6 +732,23 @@ async fn run_cascade(
     );
     drop(routed);
     escalate(state, strong, request, failed).await
+}
+
+/// A streamed cheap answer being held back: if the client goes away meanwhile (the request's
+/// future is dropped), what was generated so far is left on the meter to be billed.
+struct Partial<'a> {
+    meter: &'a mut Meter,
+    usage: Option<Usage>,
+    text: String,
+    armed: bool,
+}
+
+impl Drop for Partial<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.meter.set_usage(self.usage, std::mem::take(&mut self.text));
+        }
+    }
 }
 
 async fn escalate(

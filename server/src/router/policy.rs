@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::features::{Conversation, Features};
-use super::model::RouterModel;
+use super::model::{Prediction, RouterModel};
 
 /// A route as configured (`[routes.NAME]`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -178,6 +178,23 @@ pub struct ShadowChoice {
     pub tier: Tier,
 }
 
+/// What a decision needs to know of the models behind a route.
+pub trait Models {
+    /// Whether this logical model can take the request (capabilities, context window).
+    fn serves(&self, model: &str) -> bool;
+    /// A list price to compare models by (input plus output, per token), `None` when unknown.
+    fn list_price(&self, _model: &str) -> Option<i64> {
+        None
+    }
+}
+
+/// Any `Fn(&str) -> bool` says which models serve; it knows no prices.
+impl<F: Fn(&str) -> bool> Models for F {
+    fn serves(&self, model: &str) -> bool {
+        self(model)
+    }
+}
+
 /// Routes by name, with the model that scores requests.
 pub struct Router {
     pub model: Arc<RouterModel>,
@@ -211,9 +228,9 @@ impl Router {
         conversation: &Conversation<'_>,
         prefer: Prefer,
         budget_remaining: Option<f64>,
-        serves: &dyn Fn(&str) -> bool,
+        models: &dyn Models,
     ) -> Decision {
-        self.decide_in_thread(route, conversation, prefer, budget_remaining, None, serves)
+        self.decide_in_thread(route, conversation, prefer, budget_remaining, None, models)
     }
 
     /// Like [`Router::decide`], for a conversation that earlier went to tier `before`: one that
@@ -226,10 +243,28 @@ impl Router {
         prefer: Prefer,
         budget_remaining: Option<f64>,
         before: Option<Tier>,
-        serves: &dyn Fn(&str) -> bool,
+        models: &dyn Models,
     ) -> Decision {
-        let features = Features::of(conversation, self.model.hash_bits);
-        let p = self.model.predict(&features);
+        let p = self.predict(conversation);
+        self.decide_predicted(route, &p, prefer, budget_remaining, before, models)
+    }
+
+    /// The model's reading of a conversation, which every policy deciding it can share.
+    pub fn predict(&self, conversation: &Conversation<'_>) -> Prediction {
+        self.model.predict(&Features::of(conversation, self.model.hash_bits))
+    }
+
+    /// [`Router::decide_in_thread`] from a prediction already made.
+    pub fn decide_predicted(
+        &self,
+        route: &Route,
+        p: &Prediction,
+        prefer: Prefer,
+        budget_remaining: Option<f64>,
+        before: Option<Tier>,
+        models: &dyn Models,
+    ) -> Decision {
+        let serves = |m: &str| models.serves(m);
         let intent = self.model.intents[p.intent].clone();
         let mut why = Vec::new();
         let sure = p.intent_confidence >= INTENT_CONFIDENCE;
@@ -261,7 +296,23 @@ impl Router {
         }
         let percentile = f64::from(p.percentile);
         let wants_strong = threshold < 1.0 && percentile >= threshold;
-        let specialist = route.intents.get(&intent).filter(|_| sure);
+        let squeezed = budget_remaining.is_some_and(|r| r < route.budget_soft);
+        let mut specialist = route.intents.get(&intent).filter(|_| sure);
+        // In the soft landing a specialist dearer than the cheap tier is held to the strong
+        // tier's threshold: as the budget runs out, only the hardest of its requests go to it.
+        if let Some(m) = specialist {
+            let dearer = match (models.list_price(m), models.list_price(&route.cheap)) {
+                (Some(a), Some(b)) => a > b,
+                _ => false,
+            };
+            if squeezed && dearer && !wants_strong {
+                why.push(format!(
+                    "{m}, the model for intent {intent}, costs more than {}",
+                    route.cheap
+                ));
+                specialist = None;
+            }
+        }
         let (mut tier, mut model) = match specialist {
             Some(m) => (Tier::Specialist, m.clone()),
             None if wants_strong => (Tier::Strong, route.strong.clone()),
@@ -275,7 +326,6 @@ impl Router {
             Tier::Strong => why.insert(0, format!("difficulty p{percentile:.2} >= threshold {threshold:.2}")),
             Tier::Cheap => why.insert(0, format!("difficulty p{percentile:.2} < threshold {threshold:.2}")),
         }
-        let squeezed = budget_remaining.is_some_and(|r| r < route.budget_soft);
         // A caller who asks for cost gets it, even mid-conversation.
         if tier == Tier::Cheap && before == Some(Tier::Strong) && !squeezed && prefer != Prefer::Cost {
             tier = Tier::Strong;
@@ -389,7 +439,7 @@ mod tests {
             &Conversation::prompt(text),
             prefer,
             budget,
-            &|_| true,
+            &|_: &str| true,
         )
     }
 
@@ -446,6 +496,59 @@ mod tests {
         assert!(w.reason.contains("weighs the strong share by 0"), "{}", w.reason);
     }
 
+    /// Every model serves; `chatty` costs more than `small` (or less, with `cheaper`).
+    struct Priced {
+        cheaper: bool,
+    }
+
+    impl Models for Priced {
+        fn serves(&self, _: &str) -> bool {
+            true
+        }
+        fn list_price(&self, model: &str) -> Option<i64> {
+            match (model, self.cheaper) {
+                ("chatty", true) => Some(1),
+                ("chatty", false) => Some(100),
+                ("small", _) => Some(10),
+                _ => None,
+            }
+        }
+    }
+
+    #[test]
+    fn in_the_soft_landing_a_dearer_specialist_is_held_to_the_strong_threshold() {
+        let mut r = route();
+        r.intents.insert("chat".into(), "chatty".into());
+        let router = Router::new(builtin_model().clone(), [r.clone()]);
+        let c = Conversation::prompt("hey! how are you doing today? :)");
+        let decide = |budget, cheaper| router.decide(&r, &c, Prefer::Balanced, budget, &Priced { cheaper });
+        // With budget to spare, or a specialist cheaper than the cheap tier, the specialist serves.
+        for (budget, cheaper) in [(None, false), (Some(0.9), false), (Some(0.1), true), (Some(0.0), true)] {
+            let d = decide(budget, cheaper);
+            assert_eq!(
+                (d.tier, d.model.as_str()),
+                (Tier::Specialist, "chatty"),
+                "{budget:?} {cheaper}: {d:?}"
+            );
+        }
+        // Low on budget, an easy request does not go to the dearer specialist.
+        let d = decide(Some(0.05), false);
+        assert_eq!((d.tier, d.model.as_str()), (Tier::Cheap, "small"), "{d:?}");
+        assert!(
+            d.reason
+                .contains("chatty, the model for intent chat, costs more than small"),
+            "{}",
+            d.reason
+        );
+        // Unless it is as hard as what still goes to the strong tier.
+        let all = Route {
+            strong_share: 1.0,
+            ..r.clone()
+        };
+        let d = router.decide(&all, &c, Prefer::Balanced, Some(0.249), &Priced { cheaper: false });
+        assert_eq!(d.tier, Tier::Specialist, "{d:?}");
+    }
+
     #[test]
     fn a_conversation_on_the_strong_tier_stays_there_unless_the_budget_runs_out() {
         let r = Route {
@@ -454,12 +557,12 @@ mod tests {
         };
         let router = Router::new(builtin_model().clone(), [r.clone()]);
         let c = Conversation::prompt(EASY);
-        let fresh = router.decide_in_thread(&r, &c, Prefer::Balanced, None, None, &|_| true);
+        let fresh = router.decide_in_thread(&r, &c, Prefer::Balanced, None, None, &|_: &str| true);
         assert_eq!(fresh.tier, Tier::Cheap);
-        let kept = router.decide_in_thread(&r, &c, Prefer::Balanced, None, Some(Tier::Strong), &|_| true);
+        let kept = router.decide_in_thread(&r, &c, Prefer::Balanced, None, Some(Tier::Strong), &|_: &str| true);
         assert_eq!(kept.tier, Tier::Strong, "{kept:?}");
         assert!(kept.reason.contains("already on the strong tier"));
-        let broke = router.decide_in_thread(&r, &c, Prefer::Balanced, Some(0.1), Some(Tier::Strong), &|_| true);
+        let broke = router.decide_in_thread(&r, &c, Prefer::Balanced, Some(0.1), Some(Tier::Strong), &|_: &str| true);
         assert_eq!(broke.tier, Tier::Cheap);
     }
 
@@ -490,7 +593,7 @@ mod tests {
             ..route()
         };
         let router = Router::new(builtin_model().clone(), [r.clone()]);
-        let d = router.decide(&r, &Conversation::prompt(EASY), Prefer::Balanced, None, &|m| {
+        let d = router.decide(&r, &Conversation::prompt(EASY), Prefer::Balanced, None, &|m: &str| {
             m != "large"
         });
         assert_eq!((d.tier, d.model.as_str()), (Tier::Cheap, "small"));

@@ -43,7 +43,7 @@ fn main() {
     for i in 0..n + 1000 {
         let t = Instant::now();
         let conversation = Conversation::of_body(&map);
-        let d = router.decide(&route, &conversation, Prefer::Balanced, Some(0.9), &|_| true);
+        let d = router.decide(&route, &conversation, Prefer::Balanced, Some(0.9), &|_: &str| true);
         let elapsed = t.elapsed();
         if i >= 1000 {
             samples.push(elapsed);
