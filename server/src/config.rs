@@ -945,7 +945,7 @@ struct RawRoute {
     strong_share: f64,
     #[serde(default)]
     intents: BTreeMap<String, String>,
-    /// `None`: the defaults, for the intents the model knows.
+    /// Intents not listed take the router model's weights.
     intent_weights: Option<BTreeMap<String, f64>>,
     #[serde(default = "default_budget_soft")]
     budget_soft: f64,
@@ -983,14 +983,6 @@ fn default_strong_share() -> f64 {
 
 fn default_budget_soft() -> f64 {
     0.25
-}
-
-/// Everyday intents rarely need the strong model; reasoning often does.
-fn default_intent_weights() -> BTreeMap<String, f64> {
-    [("chat", 0.0), ("extraction", 0.5), ("writing", 0.5), ("reasoning", 1.5)]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
 }
 
 fn validate_routes(
@@ -1033,11 +1025,7 @@ fn validate_routes(
                 Some(_) => {}
             }
         }
-        let intent_weights = r.intent_weights.unwrap_or_else(|| {
-            let mut d = default_intent_weights();
-            d.retain(|k, _| intents.contains(k));
-            d
-        });
+        let intent_weights = r.intent_weights.unwrap_or_default();
         for (intent, w) in &intent_weights {
             if !intents.contains(intent) {
                 found.push((

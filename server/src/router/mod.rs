@@ -39,13 +39,14 @@ pub fn evaluate(model: &RouterModel, rows: &[Row]) -> Evaluation {
     let mut intents: BTreeMap<&str, (Vec<&str>, Vec<&str>)> = BTreeMap::new();
     for r in rows {
         let p = model.predict(&Features::of(&Conversation::prompt(&r.prompt), model.hash_bits));
-        eval.scores.push((r.id.clone(), f64::from(p.difficulty)));
+        let score = model.routing_score(&p);
+        eval.scores.push((r.id.clone(), score));
         if let (Some(w), Some(s)) = (r.weak_ok, r.strong_ok) {
             routing.entry(&r.source).or_default().push(Outcome {
                 weak_ok: w,
                 strong_ok: s,
                 needs_strong: r.needs_strong,
-                score: f64::from(p.difficulty),
+                score,
             });
         }
         if let Some(t) = &r.intent {
@@ -62,4 +63,39 @@ pub fn evaluate(model: &RouterModel, rows: &[Row]) -> Evaluation {
         eval.intent.insert(s.to_string(), (truth.len(), acc, f1));
     }
     eval
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// MT-Bench (mixed everyday prompts, never trained on): the shipped model's routing score,
+    /// which weighs intents by their expected gain, must rank far better than chance and than
+    /// the bare difficulty score, which knows only knowledge and math questions.
+    #[test]
+    fn the_shipped_model_routes_mixed_prompts_better_than_its_difficulty_alone() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/router/eval/mt_bench.jsonl");
+        let rows = train::read_rows(&path).unwrap();
+        assert_eq!(rows.len(), 72);
+        let model = policy::builtin_model();
+        let e = evaluate(model, &rows);
+        let routed = &e.routing["mt_bench"];
+        let bare: Vec<Outcome> = rows
+            .iter()
+            .map(|r| Outcome {
+                weak_ok: r.weak_ok.unwrap(),
+                strong_ok: r.strong_ok.unwrap(),
+                needs_strong: r.needs_strong,
+                score: f64::from(
+                    model
+                        .predict(&Features::of(&Conversation::prompt(&r.prompt), model.hash_bits))
+                        .difficulty,
+                ),
+            })
+            .collect();
+        let bare = report(&bare);
+        assert!(routed.apgr >= 0.58, "{routed:?}");
+        assert!(routed.apgr > bare.apgr + 0.05, "{routed:?} vs {bare:?}");
+        assert!(routed.cpt50_pct < bare.cpt50_pct, "{routed:?} vs {bare:?}");
+    }
 }

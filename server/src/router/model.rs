@@ -43,8 +43,18 @@ pub struct ModelFile {
     /// Difficulty scores of the training prompts at every percentile (0..=100), so a score can be
     /// read as "the share of traffic that is harder than this".
     pub quantiles: Vec<f32>,
+    /// Expected gain of the strong model over the cheap one per intent (outcomes on a 0..1
+    /// scale): measured on labelled rows of the intent, or a prior (see `train::PRIORS`).
+    #[serde(default)]
+    pub intent_gain: std::collections::BTreeMap<String, f32>,
+    /// The expected gain over all labelled rows: an intent with this gain weighs 1.
+    #[serde(default)]
+    pub mean_gain: f32,
     pub training: TrainingInfo,
 }
+
+/// An intent counts (for weights and specialists) only when the classifier is at least this sure.
+pub const INTENT_CONFIDENCE: f32 = 0.5;
 
 pub const FORMAT: &str = "switchyard-router";
 
@@ -61,6 +71,9 @@ pub struct RouterModel {
     /// `2^hash_bits × outputs` weights, bucket-major.
     hashed: Vec<f32>,
     pub quantiles: Vec<f32>,
+    /// Per intent: how much of a route's strong share it gets by default (its expected gain
+    /// over the mean; 1 without gains in the file).
+    pub intent_weights: Vec<f64>,
     pub training: TrainingInfo,
 }
 
@@ -157,7 +170,19 @@ impl RouterModel {
         if f.quantiles.len() != 101 || f.quantiles.windows(2).any(|w| w[0] > w[1]) {
             return Err("quantiles must be 101 ascending scores".into());
         }
+        if f.intent_gain.values().any(|g| !g.is_finite()) || !f.mean_gain.is_finite() {
+            return Err("intent gains must be finite numbers".into());
+        }
+        let intent_weights = f
+            .intents
+            .iter()
+            .map(|i| match f.intent_gain.get(i) {
+                Some(g) if f.mean_gain > 0.0 => (f64::from(*g) / f64::from(f.mean_gain)).clamp(0.0, 10.0),
+                _ => 1.0,
+            })
+            .collect();
         Ok(RouterModel {
+            intent_weights,
             hash_bits: f.hash_bits,
             intents: f.intents,
             outputs,
@@ -228,6 +253,22 @@ impl RouterModel {
         }
     }
 
+    /// The default intent weight for a prediction: its intent's, when the classifier is sure.
+    pub fn intent_weight(&self, p: &Prediction) -> f64 {
+        if p.intent_confidence >= INTENT_CONFIDENCE {
+            self.intent_weights.get(p.intent).copied().unwrap_or(1.0)
+        } else {
+            1.0
+        }
+    }
+
+    /// How strongly a prompt calls for the strong model, as a route with default settings ranks
+    /// it: it goes strong when `percentile ≥ 1 − share × weight`, that is in the order of
+    /// `weight / (1 − percentile)`. This is the score `router eval` reports.
+    pub fn routing_score(&self, p: &Prediction) -> f64 {
+        rank_score(self.intent_weight(p), f64::from(p.percentile))
+    }
+
     /// The share of training prompts that scored at or below `score`.
     pub fn percentile(&self, score: f32) -> f32 {
         let q = &self.quantiles;
@@ -242,6 +283,11 @@ impl RouterModel {
         let within = if hi > lo { (score - lo) / (hi - lo) } else { 1.0 };
         ((i - 1) as f32 + within) / 100.0
     }
+}
+
+/// `weight / (1 − percentile)`, finite at the top percentile.
+pub fn rank_score(weight: f64, percentile: f64) -> f64 {
+    weight / (1.0 - percentile.clamp(0.0, 1.0) + 1e-3)
 }
 
 #[cfg(test)]

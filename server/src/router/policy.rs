@@ -23,8 +23,8 @@ pub struct Route {
     /// Intents sent to a specialised model regardless of difficulty.
     pub intents: BTreeMap<String, String>,
     /// How much of `strong_share` each intent gets (1 = all of it, 0 = always cheap); intents
-    /// not listed get 1. The difficulty score is trained on knowledge, math and code prompts,
-    /// so everyday intents are steered by these weights.
+    /// not listed get the router model's weight (the intent's expected gain from the strong
+    /// model relative to the average, see [`super::model::RouterModel::intent_weights`]).
     pub intent_weights: BTreeMap<String, f64>,
     /// Below this remaining budget fraction the threshold rises toward all-cheap (soft landing).
     pub budget_soft: f64,
@@ -201,8 +201,7 @@ pub struct Router {
     routes: BTreeMap<String, Route>,
 }
 
-/// Intents a specialised model is chosen for only when the classifier is at least this sure.
-const INTENT_CONFIDENCE: f32 = 0.5;
+use super::model::INTENT_CONFIDENCE;
 
 impl Router {
     pub fn new(model: Arc<RouterModel>, routes: impl IntoIterator<Item = Route>) -> Router {
@@ -268,14 +267,14 @@ impl Router {
         let intent = self.model.intents[p.intent].clone();
         let mut why = Vec::new();
         let sure = p.intent_confidence >= INTENT_CONFIDENCE;
-        let weight = if sure {
-            route.intent_weights.get(&intent).copied().unwrap_or(1.0)
-        } else {
-            1.0
+        // The route's weight for the intent, else the model's (the intent's expected gain).
+        let weight = match route.intent_weights.get(&intent) {
+            Some(w) if sure => *w,
+            _ => self.model.intent_weight(p),
         };
         if weight != 1.0 {
             why.push(format!(
-                "intent {intent} ({:.2}) weighs the strong share by {weight}",
+                "intent {intent} ({:.2}) weighs the strong share by {weight:.2}",
                 p.intent_confidence
             ));
         }
@@ -433,6 +432,16 @@ mod tests {
         Route::new("auto", "small", "large")
     }
 
+    /// A route that weighs chat like any other intent (the model's default weight for chat is 0).
+    fn chatty_route(strong_share: f64) -> Route {
+        let mut r = Route {
+            strong_share,
+            ..route()
+        };
+        r.intent_weights.insert("chat".into(), 1.0);
+        r
+    }
+
     fn decide(r: &Route, text: &str, prefer: Prefer, budget: Option<f64>) -> Decision {
         Router::new(builtin_model().clone(), [r.clone()]).decide(
             r,
@@ -470,11 +479,22 @@ mod tests {
         assert_eq!((broke.tier, broke.model.as_str()), (Tier::Cheap, "small"), "{broke:?}");
         assert!(broke.reason.contains("budget 0% left"), "{}", broke.reason);
         // Everything to strong when the share is 1, nothing when it is 0.
-        let all = Route {
-            strong_share: 1.0,
-            ..r.clone()
-        };
-        assert_eq!(decide(&all, EASY, Prefer::Balanced, None).tier, Tier::Strong);
+        assert_eq!(
+            decide(&chatty_route(1.0), EASY, Prefer::Balanced, None).tier,
+            Tier::Strong
+        );
+        // Without a weight of its own, chat takes the model's: no gain from the strong model, never strong.
+        let d = decide(
+            &Route {
+                strong_share: 1.0,
+                ..r.clone()
+            },
+            EASY,
+            Prefer::Quality,
+            None,
+        );
+        assert_eq!(d.tier, Tier::Cheap, "{d:?}");
+        assert!(d.reason.contains("weighs the strong share by 0.00"), "{}", d.reason);
         let none = Route {
             strong_share: 0.0,
             ..r.clone()
@@ -541,10 +561,8 @@ mod tests {
             d.reason
         );
         // Unless it is as hard as what still goes to the strong tier.
-        let all = Route {
-            strong_share: 1.0,
-            ..r.clone()
-        };
+        let mut all = chatty_route(1.0);
+        all.intents = r.intents.clone();
         let d = router.decide(&all, &c, Prefer::Balanced, Some(0.249), &Priced { cheaper: false });
         assert_eq!(d.tier, Tier::Specialist, "{d:?}");
     }
@@ -588,10 +606,7 @@ mod tests {
 
     #[test]
     fn a_tier_that_cannot_serve_is_skipped() {
-        let r = Route {
-            strong_share: 1.0,
-            ..route()
-        };
+        let r = chatty_route(1.0);
         let router = Router::new(builtin_model().clone(), [r.clone()]);
         let d = router.decide(&r, &Conversation::prompt(EASY), Prefer::Balanced, None, &|m: &str| {
             m != "large"
