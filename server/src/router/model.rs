@@ -176,10 +176,7 @@ impl RouterModel {
         let intent_weights = f
             .intents
             .iter()
-            .map(|i| match f.intent_gain.get(i) {
-                Some(g) if f.mean_gain > 0.0 => (f64::from(*g) / f64::from(f.mean_gain)).clamp(0.0, 10.0),
-                _ => 1.0,
-            })
+            .map(|i| gain_weight(f.intent_gain.get(i).copied(), f.mean_gain))
             .collect();
         Ok(RouterModel {
             intent_weights,
@@ -282,6 +279,14 @@ impl RouterModel {
         let (lo, hi) = (q[i - 1], q[i]);
         let within = if hi > lo { (score - lo) / (hi - lo) } else { 1.0 };
         ((i - 1) as f32 + within) / 100.0
+    }
+}
+
+/// An intent's default weight: its expected gain over the mean (1 when either is unknown).
+pub fn gain_weight(gain: Option<f32>, mean_gain: f32) -> f64 {
+    match gain {
+        Some(g) if mean_gain > 0.0 => (f64::from(g) / f64::from(mean_gain)).clamp(0.0, 10.0),
+        _ => 1.0,
     }
 }
 

@@ -417,10 +417,7 @@ pub fn train(rows: &[Row], opts: &Options) -> Result<(ModelFile, BTreeMap<String
         .collect();
 
     let (intent_gain, mean_gain) = intent_gains(rows, &intents);
-    let weight_of = |intent: usize| match intent_gain.get(&intents[intent]) {
-        Some(g) if mean_gain > 0.0 => (f64::from(*g) / f64::from(mean_gain)).clamp(0.0, 10.0),
-        _ => 1.0,
-    };
+    let weight_of = |intent: usize| super::model::gain_weight(intent_gain.get(&intents[intent]).copied(), mean_gain);
     let intent_set: Vec<(&Features, usize)> = intent_rows.iter().map(|&(i, c)| (&features[i], c)).collect();
     let t = train_intent(&intent_set, intents.len(), opts);
     let gates: Vec<usize> = diff
