@@ -20,24 +20,19 @@
 //!
 //! `main.rs` only parses the command line and calls [`run`].
 
+pub mod access;
 pub mod admin_client;
-pub mod billing;
 pub mod clock;
 pub mod config;
 pub mod error;
-pub mod gateway;
 pub mod http;
-pub mod keys;
-pub mod limits;
-pub mod pricing;
+pub mod money;
 pub mod providers;
-pub mod relay;
-pub mod request;
+pub mod proxy;
+pub mod records;
 pub mod router;
 pub mod store;
 pub mod telemetry;
-pub mod tokens;
-pub mod usage;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,12 +41,12 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::access::limits::{LedgerSettings, Limiter};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::http::AppState;
-use crate::limits::{LedgerSettings, Limiter};
+use crate::money::meter::{ChannelSink, UsageSink, USAGE_CHANNEL_CAPACITY};
 use crate::store::Store;
-use crate::usage::{ChannelSink, UsageSink, USAGE_CHANNEL_CAPACITY};
 
 /// What a running gateway is built from besides its configuration.
 #[derive(Default)]
@@ -141,13 +136,13 @@ pub fn build_state(config: &Config, usage: Arc<dyn UsageSink>, store: Store, clo
         },
     );
     Arc::new(AppState {
-        gateway: gateway::Gateway::new(config),
+        gateway: proxy::gateway::Gateway::new(config),
         usage,
         max_body_bytes: config.server.max_body_bytes,
         metrics: telemetry::metrics_handle(),
         draining: AtomicBool::new(false),
         http_metrics: http::HttpMetrics::new(),
-        keys: keys::Keys::new(store.clone(), Duration::from_secs(config.auth.key_cache_ttl_secs)),
+        keys: access::keys::Keys::new(store.clone(), Duration::from_secs(config.auth.key_cache_ttl_secs)),
         store,
         limiter,
         clock,
@@ -196,7 +191,7 @@ pub async fn run_with(
         .map_err(std::io::Error::other)?;
     tracing::info!(backend = ?store.backend(), url = %store::redact(&config.database.url), "database ready");
     // Upstreams other than the in-process mock may report no usage; build their encoders now.
-    let mut encodings: Vec<tokens::Encoding> = config
+    let mut encodings: Vec<money::tokens::Encoding> = config
         .models
         .values()
         .flat_map(|m| m.deployments.iter())
@@ -206,23 +201,23 @@ pub async fn run_with(
                 .get(&d.provider)
                 .is_some_and(|p| p.kind != config::ProviderKind::Mock)
         })
-        .map(|d| tokens::Encoding::for_model(&d.model))
+        .map(|d| money::tokens::Encoding::for_model(&d.model))
         .collect();
     encodings.sort_by_key(|e| *e as u8);
     encodings.dedup();
-    tokio::task::spawn_blocking(move || tokens::warm_up(&encodings));
+    tokio::task::spawn_blocking(move || money::tokens::warm_up(&encodings));
     let (sink, consumer) = match options.usage {
         Some(s) => (s, None),
         None => {
             let (sink, rx) = ChannelSink::new(USAGE_CHANNEL_CAPACITY);
             let sink: Arc<dyn UsageSink> = sink;
-            let writer = usage::LedgerWriter {
+            let writer = money::ledger::LedgerWriter {
                 store: store.clone(),
                 batch_size: config.ledger.batch_size,
                 flush_interval: Duration::from_millis(config.ledger.flush_interval_ms),
                 billing: config.billing.enabled(),
             };
-            (sink, Some(tokio::spawn(usage::consume(rx, Some(writer)))))
+            (sink, Some(tokio::spawn(money::ledger::consume(rx, Some(writer)))))
         }
     };
     let clock = options.clock.unwrap_or_else(|| Arc::new(clock::SystemClock));
@@ -233,7 +228,7 @@ pub async fn run_with(
     }));
     let (billing_stop, billing_stopped) = tokio::sync::oneshot::channel::<()>();
     let deliverer = config.billing.enabled().then(|| {
-        let d = billing::Deliverer::new(
+        let d = money::billing::Deliverer::new(
             store.clone(),
             config.billing.clone(),
             state.clock.clone(),

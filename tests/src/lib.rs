@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use switchyard::config::Config;
-use switchyard::usage::{MemorySink, UsageEvent, UsageSink};
+use switchyard::money::meter::{MemorySink, UsageSink};
+use switchyard::records::usage::UsageEvent;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
-use switchyard::usage::{Outcome, UsageSource};
+use switchyard::records::usage::{Outcome, UsageSource};
 use switchyard_tests::standard;
 
 fn weather_tool() -> Value {

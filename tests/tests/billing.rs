@@ -14,7 +14,8 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
 use serde_json::{json, Value};
-use switchyard::store::{Store, UsageFilter, UsageRow};
+use switchyard::records::usage::UsageEvent;
+use switchyard::store::{Store, UsageFilter};
 use switchyard_tests::{parse_config, test_databases, Admin, TestGateway};
 
 /// A billing API stand-in that behaves like Lago: an event whose `transaction_id` it already
@@ -162,7 +163,7 @@ async fn chat(client: &reqwest::Client, gw: &TestGateway, key: &str, i: usize) -
         .as_u16()
 }
 
-async fn all_events(store: &Store) -> Vec<UsageRow> {
+async fn all_events(store: &Store) -> Vec<UsageEvent> {
     store.usage_page(&UsageFilter::default(), None, 10_000).await.unwrap()
 }
 
@@ -250,11 +251,15 @@ async fn deliver_all(batch_size: usize, requests: usize) {
             assert_eq!(e["code"], "tokens");
             assert_eq!(e["external_subscription_id"], team_id.as_str(), "{e}");
             let p = &e["properties"];
-            assert_eq!(p["prompt_tokens"].as_i64(), Some(row.prompt_tokens), "{e}");
-            assert_eq!(p["completion_tokens"].as_i64(), Some(row.completion_tokens), "{e}");
+            assert_eq!(p["prompt_tokens"].as_i64(), Some(row.prompt_tokens as i64), "{e}");
+            assert_eq!(
+                p["completion_tokens"].as_i64(),
+                Some(row.completion_tokens as i64),
+                "{e}"
+            );
             assert_eq!(
                 p["cost_usd"].as_str(),
-                Some(switchyard::pricing::Nanos(row.cost_nanos).to_string().as_str()),
+                Some(switchyard::money::pricing::Nanos(row.cost_nanos).to_string().as_str()),
                 "{e}"
             );
             assert_eq!(p["price_version"], "config");
@@ -469,10 +474,11 @@ async fn price_versions_are_recorded_and_history_can_be_repriced() {
         let rows = all_events(&store).await;
         assert_eq!(rows.len(), 15);
         // The answer at the strong model's price, plus any discarded cheap attempt at its own.
-        let price = |r: &UsageRow, input: i64, output: i64| {
-            r.prompt_tokens * input
-                + r.completion_tokens * output
-                + (r.escalation_prompt_tokens * input + r.escalation_completion_tokens * output) / 10
+        let price = |r: &UsageEvent, input: i64, output: i64| {
+            let t = |v: u64| v as i64;
+            t(r.prompt_tokens) * input
+                + t(r.completion_tokens) * output
+                + (t(r.escalation_prompt_tokens) * input + t(r.escalation_completion_tokens) * output) / 10
         };
         assert_eq!(
             rows.iter()

@@ -4,7 +4,7 @@
 //! records the escalation and what the discarded attempt cost.
 
 use serde_json::{json, Value};
-use switchyard::usage::UsageEvent;
+use switchyard::records::usage::UsageEvent;
 use switchyard_tests::{Admin, MockUpstream, TestGateway};
 
 /// One cheap logical model per kind of poor answer, one strong model, one route per cheap model
@@ -240,37 +240,50 @@ async fn failed_checks_escalate_and_the_client_sees_one_answer() {
         .wait_for_events(expected_events, std::time::Duration::from_secs(5))
         .await;
     assert_eq!(events.len(), expected_events);
-    let escalated: Vec<&UsageEvent> = events.iter().filter(|e| e.cascade == Some("escalated")).collect();
+    let escalated: Vec<&UsageEvent> = events
+        .iter()
+        .filter(|e| e.cascade.as_deref() == Some("escalated"))
+        .collect();
     assert_eq!(
         escalated.len(),
         cases.iter().filter(|c| c.2.starts_with("escalated")).count() * 2 + 1
     );
     for e in &escalated {
-        let x = e.escalation.as_ref().expect("an escalation records its attempt");
+        let reason = e
+            .escalation_reason
+            .as_deref()
+            .expect("an escalation records its attempt");
+        let from = e.escalated_from.as_deref().expect("an escalation records its attempt");
         assert_eq!(e.model, "big");
         assert_eq!(e.deployment.as_deref(), Some("up/big"));
         assert!(
-            x.model
-                .starts_with(e.route.as_deref().unwrap().trim_start_matches("c-")),
+            from.starts_with(e.route.as_deref().unwrap().trim_start_matches("c-")),
             "{e:?}"
         );
         // The strong answer at $10/$30 per Mtok, plus the cheap attempt at $1/$2.
         let answer = (e.prompt_tokens * 10_000 + e.completion_tokens * 30_000) as i64;
-        assert_eq!(e.cost_nanos, answer + x.cost_nanos, "{e:?}");
-        if x.reason == "upstream_error" && x.deployment.is_none() {
-            assert_eq!((x.prompt_tokens, x.cost_nanos), (0, 0), "a failed call costs nothing");
-        } else {
-            assert!(x.prompt_tokens > 0 && x.cost_nanos > 0, "{e:?}");
+        assert_eq!(e.cost_nanos, answer + e.escalation_cost_nanos, "{e:?}");
+        if reason == "upstream_error" && e.escalated_deployment.is_none() {
             assert_eq!(
-                x.cost_nanos,
-                (x.prompt_tokens * 1_000 + x.completion_tokens * 2_000) as i64,
+                (e.escalation_prompt_tokens, e.escalation_cost_nanos),
+                (0, 0),
+                "a failed call costs nothing"
+            );
+        } else {
+            assert!(e.escalation_prompt_tokens > 0 && e.escalation_cost_nanos > 0, "{e:?}");
+            assert_eq!(
+                e.escalation_cost_nanos,
+                (e.escalation_prompt_tokens * 1_000 + e.escalation_completion_tokens * 2_000) as i64,
                 "{e:?}"
             );
         }
     }
-    let accepted = events.iter().filter(|e| e.cascade == Some("accepted")).count();
+    let accepted = events
+        .iter()
+        .filter(|e| e.cascade.as_deref() == Some("accepted"))
+        .count();
     assert_eq!(accepted, events.len() - escalated.len() - 1);
-    assert!(events.iter().any(|e| e.cascade == Some("unchecked")));
+    assert!(events.iter().any(|e| e.cascade.as_deref() == Some("unchecked")));
     // The cascade asked the unsure model for log-probabilities; the client had not.
     let asked = mock
         .state
@@ -355,7 +368,7 @@ async fn the_decision_shows_the_cascade_and_the_stats_count_escalations() {
         csv.lines()
             .next()
             .unwrap_or("")
-            .ends_with("cascade,escalation_reason,escalated_from,escalation_cost_nanos"),
+            .contains("cascade,escalation_reason,escalated_from,escalated_deployment,escalation_prompt_tokens,escalation_completion_tokens,escalation_cost_nanos"),
         "{csv}"
     );
     assert_eq!(csv.matches(",escalated,empty,empty,").count(), 3, "{csv}");
@@ -392,12 +405,20 @@ async fn a_client_gone_while_the_cheap_stream_is_held_back_is_billed_for_it() {
     let ev = gw.wait_for_events(1, std::time::Duration::from_secs(5)).await;
     assert_eq!(ev.len(), 1, "{ev:?}");
     let e = &ev[0];
-    assert_eq!(e.outcome, switchyard::usage::Outcome::ClientDisconnect, "{e:?}");
+    assert_eq!(
+        e.outcome,
+        switchyard::records::usage::Outcome::ClientDisconnect,
+        "{e:?}"
+    );
     assert!(e.deployment.is_some(), "the cheap deployment was called: {e:?}");
-    assert_eq!(e.usage_source, switchyard::usage::UsageSource::Estimated, "{e:?}");
+    assert_eq!(
+        e.usage_source,
+        switchyard::records::usage::UsageSource::Estimated,
+        "{e:?}"
+    );
     assert!(e.prompt_tokens > 0 && e.completion_tokens > 0, "{e:?}");
     assert!(e.cost_nanos > 0, "{e:?}");
-    assert!(e.escalation.is_none(), "{e:?}");
+    assert!(e.escalation_reason.is_none() && e.escalated_from.is_none(), "{e:?}");
     // The cheap stream was dropped, not read to its end.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
     while mock.state.streams_cancelled.load(std::sync::atomic::Ordering::Relaxed) == 0 {

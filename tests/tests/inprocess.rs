@@ -6,7 +6,7 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use std::sync::Arc;
 use switchyard::config::Config;
-use switchyard::usage::{MemorySink, UsageSink};
+use switchyard::money::meter::{MemorySink, UsageSink};
 use tower::ServiceExt;
 
 async fn app() -> (axum::Router, Arc<MemorySink>) {

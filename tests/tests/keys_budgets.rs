@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use switchyard::records::usage::Outcome;
 use switchyard::store::{Store, UsageFilter};
-use switchyard::usage::Outcome;
 use switchyard_tests::{parse_config, test_databases, Admin, TestGateway, TEST_MASTER_KEY};
 
 /// An in-process mock model with large prices, so costs are easy to reason about:
@@ -183,7 +183,7 @@ async fn keys_authenticate_rotate_revoke_and_restrict_models() {
         assert!(events
             .iter()
             .filter(|e| e.key_id.is_some())
-            .all(|e| e.tags == vec!["prod".to_string()]));
+            .all(|e| e.tags.0 == vec!["prod".to_string()]));
         gw.stop().await.unwrap();
     }
 }
@@ -322,7 +322,7 @@ async fn concurrent_requests_never_overshoot_a_budget() {
 
         // The settled spend reached the store.
         let store = Store::connect(&url, 2).await.unwrap();
-        let day = switchyard::limits::Period::Daily.start_of(
+        let day = switchyard::records::limits::Period::Daily.start_of(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap()

@@ -5,9 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use switchyard::access::limits::{Denied, LedgerSettings, Limiter, Subject};
 use switchyard::clock::{parse_time, ManualClock};
-use switchyard::limits::{Budget, Denied, LedgerSettings, Limiter, Limits, Period, Subject};
-use switchyard::pricing::Nanos;
+use switchyard::money::pricing::Nanos;
+use switchyard::records::limits::{Budget, Limits, Period};
 use switchyard::store::Store;
 use switchyard_tests::test_databases;
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::*;
 use futures_util::StreamExt;
 use serde_json::json;
-use switchyard::usage::Outcome;
+use switchyard::records::usage::Outcome;
 use switchyard_tests::{standard, standard_config, MockUpstream, TestGateway};
 
 #[tokio::test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
-use switchyard::usage::{Outcome, UsageSource};
+use switchyard::records::usage::{Outcome, UsageSource};
 use switchyard_tests::standard;
 
 #[tokio::test]
@@ -31,7 +31,7 @@ async fn json_completion_passes_through_with_usage_and_cost_headers() {
     assert_eq!(tin, v["usage"]["prompt_tokens"].as_u64().unwrap());
     assert_eq!(tout, v["usage"]["completion_tokens"].as_u64().unwrap());
     // $1/Mtok in, $2/Mtok out: cost = tin + 2*tout micro-dollars.
-    let want = switchyard::pricing::Nanos(((tin + 2 * tout) * 1000) as i64).to_string();
+    let want = switchyard::money::pricing::Nanos(((tin + 2 * tout) * 1000) as i64).to_string();
     assert_eq!(header(&h, "x-switchyard-cost-usd"), want);
     assert_eq!(header(&h, "x-switchyard-usage-source"), "reported");
     assert!(header(&h, "x-request-id").starts_with("req_"));
@@ -98,7 +98,7 @@ async fn stream_relays_chunks_strips_forced_usage_and_carries_cost() {
     assert_eq!(ev[0].outcome, Outcome::Success);
     assert_eq!(ev[0].completion_tokens, ext["completion_tokens"].as_u64().unwrap());
     assert_eq!(
-        switchyard::pricing::Nanos(ev[0].cost_nanos).to_string(),
+        switchyard::money::pricing::Nanos(ev[0].cost_nanos).to_string(),
         ext["cost_usd"].as_str().unwrap()
     );
     assert!(ev[0].ttft_ms.is_some());
@@ -588,5 +588,5 @@ async fn an_unreachable_upstream_is_502_after_retries() {
     assert_eq!(v["error"]["code"], "upstream_error");
     assert_eq!(header(&h, "x-switchyard-attempts"), "2");
     let ev = gw.wait_for_events(1, Duration::from_secs(2)).await;
-    assert_eq!(ev[0].error_kind, Some("upstream_connect"));
+    assert_eq!(ev[0].error_kind.as_deref(), Some("upstream_connect"));
 }

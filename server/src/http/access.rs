@@ -7,11 +7,13 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 
 use super::{hv, AppState};
+use crate::access::keys::{AuthError, SECRET_PREFIX};
+use crate::access::limits::{Denied, RateHeaders, Subject};
 use crate::error::ApiError;
-use crate::keys::{AuthError, Principal, SECRET_PREFIX};
-use crate::limits::{Denied, RateHeaders, Subject};
-use crate::pricing::Nanos;
-use crate::usage::{Meter, Outcome};
+use crate::money::meter::Meter;
+use crate::money::pricing::Nanos;
+use crate::records::keys::Principal;
+use crate::records::usage::Outcome;
 
 pub(crate) const H_BUDGET_REMAINING: HeaderName = HeaderName::from_static("x-switchyard-budget-remaining");
 pub(crate) const H_BUDGET_WARNING: HeaderName = HeaderName::from_static("x-switchyard-budget-warning");
@@ -178,7 +180,7 @@ fn refusal(d: Denied) -> Refusal {
                     kind,
                     format!(
                         "Rate limit reached for {who} on {what}. Please try again in {}.",
-                        crate::limits::fmt_reset(retry_after)
+                        crate::access::limits::fmt_reset(retry_after)
                     ),
                     retry_after,
                 ),

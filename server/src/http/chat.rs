@@ -14,15 +14,16 @@ use crate::config::ModelKind;
 use crate::error::ApiError;
 use futures_util::StreamExt;
 
-use crate::gateway::{ChatAnswer, Deployment, StartedStream};
-use crate::pricing::Nanos;
+use crate::money::meter::{Escalated, Meter};
+use crate::money::pricing::Nanos;
 use crate::providers::{completion_text_of_body, Chunk, Usage};
-use crate::relay;
-use crate::request::{parse_object, ChatRequest};
+use crate::proxy::gateway::{ChatAnswer, Deployment, StartedStream};
+use crate::proxy::relay;
+use crate::proxy::request::{parse_object, ChatRequest};
+use crate::records::usage::{Outcome, UsageSource};
 use crate::router::cascade;
 use crate::router::features::Conversation;
 use crate::router::policy::{Decision, Prefer};
-use crate::usage::{Escalated, Meter, Outcome, UsageSource};
 
 pub(crate) const H_DEPLOYMENT: HeaderName = HeaderName::from_static("x-switchyard-deployment");
 pub(crate) const H_PROVIDER: HeaderName = HeaderName::from_static("x-switchyard-provider");
@@ -66,7 +67,7 @@ pub(crate) fn routing_headers(
 pub(crate) fn usage_headers(
     h: &mut HeaderMap,
     usage: &Usage,
-    cost: crate::pricing::Nanos,
+    cost: crate::money::pricing::Nanos,
     source: UsageSource,
     body_len: usize,
 ) {
@@ -96,7 +97,7 @@ pub(crate) const H_CASCADE: HeaderName = HeaderName::from_static("x-switchyard-c
 /// it has none).
 fn preference(
     headers: &HeaderMap,
-    principal: Option<&crate::keys::Principal>,
+    principal: Option<&crate::records::keys::Principal>,
 ) -> Result<(Prefer, &'static str), ApiError> {
     match headers.get(H_PREFER) {
         None => Ok(match principal.and_then(|p| p.key.route_prefer) {
@@ -122,7 +123,7 @@ fn decide(
     request: &ChatRequest,
     path_route: Option<&str>,
     (prefer, prefer_source): (Prefer, &'static str),
-    principal: Option<&crate::keys::Principal>,
+    principal: Option<&crate::records::keys::Principal>,
     remember: bool,
 ) -> Result<Option<Decision>, ApiError> {
     let router = state.router.get();
@@ -354,10 +355,10 @@ async fn serve_chat(
     state: &Arc<AppState>,
     request_id: &str,
     received: Instant,
-    principal: Option<Arc<crate::keys::Principal>>,
+    principal: Option<Arc<crate::records::keys::Principal>>,
     request: ChatRequest,
     request_bytes: usize,
-    model: Arc<crate::gateway::LogicalModel>,
+    model: Arc<crate::proxy::gateway::LogicalModel>,
     mut decision: Option<&mut Decision>,
 ) -> Result<Response, ApiError> {
     // A cascade stands the strong model behind the cheap one: admission reserves for both.
@@ -556,8 +557,8 @@ async fn serve_chat(
 /// escalation), the model that gave it, whether the cheap answer was checked (a streamed answer
 /// longer than the buffer is passed on unchecked) and why it was escalated.
 struct CascadeRun {
-    dispatched: Result<crate::gateway::Routed<ChatAnswer>, crate::gateway::DispatchError>,
-    model: Arc<crate::gateway::LogicalModel>,
+    dispatched: Result<crate::proxy::gateway::Routed<ChatAnswer>, crate::proxy::gateway::DispatchError>,
+    model: Arc<crate::proxy::gateway::LogicalModel>,
     checked: bool,
     escalated: Option<cascade::Failed>,
 }
@@ -567,8 +568,8 @@ struct CascadeRun {
 /// buffer limit) so the client sees one answer only.
 async fn run_cascade(
     state: &Arc<AppState>,
-    cheap: &Arc<crate::gateway::LogicalModel>,
-    strong: &Arc<crate::gateway::LogicalModel>,
+    cheap: &Arc<crate::proxy::gateway::LogicalModel>,
+    strong: &Arc<crate::proxy::gateway::LogicalModel>,
     request: &ChatRequest,
     cfg: &cascade::Cascade,
     meter: &mut Meter,
@@ -598,8 +599,8 @@ async fn run_cascade(
             None => c,
         }
     };
-    let keep = |value: ChatAnswer, routed: crate::gateway::Routed<ChatAnswer>, checked: bool| CascadeRun {
-        dispatched: Ok(crate::gateway::Routed { value, ..routed }),
+    let keep = |value: ChatAnswer, routed: crate::proxy::gateway::Routed<ChatAnswer>, checked: bool| CascadeRun {
+        dispatched: Ok(crate::proxy::gateway::Routed { value, ..routed }),
         model: cheap.clone(),
         checked,
         escalated: None,
@@ -753,7 +754,7 @@ impl Drop for Partial<'_> {
 
 async fn escalate(
     state: &Arc<AppState>,
-    strong: &Arc<crate::gateway::LogicalModel>,
+    strong: &Arc<crate::proxy::gateway::LogicalModel>,
     request: &ChatRequest,
     failed: cascade::Failed,
 ) -> CascadeRun {

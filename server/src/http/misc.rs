@@ -13,10 +13,11 @@ use super::chat::{routing_headers, usage_headers, H_ATTEMPTS};
 use super::{access, hv, json_response, model_of_kind, read_json_body, AppState, Received, RequestId};
 use crate::config::ModelKind;
 use crate::error::ApiError;
-use crate::gateway::LogicalModel;
+use crate::money::meter::Meter;
 use crate::providers::Usage;
-use crate::request::{parse_object, EmbeddingsRequest};
-use crate::usage::{Meter, Outcome, UsageSource};
+use crate::proxy::gateway::LogicalModel;
+use crate::proxy::request::{parse_object, EmbeddingsRequest};
+use crate::records::usage::{Outcome, UsageSource};
 
 fn model_json(m: &LogicalModel) -> Value {
     let mut v = json!({"id": m.name, "object": "model", "created": 0, "owned_by": "switchyard"});

@@ -26,8 +26,8 @@ use bytes::Bytes;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::error::ApiError;
-use crate::gateway::Gateway;
-use crate::usage::UsageSink;
+use crate::money::meter::UsageSink;
+use crate::proxy::gateway::Gateway;
 
 /// Shared state of a running gateway.
 pub struct AppState {
@@ -39,15 +39,15 @@ pub struct AppState {
     pub draining: AtomicBool,
     pub http_metrics: HttpMetrics,
     pub store: crate::store::Store,
-    pub keys: crate::keys::Keys,
-    pub limiter: Arc<crate::limits::Limiter>,
+    pub keys: crate::access::keys::Keys,
+    pub limiter: Arc<crate::access::limits::Limiter>,
     pub clock: Arc<dyn crate::clock::Clock>,
     /// Whether `/v1` requests must carry a virtual key.
     pub auth_required: bool,
     /// The admin master key, if one is configured.
     pub master_key: Option<crate::config::Secret>,
     /// Every known price, for re-pricing history.
-    pub prices: Arc<crate::pricing::PriceBook>,
+    pub prices: Arc<crate::money::pricing::PriceBook>,
     /// Routes (virtual models) and the model that scores requests for them.
     pub router: crate::router::policy::RouterHandle,
     /// The configuration the gateway started with (routing tables are checked against its models).
@@ -233,7 +233,7 @@ pub(crate) fn model_of_kind(
     state: &AppState,
     name: &str,
     kind: crate::config::ModelKind,
-) -> Result<Arc<crate::gateway::LogicalModel>, ApiError> {
+) -> Result<Arc<crate::proxy::gateway::LogicalModel>, ApiError> {
     let model = state
         .gateway
         .model(name)

@@ -18,7 +18,7 @@ use serde_json::{json, Map, Value};
 
 use super::{read_limited, send, sse, CallLimits, ChatOutcome, Chunk, Complete, Provider, UpstreamError, Usage};
 use crate::config::{DeploymentConfig, ProviderConfig};
-use crate::request::{ChatRequest, EmbeddingsRequest};
+use crate::proxy::request::{ChatRequest, EmbeddingsRequest};
 
 /// `max_tokens` is required by Anthropic; this is sent when the client set none and the deployment has no cap.
 pub const DEFAULT_MAX_TOKENS: u32 = 4096;

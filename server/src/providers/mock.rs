@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 
 use super::{CallLimits, ChatOutcome, Chunk, Complete, Provider, UpstreamError, Usage};
 use crate::config::{DeploymentConfig, ProviderConfig};
-use crate::request::{ChatRequest, EmbeddingsRequest};
+use crate::proxy::request::{ChatRequest, EmbeddingsRequest};
 use serde::Deserialize;
 
 /// What one choice of a mock answer is.

@@ -18,7 +18,7 @@ use futures_util::Stream;
 use serde::Deserialize;
 
 use crate::config::DeploymentConfig;
-use crate::request::{ChatRequest, EmbeddingsRequest};
+use crate::proxy::request::{ChatRequest, EmbeddingsRequest};
 
 /// Token usage as an upstream reported it, in OpenAI's terms.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 
 use super::{read_limited, send, sse, CallLimits, ChatOutcome, Chunk, ChunkInfo, Complete, Provider, UpstreamError};
 use crate::config::{DeploymentConfig, ProviderConfig};
-use crate::request::{ChatRequest, EmbeddingsRequest};
+use crate::proxy::request::{ChatRequest, EmbeddingsRequest};
 
 pub struct OpenAi {
     client: reqwest::Client,

@@ -84,33 +84,7 @@ impl Experiment {
     }
 }
 
-/// What the caller asked for in `x-switchyard-prefer`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Prefer {
-    Balanced,
-    Cost,
-    Quality,
-}
-
-impl Prefer {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Prefer::Balanced => "balanced",
-            Prefer::Cost => "cost",
-            Prefer::Quality => "quality",
-        }
-    }
-
-    pub fn parse(v: &str) -> Option<Prefer> {
-        match v.trim().to_ascii_lowercase().as_str() {
-            "cost" | "cheap" => Some(Prefer::Cost),
-            "quality" | "strong" => Some(Prefer::Quality),
-            "balanced" | "default" => Some(Prefer::Balanced),
-            _ => None,
-        }
-    }
-}
+pub use crate::records::keys::Prefer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

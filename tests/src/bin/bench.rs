@@ -222,7 +222,7 @@ fn arg(name: &str, default: u64) -> u64 {
 
 /// What exact token counting of a 2 KB prompt costs, against the free upper bound the request path uses.
 fn token_counting_cost() {
-    use switchyard::tokens::{Encoding, PromptText};
+    use switchyard::money::tokens::{Encoding, PromptText};
     let paragraph = "The gateway estimates tokens before the call and knows the real usage after it. \
         fn main() { let total: u64 = (1..=10).map(|x| x * x).sum(); println!(\"{total}\"); } ";
     let mut text = String::new();

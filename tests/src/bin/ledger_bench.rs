@@ -7,49 +7,40 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use switchyard::access::keys::{hash_secret, new_secret, Keys};
+use switchyard::access::limits::{LedgerSettings, Limiter, Subject};
 use switchyard::clock::SystemClock;
-use switchyard::keys::{hash_secret, new_secret, KeyRecord, KeyStatus, Keys};
-use switchyard::limits::{Budget, LedgerSettings, Limiter, Limits, Period, Subject};
-use switchyard::pricing::Nanos;
+use switchyard::money::pricing::Nanos;
+use switchyard::records::keys::{KeyRecord, KeyStatus};
+use switchyard::records::limits::{Budget, Limits, Period};
+use switchyard::records::usage::{Outcome, UsageEvent, UsageSource};
 use switchyard::store::Store;
-use switchyard::usage::{Outcome, UsageEvent, UsageSource};
 
 fn event(i: usize) -> UsageEvent {
-    UsageEvent {
-        event_id: format!("evt_bench_{i:012}_{}", std::process::id()),
-        request_id: format!("req_{i}"),
-        unix_ms: 1_790_000_000_000 + (i as u64 % 7_200_000),
-        endpoint: "chat",
-        model: ["gpt-4o-mini", "gpt-4o", "claude"][i % 3].to_string(),
-        deployment: Some("d1".into()),
-        provider: Some("openai".into()),
-        stream: i % 2 == 0,
-        status: 200,
-        outcome: Outcome::Success,
-        error_kind: None,
-        prompt_tokens: 120,
-        completion_tokens: 40,
-        cached_tokens: 0,
-        usage_source: UsageSource::Reported,
-        cost_nanos: 12_345,
-        latency_ms: 300,
-        ttft_ms: Some(90),
-        attempts: 1,
-        request_bytes: 800,
-        response_bytes: 1500,
-        key_id: Some(format!("key_{}", i % 50)),
-        team_id: Some(format!("team_{}", i % 5)),
-        cost_center: None,
-        tags: vec![],
-        route: None,
-        price_version: None,
-        route_variant: None,
-        shadow_model: None,
-        cascade: None,
-        escalation: None,
-        estimate: None,
-        settlement: None,
-    }
+    let mut e = UsageEvent::new(
+        format!("evt_bench_{i:012}_{}", std::process::id()),
+        format!("req_{i}"),
+        1_790_000_000_000 + (i as i64 % 7_200_000),
+        "chat",
+        ["gpt-4o-mini", "gpt-4o", "claude"][i % 3].to_string(),
+    );
+    e.deployment = Some("d1".into());
+    e.provider = Some("openai".into());
+    e.stream = i % 2 == 0;
+    e.status = 200;
+    e.outcome = Outcome::Success;
+    e.prompt_tokens = 120;
+    e.completion_tokens = 40;
+    e.usage_source = UsageSource::Reported;
+    e.cost_nanos = 12_345;
+    e.latency_ms = 300;
+    e.ttft_ms = Some(90);
+    e.attempts = 1;
+    e.request_bytes = 800;
+    e.response_bytes = 1500;
+    e.key_id = Some(format!("key_{}", i % 50));
+    e.team_id = Some(format!("team_{}", i % 5));
+    e
 }
 
 async fn hot_path(url: &str) {

@@ -4,9 +4,9 @@
 use std::time::Instant;
 
 use serde_json::{json, Value};
+use switchyard::money::tokens::{Encoding, PromptText};
 use switchyard::router::features::Conversation;
 use switchyard::router::policy::{builtin_model, Prefer, Route, Router};
-use switchyard::tokens::{Encoding, PromptText};
 
 fn main() {
     // A support conversation: a system prompt, six turns, a pasted log in the last message.

@@ -20,8 +20,10 @@ use serde_json::json;
 
 use crate::clock::Clock;
 use crate::config::{BillingConfig, SubscriptionFrom};
-use crate::pricing::Nanos;
-use crate::store::{Store, UsageRow};
+use crate::money::pricing::Nanos;
+use crate::records::billing::Pending;
+use crate::records::usage::UsageEvent;
+use crate::store::Store;
 
 /// How a usage event is turned into a billing event.
 #[derive(Debug, Clone)]
@@ -41,7 +43,7 @@ impl Shape {
     }
 
     /// The billing event of one stored usage event: Lago's event object, serialized.
-    pub fn event_json(&self, ev: &UsageRow) -> String {
+    pub fn event_json(&self, ev: &UsageEvent) -> String {
         let subscription = match self.subscription {
             SubscriptionFrom::Team => ev.team_id.as_ref().or(ev.key_id.as_ref()),
             SubscriptionFrom::Key => ev.key_id.as_ref(),
@@ -72,7 +74,7 @@ impl Shape {
                 "prompt_tokens": ev.prompt_tokens,
                 "completion_tokens": ev.completion_tokens,
                 "cached_tokens": ev.cached_tokens,
-                "total_tokens": ev.prompt_tokens + ev.completion_tokens,
+                "total_tokens": ev.total_tokens(),
                 "usage_source": ev.usage_source,
                 "cost_usd": cost.to_string(),
                 "price_version": ev.price_version,
@@ -93,14 +95,6 @@ fn cents(n: Nanos) -> String {
     }
     let f = format!("{frac:07}");
     format!("{sign}{whole}.{}", f.trim_end_matches('0'))
-}
-
-/// One claimed outbox row with its usage event.
-#[derive(Debug, Clone)]
-pub struct Pending {
-    pub event: UsageRow,
-    /// Attempts made before this one.
-    pub attempts: i64,
 }
 
 /// Rounds send at most this many waves of `concurrency` requests.
@@ -330,18 +324,6 @@ fn classify(status: u16, body: &str) -> Sent {
         400 | 422 => Sent::Rejected(format!("HTTP {status}: {short}")),
         _ => Sent::Failed(format!("HTTP {status}: {short}")),
     }
-}
-
-/// The outbox at a glance, for the admin API.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct OutboxStatus {
-    pub pending: i64,
-    /// Refused for good by the receiver; waiting for an admin to re-queue them.
-    pub rejected: i64,
-    pub delivered_retained: i64,
-    pub oldest_pending_ms: Option<i64>,
-    pub max_attempts: i64,
-    pub last_error: Option<String>,
 }
 
 #[cfg(test)]

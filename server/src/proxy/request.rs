@@ -7,7 +7,7 @@
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
-use crate::tokens::PromptText;
+use crate::money::tokens::PromptText;
 
 /// The request's needs that a deployment must be able to serve.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

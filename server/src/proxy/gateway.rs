@@ -18,10 +18,10 @@ use crate::config::{
     Balance, BreakerConfig, Capability, Config, DeploymentConfig, ModelKind, ProviderKind, RetryConfig,
 };
 use crate::error::ApiError;
-use crate::pricing::{Nanos, PicoPerToken, Price};
+use crate::money::pricing::{Nanos, PicoPerToken, Price};
+use crate::money::tokens::Encoding;
 use crate::providers::{self, CallLimits, ChatOutcome, Chunk, ChunkStream, Complete, Provider, UpstreamError};
-use crate::request::{ChatRequest, EmbeddingsRequest, Needs};
-use crate::tokens::Encoding;
+use crate::proxy::request::{ChatRequest, EmbeddingsRequest, Needs};
 
 /// Consecutive failures and the moment a tripped breaker lets a trial call through.
 #[derive(Debug, Default)]

@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use std::sync::Arc;
 
-use crate::pricing::{Price, PriceSchedule, PriceTable};
+use crate::money::pricing::{Price, PriceSchedule, PriceTable};
 
 /// Prefix of environment variables that override config values (`SWITCHYARD_SERVER__LISTEN`).
 pub const ENV_PREFIX: &str = "SWITCHYARD_";
@@ -554,8 +554,8 @@ impl Config {
 
     /// Every deployment id with known prices: the price table's (configured or not, so history
     /// of retired deployments can be re-priced) and the configured deployments priced inline.
-    pub fn price_book(&self) -> crate::pricing::PriceBook {
-        let mut book = crate::pricing::PriceBook {
+    pub fn price_book(&self) -> crate::money::pricing::PriceBook {
+        let mut book = crate::money::pricing::PriceBook {
             table: self
                 .pricing
                 .table
@@ -1324,7 +1324,11 @@ fn validate_providers(
     out
 }
 
-fn price_field(value: toml::Value, path: &str, problems: &mut Vec<Problem>) -> Option<crate::pricing::PicoPerToken> {
+fn price_field(
+    value: toml::Value,
+    path: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<crate::money::pricing::PicoPerToken> {
     let text = match &value {
         toml::Value::String(s) => s.clone(),
         toml::Value::Integer(i) => i.to_string(),
@@ -1338,7 +1342,7 @@ fn price_field(value: toml::Value, path: &str, problems: &mut Vec<Problem>) -> O
             return None;
         }
     };
-    match crate::pricing::PicoPerToken::parse_usd_per_mtok(&text) {
+    match crate::money::pricing::PicoPerToken::parse_usd_per_mtok(&text) {
         Ok(p) => Some(p),
         Err(msg) => {
             problems.push(Problem {
@@ -1447,7 +1451,7 @@ fn validate_models(
                     let input = field(d.input_per_mtok, "input_per_mtok");
                     // Embeddings produce no output tokens: their output price may be left out.
                     let output = match (d.output_per_mtok, raw.kind) {
-                        (None, ModelKind::Embedding) => Some(crate::pricing::PicoPerToken(0)),
+                        (None, ModelKind::Embedding) => Some(crate::money::pricing::PicoPerToken(0)),
                         (v, _) => field(v, "output_per_mtok"),
                     };
                     let cached = match d.cached_input_per_mtok {

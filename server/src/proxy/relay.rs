@@ -14,10 +14,11 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 
 use crate::error::ApiError;
-use crate::gateway::{InflightGuard, StartedStream};
-use crate::pricing::Nanos;
+use crate::money::meter::Meter;
+use crate::money::pricing::Nanos;
 use crate::providers::{Chunk, ChunkStream, UpstreamError, Usage};
-use crate::usage::{Meter, Outcome, UsageSource};
+use crate::proxy::gateway::{InflightGuard, StartedStream};
+use crate::records::usage::{Outcome, UsageSource};
 
 /// Generated text kept for estimates when an upstream reports no usage; beyond it, counting stops growing.
 const MAX_TEXT_FOR_ESTIMATE: usize = 1024 * 1024;

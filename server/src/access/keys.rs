@@ -9,112 +9,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::limits::Limits;
+use crate::records::keys::{KeyStatus, Principal};
 use crate::store::{Store, StoreError};
 
 pub const SECRET_PREFIX: &str = "sk-sy-";
 const SECRET_CHARS: usize = 40;
 /// Characters of the secret kept visible (`sk-sy-` and the first six random ones).
 const VISIBLE: usize = SECRET_PREFIX.len() + 6;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum KeyStatus {
-    Active,
-    /// Temporarily off; can be enabled again.
-    Disabled,
-    /// Permanently off.
-    Revoked,
-}
-
-impl KeyStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyStatus::Active => "active",
-            KeyStatus::Disabled => "disabled",
-            KeyStatus::Revoked => "revoked",
-        }
-    }
-
-    pub fn parse(s: &str) -> Result<KeyStatus, String> {
-        Ok(match s {
-            "active" => KeyStatus::Active,
-            "disabled" => KeyStatus::Disabled,
-            "revoked" => KeyStatus::Revoked,
-            _ => return Err(format!("unknown key status `{s}` (active, disabled, revoked)")),
-        })
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct TeamRecord {
-    pub id: String,
-    pub name: String,
-    pub cost_center: Option<String>,
-    pub limits: Limits,
-    pub created_ms: i64,
-    pub updated_ms: i64,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct KeyRecord {
-    pub id: String,
-    pub name: String,
-    /// The visible start of the secret, e.g. `sk-sy-Ab12Cd`.
-    pub prefix: String,
-    pub team_id: Option<String>,
-    pub cost_center: Option<String>,
-    pub tags: Vec<String>,
-    /// Logical models this key may call; `None` means all.
-    pub allowed_models: Option<Vec<String>>,
-    /// The routing preference for requests without an `x-switchyard-prefer` header.
-    pub route_prefer: Option<crate::router::policy::Prefer>,
-    pub expires_ms: Option<i64>,
-    pub status: KeyStatus,
-    pub limits: Limits,
-    pub created_ms: i64,
-    pub updated_ms: i64,
-    pub rotated_ms: Option<i64>,
-}
-
-impl KeyRecord {
-    pub fn allows_model(&self, model: &str) -> bool {
-        self.allowed_models
-            .as_ref()
-            .is_none_or(|m| m.iter().any(|x| x == model))
-    }
-}
-
-/// The caller behind a request: its key and the key's team.
-#[derive(Debug, Clone)]
-pub struct Principal {
-    pub key: KeyRecord,
-    pub team: Option<TeamRecord>,
-    pub key_scope: String,
-    pub team_scope: Option<String>,
-}
-
-impl Principal {
-    pub fn new(key: KeyRecord, team: Option<TeamRecord>) -> Principal {
-        Principal {
-            key_scope: format!("key:{}", key.id),
-            team_scope: team.as_ref().map(|t| format!("team:{}", t.id)),
-            key,
-            team,
-        }
-    }
-
-    /// The key's cost center, else its team's.
-    pub fn cost_center(&self) -> Option<&str> {
-        self.key
-            .cost_center
-            .as_deref()
-            .or(self.team.as_ref().and_then(|t| t.cost_center.as_deref()))
-    }
-}
 
 pub fn hex(bytes: &[u8]) -> String {
     const H: &[u8; 16] = b"0123456789abcdef";

@@ -1,0 +1,8 @@
+//! Who may call and how much: virtual keys and their cached lookup, rate and concurrency limits,
+//! budget reservations from leases.
+//!
+//! - [`keys`]: secrets, hashing and the cached key lookup that yields a caller's principal.
+//! - [`limits`]: the in-memory limiter (token buckets, concurrency permits, budget leases).
+
+pub mod keys;
+pub mod limits;

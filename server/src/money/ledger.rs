@@ -1,0 +1,133 @@
+//! The ledger writer: takes metered events off the bounded channel, resolves their estimates,
+//! settles their budget reservations, updates metrics and writes them to the store in batches.
+
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+
+use crate::money::meter::Metered;
+use crate::records::usage::UsageEvent;
+use crate::store::Store;
+
+/// How often the consumer drains the channel. Draining on a tick instead of waking per event
+/// keeps a wake-up (a context switch on a busy machine) off every request.
+pub const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// What the consumer does with events besides metrics.
+pub struct LedgerWriter {
+    pub store: Store,
+    /// Events per transaction at most.
+    pub batch_size: usize,
+    /// Longest an event waits before it is written.
+    pub flush_interval: std::time::Duration,
+    /// Billing is on: each event also goes into the billing outbox.
+    pub billing: bool,
+}
+
+/// Consumes events until every sender is gone: resolves estimates, settles budgets, updates
+/// metrics and, with a writer, writes the ledger in batches. On a database error the batch is
+/// kept and retried; while it is, the consumer stops taking new events beyond a few batches,
+/// so the bounded channel (whose drops are counted) is the only place events can be lost.
+/// Returns once everything received has been written (or the final retries failed).
+pub async fn consume(mut rx: mpsc::Receiver<Metered>, writer: Option<LedgerWriter>) {
+    let mut per_model: std::collections::HashMap<String, ModelCounters> = std::collections::HashMap::new();
+    let mut tick = tokio::time::interval(DRAIN_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pending: Vec<UsageEvent> = Vec::new();
+    let mut oldest: Option<Instant> = None;
+    let mut failures: u32 = 0;
+    let max_pending = writer.as_ref().map_or(usize::MAX, |w| w.batch_size.saturating_mul(4));
+    let mut closed = false;
+    loop {
+        tick.tick().await;
+        while pending.len() < max_pending {
+            match rx.try_recv() {
+                Ok(m) => {
+                    let ev = m.finalize();
+                    observe(&ev, &mut per_model);
+                    if writer.is_some() {
+                        oldest.get_or_insert_with(Instant::now);
+                        pending.push(ev);
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        let Some(w) = &writer else {
+            if closed {
+                return;
+            }
+            continue;
+        };
+        let due = pending.len() >= w.batch_size || oldest.is_some_and(|t| t.elapsed() >= w.flush_interval) || closed;
+        if due && !pending.is_empty() {
+            while !pending.is_empty() {
+                let n = pending.len().min(w.batch_size);
+                let started = Instant::now();
+                match w.store.write_usage(&pending[..n], w.billing).await {
+                    Ok(()) => {
+                        metrics::counter!("switchyard_ledger_events_written_total").increment(n as u64);
+                        metrics::histogram!("switchyard_ledger_batch_seconds").record(started.elapsed().as_secs_f64());
+                        pending.drain(..n);
+                        failures = 0;
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        metrics::counter!("switchyard_ledger_write_errors_total").increment(1);
+                        tracing::error!(error = %e, events = pending.len(), attempt = failures, "cannot write usage events; retrying");
+                        if closed && failures >= 10 {
+                            tracing::error!(events = pending.len(), "giving up on usage events at shutdown");
+                            metrics::counter!("switchyard_usage_events_dropped_total").increment(pending.len() as u64);
+                            return;
+                        }
+                        let backoff = (100u64 << failures.min(6)).min(5_000);
+                        tokio::time::sleep(std::time::Duration::from_millis(backoff)).await;
+                        break;
+                    }
+                }
+            }
+            oldest = if pending.is_empty() { None } else { Some(Instant::now()) };
+        }
+        if closed && pending.is_empty() {
+            return;
+        }
+    }
+}
+
+/// Metric handles per model, looked up once instead of per event.
+struct ModelCounters {
+    prompt: metrics::Counter,
+    completion: metrics::Counter,
+    cost: metrics::Counter,
+}
+
+/// Models in the config bound the map in practice; this caps it if clients send many names.
+const MAX_MODEL_SERIES: usize = 1024;
+
+fn observe(ev: &UsageEvent, per_model: &mut std::collections::HashMap<String, ModelCounters>) {
+    let outcome = ev.outcome.as_str();
+    metrics::counter!("switchyard_usage_events_total", "outcome" => outcome).increment(1);
+    if !per_model.contains_key(&ev.model) && per_model.len() < MAX_MODEL_SERIES {
+        let model = ev.model.clone();
+        per_model.insert(
+            model.clone(),
+            ModelCounters {
+                prompt: metrics::counter!("switchyard_tokens_total", "model" => model.clone(), "type" => "prompt"),
+                completion: metrics::counter!("switchyard_tokens_total", "model" => model.clone(), "type" => "completion"),
+                cost: metrics::counter!("switchyard_cost_nanodollars_total", "model" => model),
+            },
+        );
+    }
+    if let Some(c) = per_model.get(&ev.model) {
+        c.prompt.increment(ev.prompt_tokens);
+        c.completion.increment(ev.completion_tokens);
+        c.cost.increment(ev.cost_nanos.max(0) as u64);
+    }
+    tracing::debug!(target: "switchyard::money::meter", request_id = %ev.request_id, model = %ev.model,
+        deployment = ?ev.deployment, outcome, prompt_tokens = ev.prompt_tokens,
+        completion_tokens = ev.completion_tokens, cost_nanos = ev.cost_nanos, "usage");
+}

@@ -1,0 +1,13 @@
+//! What a request costs and where that is written down.
+//!
+//! - [`tokens`]: token estimates with tiktoken (pure).
+//! - [`pricing`]: integer money, prices over time, the price table (pure).
+//! - [`meter`]: one usage event per accepted request, through a bounded sink.
+//! - [`ledger`]: the ledger writer, from the channel to the store in batches.
+//! - [`billing`]: billing events from the durable outbox, delivered to a Lago-format webhook.
+
+pub mod billing;
+pub mod ledger;
+pub mod meter;
+pub mod pricing;
+pub mod tokens;

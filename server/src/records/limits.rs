@@ -1,0 +1,124 @@
+//! Limits of a key or a team: a budget per period, rates and concurrency; and budget alerts.
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::{civil_from_days, days_from_civil, DAY_MS};
+use crate::money::pricing::Nanos;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Period {
+    Daily,
+    /// ISO weeks, Monday 00:00 UTC.
+    Weekly,
+    Monthly,
+    /// Never resets.
+    Total,
+}
+
+impl Period {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Period::Daily => "daily",
+            Period::Weekly => "weekly",
+            Period::Monthly => "monthly",
+            Period::Total => "total",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Period, String> {
+        Ok(match s {
+            "daily" => Period::Daily,
+            "weekly" => Period::Weekly,
+            "monthly" => Period::Monthly,
+            "total" => Period::Total,
+            _ => return Err(format!("unknown budget period `{s}` (daily, weekly, monthly, total)")),
+        })
+    }
+
+    /// Start (UTC, ms) of the period that contains `now_ms`.
+    pub fn start_of(self, now_ms: i64) -> i64 {
+        let days = now_ms.div_euclid(DAY_MS);
+        match self {
+            Period::Daily => days * DAY_MS,
+            // 1970-01-01 was a Thursday: Monday is three days earlier in the cycle.
+            Period::Weekly => (days - (days + 3).rem_euclid(7)) * DAY_MS,
+            Period::Monthly => {
+                let (y, m, _) = civil_from_days(days);
+                days_from_civil(y, m, 1) * DAY_MS
+            }
+            Period::Total => 0,
+        }
+    }
+
+    /// Start of the next period, or `None` for a total budget.
+    pub fn next_start(self, start_ms: i64) -> Option<i64> {
+        match self {
+            Period::Daily => Some(start_ms + DAY_MS),
+            Period::Weekly => Some(start_ms + 7 * DAY_MS),
+            Period::Monthly => {
+                let (y, m, _) = civil_from_days(start_ms.div_euclid(DAY_MS));
+                let (y, m) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+                Some(days_from_civil(y, m, 1) * DAY_MS)
+            }
+            Period::Total => None,
+        }
+    }
+}
+
+/// A spending limit in USD per period, with a soft threshold that warns before the hard stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    pub limit: Nanos,
+    pub period: Period,
+    /// Percentage of the limit at which responses carry a warning and an alert is raised.
+    pub soft_pct: u8,
+}
+
+/// What a key or a team may do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub budget: Option<Budget>,
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+    pub max_concurrent: Option<u32>,
+}
+
+impl Limits {
+    pub fn is_empty(&self) -> bool {
+        self.budget.is_none() && self.rpm.is_none() && self.tpm.is_none() && self.max_concurrent.is_none()
+    }
+}
+
+/// A budget crossing its soft threshold (`soft`) or refusing its first request (`hard`) in a period.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BudgetAlert {
+    pub scope: String,
+    pub period_start: i64,
+    pub kind: &'static str,
+    pub ts_ms: i64,
+    pub spent_nanos: i64,
+    pub limit_nanos: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::parse_time;
+
+    #[test]
+    fn period_starts() {
+        let t = parse_time("2026-11-25T13:14:15Z").unwrap(); // a Wednesday
+        assert_eq!(Period::Daily.start_of(t), parse_time("2026-11-25").unwrap());
+        assert_eq!(Period::Weekly.start_of(t), parse_time("2026-11-23").unwrap());
+        assert_eq!(Period::Monthly.start_of(t), parse_time("2026-11-01").unwrap());
+        assert_eq!(Period::Total.start_of(t), 0);
+        let monday = parse_time("2026-11-23").unwrap();
+        assert_eq!(Period::Weekly.start_of(monday), monday);
+        assert_eq!(Period::Weekly.start_of(monday - 1), parse_time("2026-11-16").unwrap());
+        let dec = parse_time("2026-12-01").unwrap();
+        assert_eq!(Period::Monthly.next_start(Period::Monthly.start_of(t)), Some(dec));
+        assert_eq!(Period::Monthly.next_start(dec), Some(parse_time("2027-01-01").unwrap()));
+        assert_eq!(Period::Total.next_start(0), None);
+    }
+}

@@ -1,0 +1,12 @@
+//! Plain records: what the store keeps and the rest of the gateway passes around. A leaf: it
+//! depends on nothing of the gateway but the clock's calendar and integer money.
+//!
+//! - [`keys`]: keys, teams, the caller behind a request, and a caller's routing preference.
+//! - [`limits`]: budgets, rate and concurrency limits, budget alerts.
+//! - [`usage`]: the usage event, one ledger row per accepted request, its columns defined once.
+//! - [`billing`]: the billing outbox's rows and status.
+
+pub mod billing;
+pub mod keys;
+pub mod limits;
+pub mod usage;

@@ -1,0 +1,150 @@
+//! Writing usage events: a batch of events, their hourly rollups and (with billing) their outbox
+//! rows in one transaction.
+
+use std::collections::BTreeMap;
+
+use sqlx::{AssertSqlSafe, Row};
+
+use super::{push_placeholders, Backend, Result, Store};
+use crate::clock::HOUR_MS;
+use crate::records::usage::{Cell, Outcome, UsageEvent};
+
+/// Rows per multi-row INSERT on Postgres (38 parameters a row stays under its limit).
+const ROWS_PER_INSERT: usize = 400;
+/// Rows per INSERT into the billing outbox (two parameters a row).
+const OUTBOX_ROWS_PER_INSERT: usize = 1000;
+
+impl Store {
+    /// Writes a batch of events and their hourly rollups in one transaction. Events whose id is
+    /// already stored are skipped, so a retried batch is not counted twice.
+    /// With `billing`, each event's billing event goes into the outbox in the same transaction.
+    pub async fn write_usage(&self, events: &[UsageEvent], billing: bool) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        let mut inserted: std::collections::HashSet<String> = std::collections::HashSet::with_capacity(events.len());
+        // SQLite binds many-parameter statements slowly and pays per statement too: 8–20 rows a
+        // statement measured fastest (1 row: ~21k events/s, 16: ~35k, 50: ~19k, 400: far less).
+        // Postgres prefers few large statements.
+        let rows = match self.backend {
+            Backend::Sqlite => 16,
+            Backend::Postgres => ROWS_PER_INSERT,
+        };
+        let columns = UsageEvent::COLUMNS.join(", ");
+        for chunk in events.chunks(rows) {
+            let mut sql = String::with_capacity(64 + columns.len() + chunk.len() * UsageEvent::COLUMNS.len() * 5);
+            sql.push_str("INSERT INTO usage_events (");
+            sql.push_str(&columns);
+            sql.push_str(") VALUES ");
+            push_placeholders(&mut sql, chunk.len(), UsageEvent::COLUMNS.len());
+            sql.push_str(" ON CONFLICT (event_id) DO NOTHING RETURNING event_id");
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for e in chunk {
+                for cell in e.cells() {
+                    q = match cell {
+                        Cell::Int(v) => q.bind(v),
+                        Cell::Text(v) => q.bind(v.map(std::borrow::Cow::into_owned)),
+                    };
+                }
+            }
+            for row in q.fetch_all(&mut *tx).await? {
+                inserted.insert(row.try_get::<String, _>("event_id")?);
+            }
+        }
+        // Only events inserted now count: a batch retried after a commit that did succeed (its
+        // answer lost) finds its events present and must not add them to the rollups again.
+        let fresh: Vec<&UsageEvent> = events.iter().filter(|e| inserted.contains(&e.event_id)).collect();
+        let rollups = rollup(&fresh);
+        let agg: Vec<(&RollupKey, &Rollup)> = rollups.iter().collect();
+        for chunk in agg.chunks(rows) {
+            let mut sql = String::from(
+                "INSERT INTO usage_hourly (hour_ms, key_id, team_id, model, requests, errors, prompt_tokens, \
+                 completion_tokens, cached_tokens, cost_nanos) VALUES ",
+            );
+            push_placeholders(&mut sql, chunk.len(), 10);
+            sql.push_str(
+                " ON CONFLICT (hour_ms, key_id, team_id, model) DO UPDATE SET \
+                 requests = usage_hourly.requests + excluded.requests, \
+                 errors = usage_hourly.errors + excluded.errors, \
+                 prompt_tokens = usage_hourly.prompt_tokens + excluded.prompt_tokens, \
+                 completion_tokens = usage_hourly.completion_tokens + excluded.completion_tokens, \
+                 cached_tokens = usage_hourly.cached_tokens + excluded.cached_tokens, \
+                 cost_nanos = usage_hourly.cost_nanos + excluded.cost_nanos",
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for (k, r) in chunk {
+                q = q
+                    .bind(k.hour_ms)
+                    .bind(k.key_id.clone())
+                    .bind(k.team_id.clone())
+                    .bind(k.model.clone())
+                    .bind(r.requests)
+                    .bind(r.errors)
+                    .bind(r.prompt_tokens)
+                    .bind(r.completion_tokens)
+                    .bind(r.cached_tokens)
+                    .bind(r.cost_nanos);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        if billing {
+            // Two parameters a row bind quickly on both backends: few large statements. A row
+            // is due from its event's time, so retries (due later) are not starved by new rows.
+            for chunk in fresh.chunks(OUTBOX_ROWS_PER_INSERT) {
+                let mut sql = String::from("INSERT INTO billing_outbox (event_id, next_attempt_ms) VALUES ");
+                push_placeholders(&mut sql, chunk.len(), 2);
+                sql.push_str(" ON CONFLICT (event_id) DO NOTHING");
+                let mut q = sqlx::query(AssertSqlSafe(sql));
+                for e in chunk {
+                    q = q.bind(e.event_id.clone()).bind(e.ts_ms);
+                }
+                q.execute(&mut *tx).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct RollupKey {
+    hour_ms: i64,
+    key_id: String,
+    team_id: String,
+    model: String,
+}
+
+#[derive(Debug, Default)]
+struct Rollup {
+    requests: i64,
+    errors: i64,
+    prompt_tokens: i64,
+    completion_tokens: i64,
+    cached_tokens: i64,
+    cost_nanos: i64,
+}
+
+/// Rollups in key order, so concurrent writers lock rows in the same order (no deadlocks).
+fn rollup(events: &[&UsageEvent]) -> BTreeMap<RollupKey, Rollup> {
+    let mut m: BTreeMap<RollupKey, Rollup> = BTreeMap::new();
+    for e in events {
+        let ts = e.ts_ms;
+        let r = m
+            .entry(RollupKey {
+                hour_ms: ts - ts.rem_euclid(HOUR_MS),
+                key_id: e.key_id.clone().unwrap_or_default(),
+                team_id: e.team_id.clone().unwrap_or_default(),
+                model: e.model.clone(),
+            })
+            .or_default();
+        let count = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        r.requests = r.requests.saturating_add(1);
+        r.errors = r.errors.saturating_add(i64::from(e.outcome != Outcome::Success));
+        r.prompt_tokens = r.prompt_tokens.saturating_add(count(e.prompt_tokens));
+        r.completion_tokens = r.completion_tokens.saturating_add(count(e.completion_tokens));
+        r.cached_tokens = r.cached_tokens.saturating_add(count(e.cached_tokens));
+        r.cost_nanos = r.cost_nanos.saturating_add(e.cost_nanos);
+    }
+    m
+}

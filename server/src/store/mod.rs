@@ -1,0 +1,236 @@
+//! Persistence in SQLite (the embedded default) or Postgres through one set of portable SQL
+//! statements. The only module that writes SQL.
+//!
+//! The request path never calls this module directly: keys are cached, usage is written in
+//! batches by the ledger writer, and budgets are spent from in-memory leases (`access::limits`).
+//! Every integer is `BIGINT` and every statement uses `$n` parameters in order of first use,
+//! which both databases accept, so the two backends run the same code and tests.
+//!
+//! - this file: the connection, migrations, errors and the SQL helpers the others share;
+//! - [`keys`]: teams and keys;
+//! - [`ledger`]: usage events with their hourly rollups and billing outbox rows, in batches;
+//! - [`reports`]: totals, grouped reports, export pages and per-route statistics;
+//! - [`outbox`]: claiming and marking billing events;
+//! - [`leases`]: budget spend, leases and alerts;
+//! - [`reprice`]: recomputing stored costs with corrected prices.
+
+mod keys;
+mod leases;
+mod ledger;
+mod outbox;
+mod reports;
+mod reprice;
+
+pub use reports::{GroupBy, RouteStat, Totals, UsageFilter};
+pub use reprice::RepriceReport;
+
+use std::time::Duration;
+
+use std::borrow::Cow;
+
+use serde::Serialize;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+use crate::records::usage::{Cell, Kind, UsageEvent};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A failure of the store, with what was being done.
+#[derive(Debug)]
+pub struct StoreError(pub String);
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError(format!("database error: {e}"))
+    }
+}
+
+impl StoreError {
+    /// A uniqueness violation (for example a team name that exists).
+    pub fn is_conflict(&self) -> bool {
+        let m = self.0.to_ascii_lowercase();
+        m.contains("unique") || m.contains("duplicate key")
+    }
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://PATH`, `sqlite::memory:` is refused, or `postgres://…`),
+    /// creating an SQLite file if needed, and applies the backend's migrations.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let (backend, url) = if let Some(rest) = url.strip_prefix("sqlite:") {
+            if rest.contains(":memory:") || rest.contains("mode=memory") {
+                return Err(StoreError(
+                    "an in-memory SQLite database is not supported: every pooled connection would see a different one"
+                        .into(),
+                ));
+            }
+            let url = if url.contains('?') {
+                url.to_string()
+            } else {
+                format!("{url}?mode=rwc")
+            };
+            (Backend::Sqlite, url)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_string())
+        } else {
+            return Err(StoreError(format!(
+                "database url must start with sqlite:// or postgres://, got `{}`",
+                redact(url)
+            )));
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers (reports) run beside the writer; NORMAL sync is durable
+                        // across process crashes, and a 5 s busy timeout absorbs writer contention.
+                        sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA busy_timeout = 5000").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await
+            .map_err(|e| StoreError(format!("cannot open database {}: {e}", redact(&url))))?;
+        let migrator = match backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        // Processes starting together race to migrate; SQLite has no migration lock, so the
+        // loser sees a locked database or a table that just appeared. Retrying finds the
+        // migrations applied and goes on.
+        let mut attempt = 0;
+        loop {
+            match migrator.run(&pool).await {
+                Ok(()) => break,
+                Err(e) if attempt < 10 => {
+                    attempt += 1;
+                    tracing::warn!(error = %e, attempt, "migration failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                }
+                Err(e) => return Err(StoreError(format!("migrating {}: {e}", redact(&url)))),
+            }
+        }
+        Ok(Store { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Hides a password in a connection URL.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// `($first,$first+1,…)` for an `IN` list of `n` values.
+pub(crate) fn push_placeholders_from(sql: &mut String, n: usize, first: usize) {
+    use std::fmt::Write;
+    sql.push('(');
+    for i in 0..n {
+        if i > 0 {
+            sql.push(',');
+        }
+        let _ = write!(sql, "${}", first + i);
+    }
+    sql.push(')');
+}
+
+pub(crate) fn push_placeholders(sql: &mut String, rows: usize, cols: usize) {
+    use std::fmt::Write;
+    let mut n = 1;
+    for r in 0..rows {
+        if r > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                sql.push(',');
+            }
+            let _ = write!(sql, "${n}");
+            n += 1;
+        }
+        sql.push(')');
+    }
+}
+
+/// A stored usage event read back through the one column definition.
+fn usage_of_row(r: &AnyRow) -> Result<UsageEvent> {
+    UsageEvent::from_cells(|name, kind| match kind {
+        Kind::Int => r
+            .try_get::<Option<i64>, _>(name)
+            .map(Cell::Int)
+            .map_err(|e| e.to_string()),
+        Kind::Text => r
+            .try_get::<Option<String>, _>(name)
+            .map(|t| Cell::Text(t.map(Cow::Owned)))
+            .map_err(|e| e.to_string()),
+    })
+    .map_err(|e| StoreError(format!("stored usage event: {e}")))
+}
+
+#[cfg(test)]
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
+    }
+
+    #[test]
+    fn placeholders_number_in_order() {
+        let mut s = String::new();
+        push_placeholders(&mut s, 2, 3);
+        assert_eq!(s, "($1,$2,$3),($4,$5,$6)");
+    }
+}

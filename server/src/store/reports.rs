@@ -1,0 +1,333 @@
+//! Reading the ledger: totals, grouped reports (from the hourly rollups when they can answer),
+//! export pages and per-route statistics.
+
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
+
+use super::{usage_of_row, Result, Store};
+use crate::clock::HOUR_MS;
+use crate::records::usage::{Outcome, UsageEvent};
+
+impl Store {
+    /// Totals over raw events matching `f` (the ground truth reports are checked against).
+    pub async fn usage_totals(&self, f: &UsageFilter) -> Result<Totals> {
+        let (where_sql, args) = f.where_clause(1);
+        let sql = format!(
+            "SELECT COUNT(*) AS requests, \
+             CAST(COALESCE(SUM(CASE WHEN outcome = 'success' THEN 0 ELSE 1 END), 0) AS BIGINT) AS errors, \
+             CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT) AS prompt_tokens, \
+             CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT) AS completion_tokens, \
+             CAST(COALESCE(SUM(cached_tokens), 0) AS BIGINT) AS cached_tokens, \
+             CAST(COALESCE(SUM(cost_nanos), 0) AS BIGINT) AS cost_nanos FROM usage_events{where_sql}"
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for a in args {
+            q = a.bind_to(q);
+        }
+        Totals::of_row(&q.fetch_one(&self.pool).await?)
+    }
+
+    /// Usage grouped by `group`, from the hourly rollups when the filter allows (hour-aligned
+    /// bounds, no tag or cost-center filter), else from raw events; both give the same sums.
+    pub async fn usage_grouped(&self, f: &UsageFilter, group: GroupBy) -> Result<Vec<(String, Totals)>> {
+        let aligned = |v: Option<i64>| v.is_none_or(|t| t.rem_euclid(HOUR_MS) == 0);
+        let from_rollups = f.tag.is_none() && f.cost_center.is_none() && aligned(f.from_ms) && aligned(f.to_ms);
+        let key_expr = match group {
+            GroupBy::Hour => "CAST(hour AS TEXT)",
+            GroupBy::Day => "CAST(day AS TEXT)",
+            GroupBy::Key => "key_id",
+            GroupBy::Team => "team_id",
+            GroupBy::Model => "model",
+        };
+        let (source, where_sql, args) = if from_rollups {
+            let (w, a) = f.rollup_where_clause(1);
+            (
+                format!(
+                    "SELECT hour_ms - (hour_ms % {HOUR_MS}) AS hour, hour_ms - (hour_ms % {DAY}) AS day, key_id, team_id, model, \
+                     requests, errors, prompt_tokens, completion_tokens, cached_tokens, cost_nanos FROM usage_hourly",
+                    DAY = crate::clock::DAY_MS
+                ),
+                w,
+                a,
+            )
+        } else {
+            let (w, a) = f.where_clause(1);
+            (
+                format!(
+                    "SELECT ts_ms - (ts_ms % {HOUR_MS}) AS hour, ts_ms - (ts_ms % {DAY}) AS day, COALESCE(key_id, '') AS key_id, \
+                     COALESCE(team_id, '') AS team_id, model, 1 AS requests, CASE WHEN outcome = 'success' THEN 0 ELSE 1 END AS errors, \
+                     prompt_tokens, completion_tokens, cached_tokens, cost_nanos FROM usage_events",
+                    DAY = crate::clock::DAY_MS
+                ),
+                w,
+                a,
+            )
+        };
+        let sql = format!(
+            "SELECT {key_expr} AS grp, CAST(SUM(requests) AS BIGINT) AS requests, CAST(SUM(errors) AS BIGINT) AS errors, \
+             CAST(SUM(prompt_tokens) AS BIGINT) AS prompt_tokens, CAST(SUM(completion_tokens) AS BIGINT) AS completion_tokens, \
+             CAST(SUM(cached_tokens) AS BIGINT) AS cached_tokens, CAST(SUM(cost_nanos) AS BIGINT) AS cost_nanos \
+             FROM ({source}{where_sql}) u GROUP BY {key_expr} ORDER BY {key_expr}"
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for a in args {
+            q = a.bind_to(q);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get::<String, _>("grp")?, Totals::of_row(row)?)))
+            .collect()
+    }
+
+    /// One page of raw events after `after` (`(ts_ms, event_id)` of the last row seen), oldest
+    /// first: exports walk the ledger page by page instead of holding one long query.
+    pub async fn usage_page(
+        &self,
+        f: &UsageFilter,
+        after: Option<(i64, String)>,
+        limit: usize,
+    ) -> Result<Vec<UsageEvent>> {
+        let (mut where_sql, mut args) = f.where_clause(1);
+        if let Some((ts, id)) = after {
+            let n = args.len();
+            let clause = format!("(ts_ms > ${} OR (ts_ms = ${} AND event_id > ${}))", n + 1, n + 1, n + 2);
+            where_sql = if where_sql.is_empty() {
+                format!(" WHERE {clause}")
+            } else {
+                format!("{where_sql} AND {clause}")
+            };
+            args.push(Arg::I(ts));
+            args.push(Arg::S(id));
+        }
+        let sql = format!(
+            "SELECT * FROM usage_events{where_sql} ORDER BY ts_ms, event_id LIMIT {}",
+            limit.clamp(1, 10_000)
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for a in args {
+            q = a.bind_to(q);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.iter().map(usage_of_row).collect()
+    }
+
+    /// Routed events grouped by route, variant, model served and shadow choice.
+    pub async fn route_stats(&self, f: &UsageFilter) -> Result<Vec<RouteStat>> {
+        let (where_sql, args) = f.where_clause(1);
+        let cond = if where_sql.is_empty() {
+            " WHERE route IS NOT NULL".to_string()
+        } else {
+            format!("{where_sql} AND route IS NOT NULL")
+        };
+        let sql = format!(
+            "SELECT route, COALESCE(route_variant, '') AS variant, model, COALESCE(shadow_model, '') AS shadow, \
+             COALESCE(cascade, '') AS cascade, COALESCE(escalation_reason, '') AS escalation_reason, \
+             COUNT(*) AS requests, CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT) AS prompt_tokens, \
+             CAST(COALESCE(SUM(cached_tokens), 0) AS BIGINT) AS cached_tokens, \
+             CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT) AS completion_tokens, \
+             CAST(COALESCE(SUM(cost_nanos), 0) AS BIGINT) AS cost_nanos, \
+             CAST(COALESCE(SUM(escalation_cost_nanos), 0) AS BIGINT) AS escalation_cost_nanos \
+             FROM usage_events{cond} GROUP BY route, COALESCE(route_variant, ''), model, COALESCE(shadow_model, ''), \
+             COALESCE(cascade, ''), COALESCE(escalation_reason, '') \
+             ORDER BY route, variant, model, shadow, cascade, escalation_reason"
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for a in args {
+            q = a.bind_to(q);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RouteStat {
+                    route: r.try_get("route")?,
+                    variant: r.try_get("variant")?,
+                    model: r.try_get("model")?,
+                    shadow_model: r.try_get("shadow")?,
+                    cascade: r.try_get("cascade")?,
+                    escalation_reason: r.try_get("escalation_reason")?,
+                    escalation_cost_nanos: r.try_get("escalation_cost_nanos")?,
+                    requests: r.try_get("requests")?,
+                    prompt_tokens: r.try_get("prompt_tokens")?,
+                    cached_tokens: r.try_get("cached_tokens")?,
+                    completion_tokens: r.try_get("completion_tokens")?,
+                    cost_nanos: r.try_get("cost_nanos")?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Routed events of one route, variant, served model, shadow choice and cascade outcome ('' where none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteStat {
+    pub route: String,
+    pub variant: String,
+    pub model: String,
+    pub shadow_model: String,
+    pub cascade: String,
+    pub escalation_reason: String,
+    /// What the discarded cheap attempts of escalated events cost (part of `cost_nanos`).
+    pub escalation_cost_nanos: i64,
+    pub requests: i64,
+    pub prompt_tokens: i64,
+    pub cached_tokens: i64,
+    pub completion_tokens: i64,
+    pub cost_nanos: i64,
+}
+
+/// Sums of usage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    pub requests: i64,
+    pub errors: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub cached_tokens: i64,
+    pub cost_nanos: i64,
+}
+
+impl Totals {
+    fn of_row(row: &AnyRow) -> Result<Totals> {
+        Ok(Totals {
+            requests: row.try_get("requests")?,
+            errors: row.try_get("errors")?,
+            prompt_tokens: row.try_get("prompt_tokens")?,
+            completion_tokens: row.try_get("completion_tokens")?,
+            cached_tokens: row.try_get("cached_tokens")?,
+            cost_nanos: row.try_get("cost_nanos")?,
+        })
+    }
+
+    pub fn add(&mut self, t: &Totals) {
+        self.requests = self.requests.saturating_add(t.requests);
+        self.errors = self.errors.saturating_add(t.errors);
+        self.prompt_tokens = self.prompt_tokens.saturating_add(t.prompt_tokens);
+        self.completion_tokens = self.completion_tokens.saturating_add(t.completion_tokens);
+        self.cached_tokens = self.cached_tokens.saturating_add(t.cached_tokens);
+        self.cost_nanos = self.cost_nanos.saturating_add(t.cost_nanos);
+    }
+
+    /// Adds one stored event.
+    pub fn add_event(&mut self, e: &UsageEvent) {
+        let count = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.add(&Totals {
+            requests: 1,
+            errors: i64::from(e.outcome != Outcome::Success),
+            prompt_tokens: count(e.prompt_tokens),
+            completion_tokens: count(e.completion_tokens),
+            cached_tokens: count(e.cached_tokens),
+            cost_nanos: e.cost_nanos,
+        });
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupBy {
+    Hour,
+    Day,
+    Key,
+    Team,
+    Model,
+}
+
+impl GroupBy {
+    pub fn parse(s: &str) -> Option<GroupBy> {
+        Some(match s {
+            "hour" => GroupBy::Hour,
+            "day" => GroupBy::Day,
+            "key" => GroupBy::Key,
+            "team" => GroupBy::Team,
+            "model" => GroupBy::Model,
+            _ => return None,
+        })
+    }
+}
+
+/// Which usage events a query covers: `[from_ms, to_ms)` and optional equality filters.
+#[derive(Debug, Clone, Default)]
+pub struct UsageFilter {
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    pub key_id: Option<String>,
+    pub team_id: Option<String>,
+    pub model: Option<String>,
+    pub tag: Option<String>,
+    pub cost_center: Option<String>,
+}
+
+pub(crate) enum Arg {
+    I(i64),
+    S(String),
+}
+
+impl Arg {
+    fn bind_to<'q>(
+        self,
+        q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+        match self {
+            Arg::I(v) => q.bind(v),
+            Arg::S(v) => q.bind(v),
+        }
+    }
+}
+
+impl UsageFilter {
+    /// `WHERE …` over raw events (`ts_ms`) with parameters numbered from `first`.
+    fn where_clause(&self, first: usize) -> (String, Vec<Arg>) {
+        self.clause(first, false)
+    }
+
+    /// The same over hourly rollups (`hour_ms`; an hour that starts before `to` is included).
+    /// Tag and cost-center filters have no rollup column; callers use raw events for them.
+    fn rollup_where_clause(&self, first: usize) -> (String, Vec<Arg>) {
+        self.clause(first, true)
+    }
+
+    fn clause(&self, first: usize, rollup: bool) -> (String, Vec<Arg>) {
+        let time_col = if rollup { "hour_ms" } else { "ts_ms" };
+        let mut conds: Vec<(&str, &str, Arg)> = Vec::new();
+        if let Some(v) = self.from_ms {
+            let v = if rollup { v - v.rem_euclid(HOUR_MS) } else { v };
+            conds.push((time_col, ">=", Arg::I(v)));
+        }
+        if let Some(v) = self.to_ms {
+            conds.push((time_col, "<", Arg::I(v)));
+        }
+        for (col, v) in [
+            ("key_id", &self.key_id),
+            ("team_id", &self.team_id),
+            ("model", &self.model),
+        ] {
+            if let Some(v) = v {
+                conds.push((col, "=", Arg::S(v.clone())));
+            }
+        }
+        if !rollup {
+            if let Some(v) = &self.cost_center {
+                conds.push(("cost_center", "=", Arg::S(v.clone())));
+            }
+            if let Some(v) = &self.tag {
+                // Tags are stored as a JSON array of strings; match one element exactly.
+                conds.push((
+                    "tags",
+                    "LIKE",
+                    Arg::S(format!("%{}%", serde_json::Value::from(v.as_str()))),
+                ));
+            }
+        }
+        if conds.is_empty() {
+            return (String::new(), Vec::new());
+        }
+        let parts: Vec<String> = conds
+            .iter()
+            .enumerate()
+            .map(|(i, (col, op, _))| format!("{col} {op} ${}", first + i))
+            .collect();
+        (
+            format!(" WHERE {}", parts.join(" AND ")),
+            conds.into_iter().map(|(_, _, a)| a).collect(),
+        )
+    }
+}

@@ -1,0 +1,136 @@
+//! Re-pricing: each stored event's cost recomputed from its tokens with the price in force at
+//! its time, events and rollups changed together.
+
+use serde::Serialize;
+
+use super::{Result, Store, UsageFilter};
+use crate::clock::HOUR_MS;
+use crate::records::usage::UsageEvent;
+
+impl Store {
+    /// Recomputes the cost of every event matching `f` from its stored tokens with the price
+    /// `price_of(model, deployment, ts_ms)` returns (the one in force at the event's time), updating
+    /// changed events and their hourly rollups page by page, each page in one transaction.
+    /// Events whose deployment has no price for their time are left as they are and counted.
+    /// Budget spend already settled is not changed: re-pricing corrects the record.
+    pub async fn reprice(
+        &self,
+        f: &UsageFilter,
+        price_of: &(dyn Fn(&str, &str, i64) -> Option<crate::money::pricing::PricePoint> + Sync),
+        dry_run: bool,
+    ) -> Result<RepriceReport> {
+        let mut report = RepriceReport {
+            dry_run,
+            ..RepriceReport::default()
+        };
+        let mut after: Option<(i64, String)> = None;
+        loop {
+            let page = self.usage_page(f, after.clone(), 1000).await?;
+            let Some(last) = page.last() else { break };
+            after = Some((last.ts_ms, last.event_id.clone()));
+            let mut changes: Vec<(&UsageEvent, i64, String, i64)> = Vec::new();
+            for row in &page {
+                report.events += 1;
+                report.cost_before_nanos = report.cost_before_nanos.saturating_add(row.cost_nanos);
+                let Some(deployment) = row.deployment.as_deref() else {
+                    // Never reached a model: nothing to price.
+                    report.cost_after_nanos = report.cost_after_nanos.saturating_add(row.cost_nanos);
+                    continue;
+                };
+                let Some(point) = price_of(&row.model, deployment, row.ts_ms) else {
+                    report.unpriced += 1;
+                    report.cost_after_nanos = report.cost_after_nanos.saturating_add(row.cost_nanos);
+                    continue;
+                };
+                // A cascade's discarded cheap attempt is priced at its own deployment's price.
+                let extra = match (row.escalated_from.as_deref(), row.escalated_deployment.as_deref()) {
+                    (Some(m), Some(d)) => price_of(m, d, row.ts_ms).map(|p| {
+                        p.price
+                            .cost(row.escalation_prompt_tokens, 0, row.escalation_completion_tokens)
+                            .0
+                    }),
+                    _ => Some(row.escalation_cost_nanos),
+                };
+                let Some(extra) = extra else {
+                    report.unpriced += 1;
+                    report.cost_after_nanos = report.cost_after_nanos.saturating_add(row.cost_nanos);
+                    continue;
+                };
+                let cost = point
+                    .price
+                    .cost(row.prompt_tokens, row.cached_tokens, row.completion_tokens)
+                    .0
+                    .saturating_add(extra);
+                report.cost_after_nanos = report.cost_after_nanos.saturating_add(cost);
+                let version = point.version.to_string();
+                if cost != row.cost_nanos || row.price_version.as_deref() != Some(version.as_str()) {
+                    report.changed += 1;
+                    changes.push((row, cost, version, extra));
+                }
+            }
+            if dry_run || changes.is_empty() {
+                continue;
+            }
+            let mut deltas: std::collections::BTreeMap<(i64, String, String, String), i64> = Default::default();
+            let mut tx = self.pool.begin().await?;
+            for (row, cost, version, extra) in &changes {
+                // Only if the event is still as read: a concurrent run that changed it first
+                // has moved its rollup already.
+                let done = sqlx::query(
+                    "UPDATE usage_events SET cost_nanos = $1, price_version = $2, escalation_cost_nanos = $6 \
+                     WHERE event_id = $3 AND cost_nanos = $4 AND COALESCE(price_version, '') = $5",
+                )
+                .bind(*cost)
+                .bind(version.clone())
+                .bind(row.event_id.clone())
+                .bind(row.cost_nanos)
+                .bind(row.price_version.clone().unwrap_or_default())
+                .bind(*extra)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() != 1 {
+                    continue;
+                }
+                let key = (
+                    row.ts_ms - row.ts_ms.rem_euclid(HOUR_MS),
+                    row.key_id.clone().unwrap_or_default(),
+                    row.team_id.clone().unwrap_or_default(),
+                    row.model.clone(),
+                );
+                let d = deltas.entry(key).or_default();
+                *d = d.saturating_add(cost.saturating_sub(row.cost_nanos));
+            }
+            for ((hour, key, team, model), delta) in deltas {
+                if delta != 0 {
+                    sqlx::query(
+                        "UPDATE usage_hourly SET cost_nanos = cost_nanos + $1 \
+                         WHERE hour_ms = $2 AND key_id = $3 AND team_id = $4 AND model = $5",
+                    )
+                    .bind(delta)
+                    .bind(hour)
+                    .bind(key)
+                    .bind(team)
+                    .bind(model)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            tx.commit().await?;
+        }
+        Ok(report)
+    }
+}
+
+/// What a re-pricing run found and changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RepriceReport {
+    pub dry_run: bool,
+    /// Events in the range.
+    pub events: u64,
+    /// Events whose cost or price version differs under the table (updated unless a dry run).
+    pub changed: u64,
+    /// Events whose deployment has no price for their time; left as they are.
+    pub unpriced: u64,
+    pub cost_before_nanos: i64,
+    pub cost_after_nanos: i64,
+}
