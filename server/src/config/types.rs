@@ -1,0 +1,324 @@
+//! The configuration's sections as typed, validated values.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use super::Secret;
+use crate::money::pricing::{PriceSchedule, PriceTable};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Largest accepted request body, in bytes (413 above it).
+    pub max_body_bytes: usize,
+    /// Largest upstream response body read for a non-streaming call, in bytes.
+    pub max_response_bytes: usize,
+    /// How long in-flight requests and streams may run on after a shutdown signal.
+    pub shutdown_grace_secs: u64,
+    /// Longest wait for a request's headers, and for the next request on an idle keep-alive
+    /// connection. Behind a load balancer, set it above the balancer's idle timeout.
+    pub header_read_timeout_secs: u64,
+    /// Open client connections at most; at the cap, accepting pauses until one closes.
+    pub max_connections: usize,
+    /// `text` or `json` logs.
+    pub log_format: LogFormat,
+    pub retry: RetryConfig,
+    pub breaker: BreakerConfig,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 8 * 1024 * 1024,
+            max_response_bytes: 64 * 1024 * 1024,
+            shutdown_grace_secs: 30,
+            header_read_timeout_secs: 30,
+            max_connections: 10_000,
+            log_format: LogFormat::Text,
+            retry: RetryConfig::default(),
+            breaker: BreakerConfig::default(),
+        }
+    }
+}
+
+/// Where keys, budgets and the usage ledger live.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` (relative paths are next to the config file) or `postgres://…`.
+    pub url: String,
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: "sqlite://switchyard.db".into(),
+            max_connections: 8,
+        }
+    }
+}
+
+/// Who may call the gateway.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Require a virtual key (`sk-sy-…`) on every `/v1` request. When false, requests without
+    /// one are served anonymously (no key limits), but a presented `sk-sy-` key is still checked.
+    pub required: bool,
+    /// Environment variable holding the admin master key for `/admin/v1`.
+    pub master_key_env: String,
+    /// How long a key lookup is cached; changes made by other processes show within this time.
+    pub key_cache_ttl_secs: u64,
+    /// The master key itself, read from `master_key_env`.
+    #[serde(skip)]
+    pub master_key: Option<Secret>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            required: true,
+            master_key_env: "SWITCHYARD_MASTER_KEY".into(),
+            key_cache_ttl_secs: 30,
+            master_key: None,
+        }
+    }
+}
+
+/// The usage ledger writer and the budget leases.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedgerConfig {
+    /// Events written per transaction at most.
+    pub batch_size: usize,
+    /// Longest time an event waits in memory before it is written.
+    pub flush_interval_ms: u64,
+    /// Share of a budget (percent) one process leases at a time beyond its immediate need.
+    pub lease_pct: u8,
+    /// A budget lease not renewed for this long is void (a crashed process's budget returns).
+    pub lease_ttl_secs: u64,
+    /// How often settled spend is written to the database and idle leases are returned.
+    pub budget_flush_ms: u64,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        LedgerConfig {
+            batch_size: 2000,
+            flush_interval_ms: 200,
+            lease_pct: 10,
+            lease_ttl_secs: 60,
+            budget_flush_ms: 500,
+        }
+    }
+}
+
+/// Where versioned prices come from.
+#[derive(Debug, Clone, Default)]
+pub struct PricingConfig {
+    /// The price table file (`[pricing] file`, relative to the config file), if any.
+    pub file: Option<std::path::PathBuf>,
+    /// Its contents; empty without a file.
+    pub table: Arc<PriceTable>,
+}
+
+/// Delivery of billing events (one per usage event) to a Lago-compatible webhook.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BillingConfig {
+    /// Base URL of the billing API; events go to `{url}/api/v1/events`. Empty: billing is off.
+    pub url: String,
+    /// Environment variable holding the API key sent as `Authorization: Bearer …`, if any.
+    pub api_key_env: Option<String>,
+    /// The billable metric code of every event.
+    pub code: String,
+    /// What `external_subscription_id` is: the caller's `team` (falling back to its key) or its `key`.
+    pub subscription: SubscriptionFrom,
+    /// `external_subscription_id` of requests made without a key (auth not required).
+    pub anonymous_subscription: String,
+    /// Events per request: 1 posts to `/api/v1/events`, more posts up to 100 to `/api/v1/events/batch`.
+    pub batch_size: usize,
+    /// Requests in flight to the webhook at most.
+    pub concurrency: usize,
+    /// First retry delay; doubles per failed attempt, with jitter, up to `max_backoff_secs`.
+    pub backoff_ms: u64,
+    pub max_backoff_secs: u64,
+    /// Timeout of one delivery request.
+    pub timeout_ms: u64,
+    /// How long delivered events stay in the outbox before they are pruned.
+    pub retain_delivered_hours: u64,
+    /// The API key itself, read from `api_key_env`.
+    #[serde(skip)]
+    pub api_key: Option<Secret>,
+}
+
+impl BillingConfig {
+    pub fn enabled(&self) -> bool {
+        !self.url.is_empty()
+    }
+}
+
+impl Default for BillingConfig {
+    fn default() -> Self {
+        BillingConfig {
+            url: String::new(),
+            api_key_env: None,
+            code: "llm_usage".into(),
+            subscription: SubscriptionFrom::Team,
+            anonymous_subscription: "anonymous".into(),
+            batch_size: 1,
+            concurrency: 4,
+            backoff_ms: 500,
+            max_backoff_secs: 300,
+            timeout_ms: 10_000,
+            retain_delivered_hours: 24,
+            api_key: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriptionFrom {
+    Team,
+    Key,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Retries happen only before the first byte has been sent to the client.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Attempts on one deployment before moving to the next (1 = no retry).
+    pub attempts_per_deployment: u32,
+    /// Upper bound on all attempts of one request, across deployments and fallbacks.
+    pub max_total_attempts: u32,
+    /// First backoff; doubles each retry, with jitter, up to `max_backoff_ms`.
+    pub backoff_ms: u64,
+    pub max_backoff_ms: u64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            attempts_per_deployment: 2,
+            max_total_attempts: 6,
+            backoff_ms: 50,
+            max_backoff_ms: 2_000,
+        }
+    }
+}
+
+/// A deployment whose calls fail `failure_threshold` times in a row is skipped for `cooldown_secs`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerConfig {
+    pub failure_threshold: u32,
+    pub cooldown_secs: u64,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            failure_threshold: 5,
+            cooldown_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// Any server that speaks OpenAI's chat completions API (OpenAI, vLLM, Ollama, llama.cpp, Groq…).
+    Openai,
+    /// Anthropic's Messages API, translated both ways.
+    Anthropic,
+    /// The built-in mock: answers in-process, no network, no key.
+    Mock,
+}
+
+/// A provider with its secret resolved.
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    pub kind: ProviderKind,
+    /// Base URL up to and including the API version (`https://api.openai.com/v1`).
+    pub base_url: String,
+    pub api_key: Option<Secret>,
+    /// Extra headers sent with every upstream request.
+    pub headers: BTreeMap<String, String>,
+    /// Whole-call limit for non-streaming calls; time-to-first-chunk limit for streams.
+    pub timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+    /// Longest silence tolerated between two chunks of a stream.
+    pub stream_idle_timeout_ms: u64,
+    pub anthropic_version: String,
+    /// Mock only: delay before the first chunk.
+    pub latency_ms: u64,
+    /// Mock only: delay between chunks.
+    pub chunk_delay_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    /// Random choice in proportion to `weight`.
+    #[default]
+    Weighted,
+    /// The deployment with the fewest requests in flight (ties by weight).
+    LeastBusy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    #[default]
+    Chat,
+    Embedding,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Capability {
+    Tools,
+    Vision,
+    Json,
+}
+
+/// A logical model: the name clients send, served by one or more deployments.
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    pub kind: ModelKind,
+    pub balance: Balance,
+    /// Logical models tried, in order, when every deployment of this one failed before the first byte.
+    pub fallbacks: Vec<String>,
+    pub description: Option<String>,
+    pub deployments: Vec<DeploymentConfig>,
+}
+
+/// One place a logical model can be served: a provider, the upstream model name and its prices.
+#[derive(Debug, Clone)]
+pub struct DeploymentConfig {
+    pub id: String,
+    pub provider: String,
+    pub model: String,
+    pub weight: u32,
+    /// Its prices over time: from the price table, or one inline price for all time.
+    pub prices: PriceSchedule,
+    pub context_window: u32,
+    pub max_output_tokens: Option<u32>,
+    pub capabilities: Vec<Capability>,
+    pub timeout_ms: Option<u64>,
+}
