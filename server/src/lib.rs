@@ -1,27 +1,28 @@
 //! Switchyard: an OpenAI-compatible LLM gateway.
 //!
 //! # Layout
-//! - [`config`]: the typed configuration, file plus `SWITCHYARD_*` overrides, validated all at once.
-//! - [`http`]: the only module that knows axum; routes, middleware, handlers, status codes.
-//! - [`request`]: validated views of client requests, original bodies kept for pass-through.
-//! - [`gateway`]: logical models → deployments; balancing, breakers, retries, fallbacks.
+//! The folders are the map; each has a one-line `//!` and a list of its files.
+//! - [`http`]: the only module that knows axum: routes, middleware, thin handlers, status codes
+//!   and headers; `http::admin` is the `/admin/v1` API by resource.
+//! - [`proxy`]: the request path. [`proxy::pipeline`] runs every request (decide, admit, look
+//!   up, dispatch or cascade, meter) without knowing HTTP; [`proxy::request`] validates bodies,
+//!   [`proxy::gateway`] balances, retries and falls back, [`proxy::relay`] streams.
 //! - [`providers`]: one file per upstream protocol (OpenAI-compatible, Anthropic, mock).
-//! - [`relay`]: the SSE relay that streams, meters and prices a chat stream.
-//! - [`usage`]: one usage event per accepted request, through a bounded sink to the ledger writer.
-//! - [`keys`], [`limits`]: virtual keys and teams; budgets, rate and concurrency limits.
-//! - [`admin_client`]: the CLI's client of the admin API (`switchyard keys …`, `switchyard usage …`).
-//! - [`billing`]: billing events in a durable outbox, delivered to a Lago-format webhook.
-//! - [`store`]: SQLite or Postgres: keys, teams, the usage ledger, budget spend and leases.
-//! - [`clock`]: time behind a trait, and UTC calendar arithmetic.
-//! - [`router`]: features, the trained difficulty and intent model, training and routing metrics.
-//! - [`tokens`], [`pricing`]: pure token estimates and integer money.
-//! - [`error`]: the OpenAI-shaped error every failure becomes.
-//! - [`telemetry`]: logs and Prometheus metrics.
+//! - [`router`]: features, the trained model, routes and decisions, cascades, training, metrics.
+//! - [`access`]: virtual keys and their cached lookup; rate, concurrency and budget limits.
+//! - [`money`]: tokens, prices, accounting (done once), metering, the ledger writer, billing.
+//! - [`store`]: SQLite or Postgres, the only module that writes SQL.
+//! - [`records`]: plain records (keys, limits, the usage event defined once, billing rows).
+//! - [`config`]: the typed configuration, file plus `SWITCHYARD_*` overrides, validated at once.
+//! - [`app`]: the running gateway's shared parts.
+//! - [`clock`], [`error`], [`telemetry`], [`admin_client`]: time, the one error type clients
+//!   see, logs and metrics, the CLI's client of the admin API.
 //!
 //! `main.rs` only parses the command line and calls [`run`].
 
 pub mod access;
 pub mod admin_client;
+pub mod app;
 pub mod clock;
 pub mod config;
 pub mod error;
@@ -35,16 +36,15 @@ pub mod store;
 pub mod telemetry;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::access::limits::{LedgerSettings, Limiter};
+pub use crate::app::{build_state, build_state_with, router_model, App};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::http::AppState;
 use crate::money::meter::{ChannelSink, UsageSink, USAGE_CHANNEL_CAPACITY};
 use crate::store::Store;
 
@@ -55,20 +55,8 @@ pub struct RunOptions {
     pub usage: Option<Arc<dyn UsageSink>>,
     /// Replaces the system clock (tests of budget periods and rate limits).
     pub clock: Option<Arc<dyn Clock>>,
-}
-
-/// The configured router model (checked when the config was loaded), else the shipped one.
-pub fn router_model(config: &Config) -> Arc<router::model::RouterModel> {
-    match &config.router_model {
-        None => router::policy::builtin_model().clone(),
-        Some(path) => match router::model::RouterModel::load(path) {
-            Ok(m) => Arc::new(m),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot load the router model; using the shipped one");
-                router::policy::builtin_model().clone()
-            }
-        },
-    }
+    /// Fills the pipeline's lookup slot.
+    pub lookup: Option<Arc<dyn proxy::lookup::Lookup>>,
 }
 
 /// How often the config file is checked for a new routing table.
@@ -77,7 +65,7 @@ const ROUTES_POLL: Duration = Duration::from_secs(2);
 /// Reloads the routing table (routes and router model) when the config file changes. The whole
 /// file is validated first; a file with any problem is refused and the running table stays.
 /// Other sections take effect at the next restart.
-async fn watch_routes(state: Arc<AppState>, path: std::path::PathBuf) {
+async fn watch_routes(state: Arc<App>, path: std::path::PathBuf) {
     let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let mut last = modified(&path);
     loop {
@@ -121,40 +109,6 @@ async fn watch_routes(state: Arc<AppState>, path: std::path::PathBuf) {
             Err(e) => tracing::error!(error = %e, "config reload task failed"),
         }
     }
-}
-
-/// Builds the shared state for `config` on an open store, sending usage events to `usage`.
-pub fn build_state(config: &Config, usage: Arc<dyn UsageSink>, store: Store, clock: Arc<dyn Clock>) -> Arc<AppState> {
-    let limiter = Limiter::new(
-        store.clone(),
-        clock.clone(),
-        LedgerSettings {
-            lease_pct: config.ledger.lease_pct,
-            lease_ttl: Duration::from_secs(config.ledger.lease_ttl_secs),
-            flush_every: Duration::from_millis(config.ledger.budget_flush_ms),
-            ..LedgerSettings::default()
-        },
-    );
-    Arc::new(AppState {
-        gateway: proxy::gateway::Gateway::new(config),
-        usage,
-        max_body_bytes: config.server.max_body_bytes,
-        metrics: telemetry::metrics_handle(),
-        draining: AtomicBool::new(false),
-        http_metrics: http::HttpMetrics::new(),
-        keys: access::keys::Keys::new(store.clone(), Duration::from_secs(config.auth.key_cache_ttl_secs)),
-        store,
-        limiter,
-        clock,
-        auth_required: config.auth.required,
-        master_key: config.auth.master_key.clone(),
-        prices: Arc::new(config.price_book()),
-        router: router::policy::RouterHandle::new(router::policy::Router::new(
-            router_model(config),
-            config.routes.iter().cloned(),
-        )),
-        config: Arc::new(config.clone()),
-    })
 }
 
 /// Serves the gateway on `listener` until `shutdown` completes; see [`run_with`].
@@ -221,7 +175,7 @@ pub async fn run_with(
         }
     };
     let clock = options.clock.unwrap_or_else(|| Arc::new(clock::SystemClock));
-    let state = build_state(&config, sink, store.clone(), clock);
+    let state = build_state_with(&config, sink, store.clone(), clock, options.lookup);
     let (flusher_stop, flusher_stopped) = tokio::sync::oneshot::channel::<()>();
     let flusher = tokio::spawn(state.limiter.clone().run_flusher(async move {
         let _ = flusher_stopped.await;
@@ -249,6 +203,7 @@ pub async fn run_with(
     if !config.auth.required {
         tracing::warn!("auth.required = false: requests without a Switchyard key are served without limits");
     }
+    let upkeep = telemetry::metrics_handle().map(|h| tokio::spawn(telemetry::run_upkeep(h)));
     let app = http::router(state.clone());
     let limits = http::serve::ServeLimits {
         header_read_timeout: Duration::from_secs(config.server.header_read_timeout_secs),
@@ -266,6 +221,9 @@ pub async fn run_with(
     let served = http::serve::serve(listener, app, limits, shutdown, on_shutdown).await;
     if let Some(w) = watcher {
         w.abort();
+    }
+    if let Some(u) = upkeep {
+        u.abort();
     }
     drop(state);
     if let Some(consumer) = consumer {

@@ -1,22 +1,15 @@
-//! Who is calling and whether they may: key authentication, model allow-lists, and admission
-//! against rate limits and budgets, with the headers that tell the client where it stands.
+//! Who is calling: the bearer key of a request, authenticated to a principal; and the caller's
+//! routing preference header.
 
 use std::sync::Arc;
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
 
-use super::{hv, AppState};
+use super::headers::H_PREFER;
+use super::AppState;
 use crate::access::keys::{AuthError, SECRET_PREFIX};
-use crate::access::limits::{Denied, RateHeaders, Subject};
 use crate::error::ApiError;
-use crate::money::meter::Meter;
-use crate::money::pricing::Nanos;
-use crate::records::keys::Principal;
-use crate::records::usage::Outcome;
-
-pub(crate) const H_BUDGET_REMAINING: HeaderName = HeaderName::from_static("x-switchyard-budget-remaining");
-pub(crate) const H_BUDGET_WARNING: HeaderName = HeaderName::from_static("x-switchyard-budget-warning");
+use crate::records::keys::{Prefer, Principal};
 
 /// The bearer token of a request (`Authorization: Bearer …`, or Azure-style `api-key`).
 pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -84,150 +77,20 @@ pub(crate) async fn authenticate(state: &AppState, headers: &HeaderMap) -> Resul
     }
 }
 
-/// Compares secrets without leaking where they differ through timing.
+/// Compares secrets without leaking, through timing, where they differ or how long the
+/// expected one is: both are hashed first, and the digests compared in constant time.
 pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use sha2::{Digest, Sha256};
+    use subtle::ConstantTimeEq;
+    Sha256::digest(a).ct_eq(&Sha256::digest(b)).into()
 }
 
-pub(crate) fn check_model(p: Option<&Principal>, model: &str) -> Result<(), ApiError> {
-    match p {
-        Some(p) if !p.key.allows_model(model) => Err(ApiError::model_not_allowed(model)),
-        _ => Ok(()),
-    }
-}
-
-/// The caller's key and team, where they have limits.
-pub(crate) fn subjects(p: &Principal) -> Vec<Subject<'_>> {
-    let mut subjects = Vec::with_capacity(2);
-    if !p.key.limits.is_empty() {
-        subjects.push(Subject {
-            scope: &p.key_scope,
-            limits: &p.key.limits,
-        });
-    }
-    if let (Some(team), Some(scope)) = (&p.team, &p.team_scope) {
-        if !team.limits.is_empty() {
-            subjects.push(Subject {
-                scope,
-                limits: &team.limits,
-            });
-        }
-    }
-    subjects
-}
-
-/// Admits the request against the caller's key and team limits. An admitted request's
-/// concurrency slots and settlement move into `meter`; a refused one is recorded as `rejected`
-/// and its response (429/503 with rate-limit headers) comes back as the error.
-pub(crate) async fn admit(
-    state: &AppState,
-    p: Option<&Principal>,
-    meter: &mut Option<Meter>,
-    est_tokens: u64,
-    worst_cost: Nanos,
-) -> Result<Option<AdmittedInfo>, Response> {
-    let Some(p) = p else { return Ok(None) };
-    let subjects = subjects(p);
-    if subjects.is_empty() {
-        return Ok(None);
-    }
-    match state.limiter.admit(&subjects, est_tokens, worst_cost).await {
-        Ok(a) => {
-            if let Some(m) = meter.as_mut() {
-                m.set_admission(a.permit, a.settlement);
-            }
-            Ok(Some((a.headers, a.budget_remaining, a.soft_limit_reached)))
-        }
-        Err(d) => {
-            let r = refusal(d);
-            if let Some(m) = meter.take() {
-                m.finish(r.error.status.as_u16(), Outcome::Rejected, Some(r.error.kind()));
-            }
-            Err(r.into_response())
-        }
-    }
-}
-
-/// A refusal as the client sees it, with its `x-ratelimit-*` headers.
-pub(crate) struct Refusal {
-    pub error: ApiError,
-    pub headers: RateHeaders,
-}
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        let mut resp = self.error.into_response();
-        rate_headers(resp.headers_mut(), &self.headers);
-        resp
-    }
-}
-
-fn refusal(d: Denied) -> Refusal {
-    match d {
-        Denied::RateLimited {
-            scope,
-            what,
-            retry_after,
-            headers,
-        } => {
-            let who = scope_label(&scope);
-            let kind: &'static str = if what == "tokens" { "tokens" } else { "requests" };
-            Refusal {
-                error: ApiError::rate_limited(
-                    kind,
-                    format!(
-                        "Rate limit reached for {who} on {what}. Please try again in {}.",
-                        crate::access::limits::fmt_reset(retry_after)
-                    ),
-                    retry_after,
-                ),
-                headers,
-            }
-        }
-        Denied::Budget { scope, limit, headers } => Refusal {
-            error: ApiError::insufficient_quota(format!(
-                "{} has reached its budget of ${limit} for this period; the request's worst-case cost does not fit.",
-                scope_label(&scope)
-            )),
-            headers,
-        },
-        Denied::StoreUnavailable(e) => {
-            tracing::error!(error = %e, "cannot extend a budget lease");
-            Refusal {
-                error: ApiError::service_unavailable("The budget store is unavailable; try again shortly."),
-                headers: RateHeaders::default(),
-            }
-        }
-    }
-}
-
-fn scope_label(scope: &str) -> String {
-    match scope.split_once(':') {
-        Some(("key", id)) => format!("API key {id}"),
-        Some(("team", id)) => format!("team {id}"),
-        _ => scope.to_string(),
-    }
-}
-
-/// What the response of an admitted request tells the client: rate limits, remaining budget,
-/// whether the soft threshold is passed.
-pub(crate) type AdmittedInfo = (RateHeaders, Option<f64>, bool);
-
-pub(crate) fn admitted_headers(h: &mut HeaderMap, a: &AdmittedInfo) {
-    rate_headers(h, &a.0);
-    if let Some(r) = a.1 {
-        h.insert(H_BUDGET_REMAINING, hv(format!("{r:.4}")));
-    }
-    if a.2 {
-        h.insert(H_BUDGET_WARNING, HeaderValue::from_static("soft_limit_reached"));
-    }
-}
-
-pub(crate) fn rate_headers(h: &mut HeaderMap, r: &RateHeaders) {
-    for (name, value) in r.pairs() {
-        h.insert(HeaderName::from_static(name), hv(value));
+/// The caller's `x-switchyard-prefer` header, when sent (400 if it is not a preference).
+pub(crate) fn prefer_header(headers: &HeaderMap) -> Result<Option<Prefer>, ApiError> {
+    match headers.get(H_PREFER) {
+        None => Ok(None),
+        Some(v) => v.to_str().ok().and_then(Prefer::parse).map(Some).ok_or_else(|| {
+            ApiError::invalid_request("The x-switchyard-prefer header must be `cost`, `quality` or `balanced`.")
+        }),
     }
 }

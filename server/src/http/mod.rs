@@ -1,17 +1,25 @@
 //! The HTTP surface: the only module that knows axum, routes and status codes.
 //!
 //! Layers, outermost first: request context (request id kept or made, `x-request-id` on every
-//! response, access log, request metrics) → router → handler. Handlers are thin: read and
-//! validate the body, ask the gateway, shape the answer and its headers. Every error leaves as
-//! OpenAI-shaped JSON through [`ApiError`]'s `IntoResponse`.
+//! response, access log, request metrics) → router → handler. Handlers are thin: authenticate,
+//! read and validate the body, run [`crate::proxy::pipeline`], shape the answer and its
+//! headers. Every error leaves as OpenAI-shaped JSON through [`ApiError`]'s `IntoResponse`.
+//!
+//! - [`serve`]: the accept loop (header timeout, connection cap, graceful drain).
+//! - `access`: the bearer key and the preference header; `headers`: every response header.
+//! - `chat`, `route`, `embeddings`, `models`, `ops`: the `/v1` handlers and health.
+//! - `admin`: the `/admin/v1` API, one file per resource.
 
 mod access;
 mod admin;
 mod chat;
-mod misc;
+mod embeddings;
+mod headers;
+mod models;
+mod ops;
+mod route;
 pub mod serve;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -25,38 +33,20 @@ use axum::Router;
 use bytes::Bytes;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::app::App;
 use crate::error::ApiError;
-use crate::money::meter::UsageSink;
-use crate::proxy::gateway::Gateway;
 
-/// Shared state of a running gateway.
+/// The HTTP side of a running gateway: its shared parts, and the handles of what HTTP measures.
 pub struct AppState {
-    pub gateway: Gateway,
-    pub usage: Arc<dyn UsageSink>,
-    pub max_body_bytes: usize,
+    pub app: Arc<App>,
     pub metrics: Option<PrometheusHandle>,
-    /// Set when shutdown begins: `/readyz` turns 503 so load balancers stop sending traffic.
-    pub draining: AtomicBool,
     pub http_metrics: HttpMetrics,
-    pub store: crate::store::Store,
-    pub keys: crate::access::keys::Keys,
-    pub limiter: Arc<crate::access::limits::Limiter>,
-    pub clock: Arc<dyn crate::clock::Clock>,
-    /// Whether `/v1` requests must carry a virtual key.
-    pub auth_required: bool,
-    /// The admin master key, if one is configured.
-    pub master_key: Option<crate::config::Secret>,
-    /// Every known price, for re-pricing history.
-    pub prices: Arc<crate::money::pricing::PriceBook>,
-    /// Routes (virtual models) and the model that scores requests for them.
-    pub router: crate::router::policy::RouterHandle,
-    /// The configuration the gateway started with (routing tables are checked against its models).
-    pub config: Arc<crate::config::Config>,
 }
 
-impl AppState {
-    pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Relaxed)
+impl std::ops::Deref for AppState {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.app
     }
 }
 
@@ -101,6 +91,7 @@ fn client_request_id(headers: &HeaderMap) -> Option<String> {
 /// The routes metrics are kept for; anything else counts as `unmatched`.
 const ROUTES: &[&str] = &[
     "/v1/chat/completions",
+    "/v1/route",
     "/v1/embeddings",
     "/v1/models",
     "/v1/models/{*id}",
@@ -228,26 +219,6 @@ pub(crate) async fn read_json_body(req: Request, limit: usize) -> Result<(Header
     Ok((parts.headers, bytes))
 }
 
-/// Finds a logical model that serves `kind` requests: 404 if unknown, 400 if it serves the other kind.
-pub(crate) fn model_of_kind(
-    state: &AppState,
-    name: &str,
-    kind: crate::config::ModelKind,
-) -> Result<Arc<crate::proxy::gateway::LogicalModel>, ApiError> {
-    let model = state
-        .gateway
-        .model(name)
-        .ok_or_else(|| ApiError::model_not_found(name))?;
-    if model.kind != kind {
-        let hint = match model.kind {
-            crate::config::ModelKind::Embedding => "an embedding model; use /v1/embeddings",
-            crate::config::ModelKind::Chat => "a chat model; use /v1/chat/completions",
-        };
-        return Err(ApiError::invalid_param("model", format!("`{}` is {hint}.", model.name)));
-    }
-    Ok(model.clone())
-}
-
 async fn not_found() -> ApiError {
     ApiError::not_found("Unknown path. Switchyard serves the OpenAI API under /v1 (and /r/{route}/v1).")
 }
@@ -256,25 +227,30 @@ async fn method_not_allowed() -> ApiError {
     ApiError::method_not_allowed()
 }
 
-/// Builds the router for a gateway state.
-pub fn router(state: Arc<AppState>) -> Router {
+/// Builds the router for a running gateway.
+pub fn router(app: Arc<App>) -> Router {
+    let state = Arc::new(AppState {
+        app,
+        metrics: crate::telemetry::metrics_handle(),
+        http_metrics: HttpMetrics::new(),
+    });
     Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
-        .route("/v1/route", post(chat::explain_route))
+        .route("/v1/route", post(route::explain_route))
         .route(
             "/r/{route}/v1/chat/completions",
             post(chat::path_route_chat_completions),
         )
-        .route("/r/{route}/v1/route", post(chat::explain_path_route))
-        .route("/r/{route}/v1/models", get(misc::list_models))
-        .route("/r/{route}/v1/models/{*id}", get(misc::get_model_under_route))
-        .route("/r/{route}/v1/embeddings", post(misc::embeddings_under_route))
-        .route("/v1/embeddings", post(misc::embeddings))
-        .route("/v1/models", get(misc::list_models))
-        .route("/v1/models/{*id}", get(misc::get_model))
-        .route("/healthz", get(misc::healthz))
-        .route("/readyz", get(misc::readyz))
-        .route("/metrics", get(misc::metrics))
+        .route("/r/{route}/v1/route", post(route::explain_path_route))
+        .route("/r/{route}/v1/models", get(models::list_models))
+        .route("/r/{route}/v1/models/{*id}", get(models::get_model_under_route))
+        .route("/r/{route}/v1/embeddings", post(embeddings::embeddings_under_route))
+        .route("/v1/embeddings", post(embeddings::embeddings))
+        .route("/v1/models", get(models::list_models))
+        .route("/v1/models/{*id}", get(models::get_model))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
         .merge(admin::routes().route_layer(middleware::from_fn_with_state(state.clone(), admin::require_master)))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -5,9 +5,9 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-use crate::money::meter::Metered;
+use crate::money::meter::{Metered, Receiver};
 use crate::records::usage::UsageEvent;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// How often the consumer drains the channel. Draining on a tick instead of waking per event
 /// keeps a wake-up (a context switch on a busy machine) off every request.
@@ -24,12 +24,14 @@ pub struct LedgerWriter {
     pub billing: bool,
 }
 
-/// Consumes events until every sender is gone: resolves estimates, settles budgets, updates
-/// metrics and, with a writer, writes the ledger in batches. On a database error the batch is
-/// kept and retried; while it is, the consumer stops taking new events beyond a few batches,
-/// so the bounded channel (whose drops are counted) is the only place events can be lost.
-/// Returns once everything received has been written (or the final retries failed).
-pub async fn consume(mut rx: mpsc::Receiver<Metered>, writer: Option<LedgerWriter>) {
+/// Consumes events until every sender is gone: resolves estimates (on a blocking thread),
+/// settles budgets, updates metrics and, with a writer, writes the ledger in batches. On a
+/// database error the batch is kept and retried; while it is, the consumer stops taking new
+/// events beyond a few batches, so the bounded channel (whose drops are counted) is the only
+/// place events can be lost. A batch the database refuses for its content is split until the
+/// refused events are alone; those are quarantined, and the ledger moves on. Returns once
+/// everything received has been written (or the final retries failed).
+pub async fn consume(mut rx: Receiver, writer: Option<LedgerWriter>) {
     let mut per_model: std::collections::HashMap<String, ModelCounters> = std::collections::HashMap::new();
     let mut tick = tokio::time::interval(DRAIN_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -40,21 +42,25 @@ pub async fn consume(mut rx: mpsc::Receiver<Metered>, writer: Option<LedgerWrite
     let mut closed = false;
     loop {
         tick.tick().await;
-        while pending.len() < max_pending {
-            match rx.try_recv() {
+        let mut taken: Vec<Metered> = Vec::new();
+        while pending.len() + taken.len() < max_pending {
+            match rx.rx.try_recv() {
                 Ok(m) => {
-                    let ev = m.finalize();
-                    observe(&ev, &mut per_model);
-                    if writer.is_some() {
-                        oldest.get_or_insert_with(Instant::now);
-                        pending.push(ev);
-                    }
+                    rx.taken(&m);
+                    taken.push(m);
                 }
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => {
                     closed = true;
                     break;
                 }
+            }
+        }
+        for ev in finalize_all(taken).await {
+            observe(&ev, &mut per_model);
+            if writer.is_some() {
+                oldest.get_or_insert_with(Instant::now);
+                pending.push(ev);
             }
         }
         let Some(w) = &writer else {
@@ -68,7 +74,7 @@ pub async fn consume(mut rx: mpsc::Receiver<Metered>, writer: Option<LedgerWrite
             while !pending.is_empty() {
                 let n = pending.len().min(w.batch_size);
                 let started = Instant::now();
-                match w.store.write_usage(&pending[..n], w.billing).await {
+                match write_splitting(&w.store, &pending[..n], w.billing).await {
                     Ok(()) => {
                         metrics::counter!("switchyard_ledger_events_written_total").increment(n as u64);
                         metrics::histogram!("switchyard_ledger_batch_seconds").record(started.elapsed().as_secs_f64());
@@ -96,6 +102,60 @@ pub async fn consume(mut rx: mpsc::Receiver<Metered>, writer: Option<LedgerWrite
             return;
         }
     }
+}
+
+/// Finalizes events: on a blocking thread when any needs counting (tokenizing a large text
+/// would hold up the executor), else right here.
+async fn finalize_all(taken: Vec<Metered>) -> Vec<UsageEvent> {
+    if taken.iter().all(|m| m.estimate.is_none()) {
+        return taken.into_iter().map(Metered::finalize).collect();
+    }
+    match tokio::task::spawn_blocking(move || taken.into_iter().map(Metered::finalize).collect()).await {
+        Ok(events) => events,
+        Err(e) => {
+            // The blocking pool is gone (the runtime is shutting down) or a count panicked:
+            // nothing to settle or write; say so rather than lose them silently.
+            tracing::error!(error = %e, "usage events could not be finalized");
+            metrics::counter!("switchyard_usage_events_dropped_total").increment(1);
+            Vec::new()
+        }
+    }
+}
+
+/// Writes `events`; a batch the database refuses for its content is split in halves until each
+/// refused event is alone, and that one goes to the quarantine. Fails only when the database
+/// cannot be written at all (the caller retries the whole batch; events already written are
+/// skipped by their id).
+pub async fn write_splitting(store: &Store, events: &[UsageEvent], billing: bool) -> Result<(), StoreError> {
+    let mut work: Vec<&[UsageEvent]> = vec![events];
+    while let Some(part) = work.pop() {
+        match store.write_usage(part, billing).await {
+            Ok(()) => {}
+            Err(e) if e.is_refused() && part.len() > 1 => {
+                let (a, b) = part.split_at(part.len() / 2);
+                work.push(b);
+                work.push(a);
+            }
+            Err(e) if e.is_refused() => {
+                let ev = &part[0];
+                metrics::counter!("switchyard_usage_events_quarantined_total").increment(1);
+                tracing::error!(event_id = %ev.event_id, request_id = %ev.request_id, error = %e,
+                    "the ledger refused a usage event; it is kept in usage_quarantine");
+                match store.quarantine_usage(ev, &e.to_string()).await {
+                    Ok(()) => {}
+                    Err(q) if q.is_refused() => {
+                        // Not even the quarantine takes it: the log line is the record.
+                        metrics::counter!("switchyard_usage_events_dropped_total").increment(1);
+                        tracing::error!(event = %serde_json::to_string(ev).unwrap_or_default(), error = %q,
+                            "a usage event could not be quarantined");
+                    }
+                    Err(q) => return Err(q),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Metric handles per model, looked up once instead of per event.
@@ -127,7 +187,7 @@ fn observe(ev: &UsageEvent, per_model: &mut std::collections::HashMap<String, Mo
         c.completion.increment(ev.completion_tokens);
         c.cost.increment(ev.cost_nanos.max(0) as u64);
     }
-    tracing::debug!(target: "switchyard::money::meter", request_id = %ev.request_id, model = %ev.model,
+    tracing::debug!(target: "switchyard::usage", request_id = %ev.request_id, model = %ev.model,
         deployment = ?ev.deployment, outcome, prompt_tokens = ev.prompt_tokens,
         completion_tokens = ev.completion_tokens, cost_nanos = ev.cost_nanos, "usage");
 }

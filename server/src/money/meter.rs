@@ -2,34 +2,51 @@
 //!
 //! A [`Meter`] is created when a request is accepted (valid, known model) and records exactly one
 //! [`UsageEvent`]: explicitly on success or failure, or from its `Drop` when the client went away
-//! first (mid-dispatch or mid-stream). When the upstream reported no usage, the event carries the
-//! material for an estimate and the sink's consumer counts the tokens, so counting never runs on
-//! the request path.
+//! first (mid-dispatch or mid-stream). Usage is decided by [`crate::money::accounting`]: now,
+//! when the answer needs it (a JSON answer's headers, a stream's last chunk), or later, when the
+//! request ended early. Then the event carries the material for an estimate and the ledger
+//! writer counts it, on a blocking thread, so counting never runs on the request path.
+//!
+//! The sink is bounded twice: by events ([`USAGE_CHANNEL_CAPACITY`]) and by the bytes of text
+//! waiting to be counted ([`MAX_PENDING_ESTIMATE_BYTES`]). Past the second bound an event is
+//! still recorded, with its tokens approximated from sizes and flagged `approximate`.
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
 
 use crate::access::limits::{ConcurrencyPermit, Settlement};
+use crate::money::accounting::{self, Accounted, Bounds, Verdict};
 use crate::money::pricing::{Nanos, Price};
 use crate::money::tokens::{Encoding, PromptText};
-use crate::providers::Usage;
 use crate::proxy::gateway::Deployment;
 use crate::records::keys::Principal;
-use crate::records::usage::{Outcome, Tags, UsageEvent, UsageSource};
+use crate::records::usage::{Outcome, Reported, Tags, Usage, UsageEvent, UsageSource};
 
-/// Everything needed to estimate tokens and cost when the upstream reported no usage.
+/// Everything needed to estimate tokens and cost when the upstream's report could not be used.
 #[derive(Debug, Clone)]
 pub struct PendingEstimate {
-    pub prompt: Arc<PromptText>,
+    pub prompt: Option<Arc<PromptText>>,
     pub completion_text: String,
     pub encoding: Encoding,
     pub price: Price,
     /// Cost already spent on a discarded cascade attempt, added to the estimate's.
     pub extra: Nanos,
+}
+
+impl PendingEstimate {
+    /// The text still to be counted, in bytes (what it holds in memory until it is).
+    pub fn bytes(&self) -> usize {
+        let prompt = self
+            .prompt
+            .as_ref()
+            .filter(|p| !p.is_counted(self.encoding))
+            .map_or(0, |p| p.text.len());
+        prompt + self.completion_text.len()
+    }
 }
 
 /// A cascade's discarded cheap attempt: what it was, why it was escalated, what it cost.
@@ -57,7 +74,7 @@ pub struct Metered {
 
 impl Metered {
     /// Resolves any estimate and settles the request's budget reservations to the real cost.
-    /// Consumers call this once per event, off the request path.
+    /// Consumers call this once per event, off the request path (it may count tokens).
     pub fn finalize(mut self) -> UsageEvent {
         self.resolve_estimate();
         if let Some(s) = self.settlement.take() {
@@ -75,16 +92,30 @@ impl Metered {
     /// Counts tokens for an event that carries an estimate; a no-op for reported usage.
     pub fn resolve_estimate(&mut self) {
         if let Some(est) = self.estimate.take() {
-            let e = &mut self.event;
-            e.prompt_tokens = est.prompt.count(est.encoding);
-            e.completion_tokens = est.encoding.count(&est.completion_text);
-            e.cached_tokens = 0;
-            e.cost_nanos = est
-                .price
-                .cost(e.prompt_tokens, 0, e.completion_tokens)
-                .saturating_add(est.extra)
-                .0;
-            e.usage_source = UsageSource::Estimated;
+            let u = accounting::estimate_chat(est.prompt.as_deref(), &est.completion_text, est.encoding);
+            self.set_estimated(u, est.price, est.extra);
+        }
+    }
+
+    fn set_estimated(&mut self, u: Usage, price: Price, extra: Nanos) {
+        let e = &mut self.event;
+        e.prompt_tokens = u.prompt_tokens;
+        e.completion_tokens = u.completion_tokens;
+        e.cached_tokens = 0;
+        e.cost_nanos = price
+            .cost(u.prompt_tokens, 0, u.completion_tokens)
+            .saturating_add(extra)
+            .0;
+        e.usage_source = UsageSource::Estimated;
+    }
+
+    /// Replaces a pending estimate by one from sizes alone (no counting), flagged.
+    fn approximate(&mut self) {
+        if let Some(est) = self.estimate.take() {
+            let prompt = est.prompt.as_ref().map_or(0, |p| p.text.len());
+            let u = accounting::approximate(prompt, est.completion_text.len());
+            self.set_estimated(u, est.price, est.extra);
+            self.event.usage_flag = Some(Cow::Borrowed("approximate"));
         }
     }
 }
@@ -99,31 +130,78 @@ pub trait UsageSink: Send + Sync + 'static {
 pub struct ChannelSink {
     tx: mpsc::Sender<Metered>,
     dropped: AtomicU64,
+    /// Bytes of text waiting in the channel to be counted.
+    pending_bytes: Arc<AtomicUsize>,
+    max_pending_bytes: usize,
 }
 
 /// Events buffered between the request path and the consumer.
 pub const USAGE_CHANNEL_CAPACITY: usize = 65_536;
 
+/// Text waiting in the channel to be counted for estimates, in bytes at most.
+pub const MAX_PENDING_ESTIMATE_BYTES: usize = 64 * 1024 * 1024;
+
+/// The receiving end of a [`ChannelSink`]: hand every received event to [`Receiver::taken`]
+/// so the sink's byte bound is given back.
+pub struct Receiver {
+    pub rx: mpsc::Receiver<Metered>,
+    pending_bytes: Arc<AtomicUsize>,
+}
+
+impl Receiver {
+    /// Marks an event as taken off the channel.
+    pub fn taken(&self, m: &Metered) {
+        if let Some(e) = &m.estimate {
+            self.pending_bytes.fetch_sub(e.bytes(), Ordering::Relaxed);
+        }
+    }
+}
+
 impl ChannelSink {
-    pub fn new(capacity: usize) -> (Arc<ChannelSink>, mpsc::Receiver<Metered>) {
+    pub fn new(capacity: usize) -> (Arc<ChannelSink>, Receiver) {
+        Self::with_byte_bound(capacity, MAX_PENDING_ESTIMATE_BYTES)
+    }
+
+    pub fn with_byte_bound(capacity: usize, max_pending_bytes: usize) -> (Arc<ChannelSink>, Receiver) {
         let (tx, rx) = mpsc::channel(capacity);
+        let pending_bytes = Arc::new(AtomicUsize::new(0));
         (
             Arc::new(ChannelSink {
                 tx,
                 dropped: AtomicU64::new(0),
+                pending_bytes: pending_bytes.clone(),
+                max_pending_bytes,
             }),
-            rx,
+            Receiver { rx, pending_bytes },
         )
     }
 
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
+
+    /// Bytes of text waiting to be counted.
+    pub fn pending_bytes(&self) -> usize {
+        self.pending_bytes.load(Ordering::Relaxed)
+    }
 }
 
 impl UsageSink for ChannelSink {
-    fn record(&self, event: Metered) {
+    fn record(&self, mut event: Metered) {
+        let bytes = event.estimate.as_ref().map_or(0, |e| e.bytes());
+        if bytes > 0 {
+            let before = self.pending_bytes.fetch_add(bytes, Ordering::Relaxed);
+            if before.saturating_add(bytes) > self.max_pending_bytes {
+                self.pending_bytes.fetch_sub(bytes, Ordering::Relaxed);
+                metrics::counter!("switchyard_usage_estimates_approximated_total").increment(1);
+                tracing::warn!(request_id = %event.event.request_id, bytes,
+                    "too much text waiting to be counted: usage approximated from sizes");
+                event.approximate();
+            }
+        }
+        let bytes = event.estimate.as_ref().map_or(0, |e| e.bytes());
         if let Err(e) = self.tx.try_send(event) {
+            self.pending_bytes.fetch_sub(bytes, Ordering::Relaxed);
             self.dropped.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("switchyard_usage_events_dropped_total").increment(1);
             let m = match &e {
@@ -163,6 +241,13 @@ fn unix_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// What bounds a plausible usage report of this request.
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    Chat { max_output: Option<u32>, n: u32 },
+    Embeddings { inputs: u64 },
+}
+
 /// Records exactly one usage event for one accepted request.
 pub struct Meter {
     sink: Arc<dyn UsageSink>,
@@ -172,6 +257,8 @@ pub struct Meter {
     prompt: Option<Arc<PromptText>>,
     price: Price,
     encoding: Encoding,
+    shape: Shape,
+    bounds: Bounds,
     /// Cost of a discarded cascade attempt, added to whatever the answer costs.
     extra: Nanos,
 }
@@ -210,6 +297,8 @@ impl Meter {
             prompt: None,
             price: Price::default(),
             encoding: Encoding::Cl100k,
+            shape: Shape::Chat { max_output: None, n: 1 },
+            bounds: Bounds::UNKNOWN,
             extra: Nanos(0),
         }
     }
@@ -222,6 +311,16 @@ impl Meter {
 
     fn ev(&mut self) -> &mut UsageEvent {
         &mut self.metered().event
+    }
+
+    /// A chat request's output cap and choices, which bound a believable report.
+    pub fn set_chat_limits(&mut self, max_output: Option<u32>, n: u32) {
+        self.shape = Shape::Chat { max_output, n };
+    }
+
+    /// An embeddings request's number of inputs, which bounds a believable report.
+    pub fn set_embedding_inputs(&mut self, inputs: u64) {
+        self.shape = Shape::Embeddings { inputs };
     }
 
     /// Records the route that chose the model, the experiment's variant and a shadow's choice.
@@ -243,6 +342,7 @@ impl Meter {
     pub fn set_escalated(&mut self, attempt: Escalated, model: &str) {
         self.extra = Nanos(attempt.cost_nanos);
         self.price = Price::default();
+        self.bounds = Bounds::UNKNOWN;
         let ev = self.ev();
         ev.cascade = Some(Cow::Borrowed("escalated"));
         ev.model = model.to_string();
@@ -256,11 +356,7 @@ impl Meter {
         ev.deployment = None;
         ev.provider = None;
         ev.price_version = None;
-    }
-
-    /// What a discarded cascade attempt cost (zero without one).
-    pub fn extra_cost(&self) -> Nanos {
-        self.extra
+        ev.usage_source = UsageSource::None;
     }
 
     /// Attributes the event to a caller.
@@ -279,7 +375,7 @@ impl Meter {
         self.metered().settlement = settlement;
     }
 
-    /// Keeps the prompt so usage can be estimated if the call ends without reported usage.
+    /// Keeps the prompt so usage can be estimated if the call ends without believable usage.
     pub fn set_prompt(&mut self, prompt: Arc<PromptText>) {
         self.prompt = Some(prompt);
     }
@@ -291,6 +387,10 @@ impl Meter {
         let point = d.config.prices.at_or_first(at);
         self.price = point.price;
         self.encoding = d.encoding;
+        self.bounds = match self.shape {
+            Shape::Chat { max_output, n } => Bounds::chat(&d.config, max_output, n),
+            Shape::Embeddings { inputs } => Bounds::embeddings(&d.config, inputs),
+        };
         let version = point.version.to_string();
         let ev = self.ev();
         ev.price_version = Some(version);
@@ -314,16 +414,13 @@ impl Meter {
         self.ev().ttft_ms = Some(elapsed.as_millis() as u64);
     }
 
-    pub fn price(&self) -> Price {
-        self.price
-    }
-
     pub fn encoding(&self) -> Encoding {
         self.encoding
     }
 
-    pub fn prompt(&self) -> Option<&PromptText> {
-        self.prompt.as_deref()
+    /// The kept prompt, shared.
+    pub fn prompt(&self) -> Option<&Arc<PromptText>> {
+        self.prompt.as_ref()
     }
 
     pub fn add_response_bytes(&mut self, n: usize) {
@@ -331,38 +428,58 @@ impl Meter {
         ev.response_bytes = ev.response_bytes.saturating_add(n as u64);
     }
 
-    /// Fills in reported usage, or (when `None`) the material for an estimate.
-    pub fn set_usage(&mut self, usage: Option<Usage>, completion_text: String) {
-        let price = self.price;
-        let extra = self.extra;
-        let estimate = match usage {
-            Some(_) => None,
-            None => self.prompt.clone().map(|prompt| {
-                Box::new(PendingEstimate {
-                    prompt,
-                    completion_text,
-                    encoding: self.encoding,
-                    price,
-                    extra,
-                })
-            }),
-        };
+    /// Whether `reported` will be believed; when not, the answer must be estimated.
+    pub fn verdict(&self, reported: Option<&Reported>) -> Verdict {
+        accounting::judge(reported, self.bounds)
+    }
+
+    /// Accounts the answer now (see [`accounting::account`]), counting with `estimate` if the
+    /// report is not believed. Returns what the request costs in all, a discarded cascade
+    /// attempt included.
+    pub fn account(&mut self, reported: Option<&Reported>, estimate: impl FnOnce() -> Usage) -> Accounted {
+        let deployment = self
+            .event
+            .as_ref()
+            .and_then(|m| m.event.deployment.clone())
+            .unwrap_or_default();
+        let mut a = accounting::account(reported, self.bounds, self.price, &deployment, estimate);
+        a.cost = a.cost.saturating_add(self.extra);
         let m = self.metered();
         let ev = &mut m.event;
-        match usage {
-            Some(u) => {
-                ev.prompt_tokens = u.prompt_tokens;
-                ev.completion_tokens = u.completion_tokens;
-                ev.cached_tokens = u.cached_tokens;
-                ev.cost_nanos = price
-                    .cost(u.prompt_tokens, u.cached_tokens, u.completion_tokens)
-                    .saturating_add(extra)
-                    .0;
-                ev.usage_source = UsageSource::Reported;
-                m.estimate = None;
+        ev.prompt_tokens = a.usage.prompt_tokens;
+        ev.completion_tokens = a.usage.completion_tokens;
+        ev.cached_tokens = a.usage.cached_tokens;
+        ev.cost_nanos = a.cost.0;
+        ev.usage_source = a.source;
+        ev.usage_flag = a.flag.map(Cow::Borrowed);
+        m.estimate = None;
+        a
+    }
+
+    /// Accounts the answer once the request is over (it ended early): a believable report is
+    /// taken now; otherwise the text seen is kept and counted off the request path.
+    pub fn account_later(&mut self, reported: Option<&Reported>, completion_text: String) {
+        match self.verdict(reported) {
+            Verdict::Believe(..) => {
+                self.account(reported, || unreachable!("a believed report is not estimated"));
             }
-            None => {
-                ev.usage_source = if estimate.is_some() {
+            Verdict::Estimate(flag) => {
+                if let Some(flag) = flag {
+                    // The same log line and metric as an estimate made now.
+                    let _ = accounting::account(reported, self.bounds, self.price, "", Usage::default);
+                    self.ev().usage_flag = Some(Cow::Borrowed(flag));
+                }
+                let estimate = (self.prompt.is_some() || !completion_text.is_empty()).then(|| {
+                    Box::new(PendingEstimate {
+                        prompt: self.prompt.clone(),
+                        completion_text,
+                        encoding: self.encoding,
+                        price: self.price,
+                        extra: self.extra,
+                    })
+                });
+                let m = self.metered();
+                m.event.usage_source = if estimate.is_some() {
                     UsageSource::Estimated
                 } else {
                     UsageSource::None
@@ -370,20 +487,6 @@ impl Meter {
                 m.estimate = estimate;
             }
         }
-    }
-
-    /// Usage already computed by the caller (for example an estimate counted for a header).
-    /// `cost` is the answer's; a discarded cascade attempt's cost is added.
-    pub fn set_counted(&mut self, prompt: u64, cached: u64, completion: u64, cost: Nanos, source: UsageSource) {
-        let extra = self.extra;
-        let m = self.metered();
-        let ev = &mut m.event;
-        ev.prompt_tokens = prompt;
-        ev.cached_tokens = cached;
-        ev.completion_tokens = completion;
-        ev.cost_nanos = cost.saturating_add(extra).0;
-        ev.usage_source = source;
-        m.estimate = None;
     }
 
     /// Records the event with this outcome.
@@ -407,10 +510,11 @@ impl Meter {
 impl Drop for Meter {
     /// The request ended without an explicit outcome: the client went away.
     fn drop(&mut self) {
-        if self.event.is_some() {
-            if self.ev().usage_source == UsageSource::None && self.ev().deployment.is_some() {
+        if let Some(m) = &self.event {
+            let unaccounted = m.event.usage_source == UsageSource::None && m.estimate.is_none();
+            if unaccounted && m.event.deployment.is_some() {
                 // The upstream was called: the prompt was (likely) billed there, so estimate it.
-                self.set_usage(None, String::new());
+                self.account_later(None, String::new());
             }
             self.record(499, Outcome::ClientDisconnect, Some("client_disconnect"));
         }
@@ -426,6 +530,14 @@ mod tests {
         Meter::start(sink.clone(), Instant::now(), "r1", "chat", "m", true, 10)
     }
 
+    fn reported(p: u64, c: u64) -> Reported {
+        Reported::from(Usage {
+            prompt_tokens: p,
+            completion_tokens: c,
+            cached_tokens: 0,
+        })
+    }
+
     #[test]
     fn exactly_one_event_per_meter_whatever_the_path() {
         let sink = Arc::new(MemorySink::default());
@@ -434,14 +546,7 @@ mod tests {
         let m = meter(&sink);
         drop(m);
         let mut m = meter(&sink);
-        m.set_usage(
-            Some(Usage {
-                prompt_tokens: 1,
-                completion_tokens: 1,
-                cached_tokens: 0,
-            }),
-            String::new(),
-        );
+        m.account_later(Some(&reported(1, 1)), String::new());
         m.finish(502, Outcome::UpstreamError, Some("upstream_5xx"));
         let ev = sink.events();
         assert_eq!(ev.len(), 3);
@@ -449,29 +554,52 @@ mod tests {
         assert_eq!(ev[1].outcome, Outcome::ClientDisconnect);
         assert_eq!(ev[1].status, 499);
         assert_eq!(ev[2].error_kind.as_deref(), Some("upstream_5xx"));
+        assert_eq!(ev[2].usage_source, UsageSource::Reported);
     }
 
-    #[test]
-    fn missing_usage_is_estimated_and_flagged() {
-        let sink = Arc::new(MemorySink::default());
-        let mut m = meter(&sink);
+    fn priced(m: &mut Meter) {
         m.price = Price {
             input: PicoPerToken(1_000_000),
             output: PicoPerToken(2_000_000),
             cached_input: PicoPerToken(1_000_000),
         };
-        m.set_prompt(Arc::new(PromptText {
-            text: "hello world".into(),
-            messages: 1,
-            names: 0,
-        }));
-        m.set_usage(None, "hello world".into());
+        m.set_prompt(Arc::new(PromptText::new("hello world".into(), 1, 0)));
+    }
+
+    #[test]
+    fn missing_usage_is_estimated_later_and_flagged() {
+        let sink = Arc::new(MemorySink::default());
+        let mut m = meter(&sink);
+        priced(&mut m);
+        m.account_later(None, "hello world".into());
         m.finish(200, Outcome::Success, None);
         let ev = &sink.events()[0];
         assert_eq!(ev.usage_source, UsageSource::Estimated);
         assert_eq!(ev.prompt_tokens, 2 + 3 + 3);
         assert_eq!(ev.completion_tokens, 2);
         assert_eq!(ev.cost_nanos, (8 * 1_000_000 + 2 * 2_000_000) / 1000);
+        assert_eq!(ev.usage_flag, None, "a missing report is not a suspicious one");
+    }
+
+    #[test]
+    fn an_absurd_report_is_estimated_and_flagged() {
+        let sink = Arc::new(MemorySink::default());
+        let mut m = meter(&sink);
+        priced(&mut m);
+        m.bounds = Bounds {
+            prompt: 100,
+            completion: 10,
+        };
+        let absurd = Reported {
+            prompt_tokens: Some(1 << 62),
+            ..reported(0, 2)
+        };
+        m.account_later(Some(&absurd), "hello world".into());
+        m.finish(200, Outcome::Success, None);
+        let ev = &sink.events()[0];
+        assert_eq!(ev.usage_source, UsageSource::Estimated);
+        assert_eq!(ev.usage_flag.as_deref(), Some("prompt_over_window"));
+        assert_eq!((ev.prompt_tokens, ev.completion_tokens), (8, 2));
     }
 
     #[test]
@@ -481,5 +609,30 @@ mod tests {
         Meter::start(s.clone(), Instant::now(), "a", "chat", "m", false, 0).finish(200, Outcome::Success, None);
         Meter::start(s, Instant::now(), "b", "chat", "m", false, 0).finish(200, Outcome::Success, None);
         assert_eq!(sink.dropped(), 1);
+    }
+
+    #[test]
+    fn text_waiting_to_be_counted_is_bounded_by_bytes() {
+        let (sink, mut rx) = ChannelSink::with_byte_bound(16, 1000);
+        let s: Arc<dyn UsageSink> = sink.clone();
+        let send = |text: &str| {
+            let mut m = Meter::start(s.clone(), Instant::now(), "r", "chat", "m", true, 0);
+            m.set_prompt(Arc::new(PromptText::new(text.to_string(), 1, 0)));
+            m.account_later(None, String::new());
+            m.finish(200, Outcome::Success, None);
+        };
+        send(&"a".repeat(600));
+        assert_eq!(sink.pending_bytes(), 600);
+        send(&"b".repeat(600));
+        assert_eq!(sink.pending_bytes(), 600, "the second would pass the bound");
+        let first = rx.rx.try_recv().unwrap();
+        let second = rx.rx.try_recv().unwrap();
+        assert!(first.estimate.is_some() && first.event.usage_flag.is_none());
+        assert!(second.estimate.is_none(), "approximated at once");
+        assert_eq!(second.event.usage_flag.as_deref(), Some("approximate"));
+        assert_eq!(second.event.prompt_tokens, 150);
+        rx.taken(&first);
+        rx.taken(&second);
+        assert_eq!(sink.pending_bytes(), 0);
     }
 }

@@ -2,10 +2,12 @@
 //!
 //! - [`tokens`]: token estimates with tiktoken (pure).
 //! - [`pricing`]: integer money, prices over time, the price table (pure).
+//! - [`accounting`]: usage, source, cost and flag of a call, decided in one place.
 //! - [`meter`]: one usage event per accepted request, through a bounded sink.
 //! - [`ledger`]: the ledger writer, from the channel to the store in batches.
 //! - [`billing`]: billing events from the durable outbox, delivered to a Lago-format webhook.
 
+pub mod accounting;
 pub mod billing;
 pub mod ledger;
 pub mod meter;

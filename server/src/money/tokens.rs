@@ -6,15 +6,18 @@
 //! N bytes has at most N tokens) and counts exactly only when that bound matters: a request that
 //! might not fit a context window, or an upstream that reported no usage.
 
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+
 use tiktoken_rs::CoreBPE;
 
 /// The BPE vocabulary used to estimate a model's tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
     /// GPT-4o, GPT-4.1, GPT-5, o-series.
-    O200k,
+    O200k = 0,
     /// GPT-4, GPT-3.5 and, as the closest public approximation, every non-OpenAI model.
-    Cl100k,
+    Cl100k = 1,
 }
 
 /// OpenAI's chat format adds three tokens per message and one per `name`, plus three that prime the reply.
@@ -71,23 +74,81 @@ pub fn warm_up(encodings: &[Encoding]) {
 }
 
 /// The countable text of a chat prompt, gathered once while the request is validated.
-#[derive(Debug, Clone, Default)]
+///
+/// Its exact count is made at most once per encoding, whoever asks (a context-window check, a
+/// routing decision, an estimate): the first [`PromptText::count`] counts, later ones read the
+/// result.
+#[derive(Debug, Default)]
 pub struct PromptText {
     /// Message contents, names, tool-call arguments and tool schemas, in order, separated by newlines.
     pub text: String,
     pub messages: u64,
     pub names: u64,
+    /// The text's exact count per encoding, once made.
+    counted: [OnceLock<u64>; 2],
+    /// How many times the text was actually counted (at most one per encoding).
+    counts: AtomicU32,
+}
+
+impl Clone for PromptText {
+    fn clone(&self) -> Self {
+        PromptText {
+            text: self.text.clone(),
+            messages: self.messages,
+            names: self.names,
+            counted: self.counted.clone(),
+            counts: AtomicU32::new(self.counts.load(Ordering::Relaxed)),
+        }
+    }
 }
 
 impl PromptText {
-    /// An upper bound on the prompt's tokens in any byte-level BPE, computed without counting.
-    pub fn upper_bound(&self) -> u64 {
-        self.text.len() as u64 + self.messages * TOKENS_PER_MESSAGE + self.names * TOKENS_PER_NAME + REPLY_PRIMING
+    pub fn new(text: String, messages: u64, names: u64) -> PromptText {
+        PromptText {
+            text,
+            messages,
+            names,
+            ..PromptText::default()
+        }
     }
 
-    /// The estimate of the prompt's tokens in `enc`, with OpenAI's chat overhead.
+    fn overhead(&self) -> u64 {
+        self.messages
+            .saturating_mul(TOKENS_PER_MESSAGE)
+            .saturating_add(self.names.saturating_mul(TOKENS_PER_NAME))
+            .saturating_add(REPLY_PRIMING)
+    }
+
+    /// An upper bound on the prompt's tokens in any byte-level BPE, computed without counting.
+    pub fn upper_bound(&self) -> u64 {
+        (self.text.len() as u64).saturating_add(self.overhead())
+    }
+
+    /// A lower bound without counting: the chat format's own tokens. A window that cannot hold
+    /// even these cannot hold the prompt.
+    pub fn lower_bound(&self) -> u64 {
+        self.overhead()
+    }
+
+    /// The estimate of the prompt's tokens in `enc`, with OpenAI's chat overhead; counted on
+    /// the first call for each encoding only.
     pub fn count(&self, enc: Encoding) -> u64 {
-        enc.count(&self.text) + self.messages * TOKENS_PER_MESSAGE + self.names * TOKENS_PER_NAME + REPLY_PRIMING
+        let n = *self.counted[enc as usize].get_or_init(|| {
+            self.counts.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("switchyard_prompt_counts_total").increment(1);
+            enc.count(&self.text)
+        });
+        n.saturating_add(self.overhead())
+    }
+
+    /// Whether the exact count in `enc` is known already (asking for it costs nothing).
+    pub fn is_counted(&self, enc: Encoding) -> bool {
+        self.counted[enc as usize].get().is_some()
+    }
+
+    /// How many times the text was actually counted.
+    pub fn counts_made(&self) -> u32 {
+        self.counts.load(Ordering::Relaxed)
     }
 }
 
@@ -134,11 +195,7 @@ mod tests {
             "🦀🦀🦀 emoji and ümlauts",
         ];
         for s in samples {
-            let p = PromptText {
-                text: s.to_string(),
-                messages: 2,
-                names: 1,
-            };
+            let p = PromptText::new(s.to_string(), 2, 1);
             for enc in [Encoding::O200k, Encoding::Cl100k] {
                 assert!(p.upper_bound() >= p.count(enc), "{s}");
             }
@@ -148,12 +205,21 @@ mod tests {
     #[test]
     fn chat_overhead_matches_openai_cookbook() {
         // The cookbook's example: two messages "hello" / "hi" → 2*3 + 1 + 1 + 3 = 11 with cl100k.
-        let p = PromptText {
-            text: "hello\nhi".to_string(),
-            messages: 2,
-            names: 0,
-        };
+        let p = PromptText::new("hello\nhi".to_string(), 2, 0);
         let words = Encoding::Cl100k.count("hello\nhi");
         assert_eq!(p.count(Encoding::Cl100k), words + 2 * 3 + 3);
+    }
+
+    #[test]
+    fn a_prompt_is_counted_once_per_encoding() {
+        let p = PromptText::new("some words to count".to_string(), 1, 0);
+        assert!(!p.is_counted(Encoding::Cl100k));
+        let a = p.count(Encoding::Cl100k);
+        assert_eq!(p.count(Encoding::Cl100k), a);
+        assert!(p.is_counted(Encoding::Cl100k) && !p.is_counted(Encoding::O200k));
+        assert_eq!(p.counts_made(), 1);
+        p.count(Encoding::O200k);
+        assert_eq!(p.counts_made(), 2);
+        assert!(p.lower_bound() <= a && a <= p.upper_bound());
     }
 }

@@ -16,9 +16,10 @@ use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 use serde_json::{json, Map, Value};
 
-use super::{read_limited, send, sse, CallLimits, ChatOutcome, Chunk, Complete, Provider, UpstreamError, Usage};
+use super::{read_limited, send, sse, CallLimits, ChatOutcome, Chunk, Complete, Provider, UpstreamError};
 use crate::config::{DeploymentConfig, ProviderConfig};
 use crate::proxy::request::{ChatRequest, EmbeddingsRequest};
+use crate::records::usage::{Reported, Usage};
 
 /// `max_tokens` is required by Anthropic; this is sent when the client set none and the deployment has no cap.
 pub const DEFAULT_MAX_TOKENS: u32 = 4096;
@@ -421,7 +422,7 @@ impl Provider for Anthropic {
                 let (body, usage) = translate_response(&msg);
                 return Ok(ChatOutcome::Complete(Complete {
                     body: Bytes::from(body.to_string()),
-                    usage: usage.plausible(),
+                    usage: Some(Reported::from(usage)),
                 }));
             }
             let resp = tokio::time::timeout(limits.timeout, send(rb))

@@ -13,9 +13,10 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use serde_json::{json, Map, Value};
 
-use super::{CallLimits, ChatOutcome, Chunk, Complete, Provider, UpstreamError, Usage};
+use super::{CallLimits, ChatOutcome, Chunk, Complete, Provider, UpstreamError};
 use crate::config::{DeploymentConfig, ProviderConfig};
 use crate::proxy::request::{ChatRequest, EmbeddingsRequest};
+use crate::records::usage::{Reported, Usage};
 use serde::Deserialize;
 
 /// What one choice of a mock answer is.
@@ -371,7 +372,7 @@ impl Provider for Mock {
                 let body = Bytes::from(render_completion(&plan, true).to_string());
                 return Ok(ChatOutcome::Complete(Complete {
                     body,
-                    usage: Some(plan.usage),
+                    usage: Some(Reported::from(plan.usage)),
                 }));
             }
             let chunks = render_chunks(&plan, STREAM_PIECES, true);
@@ -403,7 +404,7 @@ impl Provider for Mock {
             texts.push(String::new());
         }
         let v = render_embeddings(&deployment.model, &texts, dims);
-        let usage = super::WireUsage::deserialize(&v["usage"]).ok().map(Usage::from);
+        let usage = super::WireUsage::deserialize(&v["usage"]).ok().map(Reported::from);
         let body = Bytes::from(v.to_string());
         let latency = Duration::from_millis(self.config.latency_ms);
         Box::pin(async move {

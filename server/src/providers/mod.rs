@@ -19,31 +19,16 @@ use serde::Deserialize;
 
 use crate::config::DeploymentConfig;
 use crate::proxy::request::{ChatRequest, EmbeddingsRequest};
+use crate::records::usage::Reported;
 
-/// Token usage as an upstream reported it, in OpenAI's terms.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Usage {
-    /// All input tokens, cached ones included.
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-    /// Input tokens read from the provider's prompt cache (priced separately).
-    pub cached_tokens: u64,
-}
-
-impl Usage {
-    /// A report is believable only if it counts at least one prompt token: every real prompt has
-    /// one, and a zero report (seen from some servers) would otherwise bill a call at $0.
-    pub fn plausible(self) -> Option<Usage> {
-        (self.prompt_tokens > 0).then_some(self)
-    }
-}
-
+/// A usage object as sent: every count kept as it came, however absurd, for
+/// `money::accounting` to judge.
 #[derive(Deserialize)]
 pub(crate) struct WireUsage {
     #[serde(default)]
-    prompt_tokens: u64,
+    prompt_tokens: Count,
     #[serde(default)]
-    completion_tokens: u64,
+    completion_tokens: Count,
     #[serde(default)]
     prompt_tokens_details: Option<WireDetails>,
 }
@@ -51,15 +36,95 @@ pub(crate) struct WireUsage {
 #[derive(Deserialize)]
 struct WireDetails {
     #[serde(default)]
-    cached_tokens: Option<u64>,
+    cached_tokens: Count,
 }
 
-impl From<WireUsage> for Usage {
-    fn from(w: WireUsage) -> Usage {
-        Usage {
-            prompt_tokens: w.prompt_tokens,
-            completion_tokens: w.completion_tokens,
-            cached_tokens: w.prompt_tokens_details.and_then(|d| d.cached_tokens).unwrap_or(0),
+/// One count as sent: an integer of any size or sign, nothing (missing or `null`), or
+/// something that is not a count (text, a fraction, an object).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Count {
+    #[default]
+    Missing,
+    Int(i128),
+    Bad,
+}
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Count, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Count;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a token count")
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Count, E> {
+                Ok(Count::Int(i128::from(v)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Count, E> {
+                Ok(Count::Int(i128::from(v)))
+            }
+            fn visit_u128<E>(self, v: u128) -> Result<Count, E> {
+                Ok(i128::try_from(v).map_or(Count::Int(i128::MAX), Count::Int))
+            }
+            fn visit_i128<E>(self, v: i128) -> Result<Count, E> {
+                Ok(Count::Int(v))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Count, E> {
+                // A whole number written as a float (`12.0`, `1e20`) is still a count.
+                Ok(if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e36 {
+                    Count::Int(v as i128)
+                } else {
+                    Count::Bad
+                })
+            }
+            fn visit_unit<E>(self) -> Result<Count, E> {
+                Ok(Count::Missing)
+            }
+            fn visit_none<E>(self) -> Result<Count, E> {
+                Ok(Count::Missing)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Count, E> {
+                Ok(Count::Bad)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Count, E> {
+                Ok(Count::Bad)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Count, A::Error> {
+                while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Count::Bad)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Count, A::Error> {
+                while a
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(Count::Bad)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl From<WireUsage> for Reported {
+    fn from(w: WireUsage) -> Reported {
+        let cached = w.prompt_tokens_details.map_or(Count::Missing, |d| d.cached_tokens);
+        let mut malformed = false;
+        let mut take = |c: Count| match c {
+            Count::Missing => None,
+            Count::Int(v) => Some(v),
+            Count::Bad => {
+                malformed = true;
+                None
+            }
+        };
+        let prompt_tokens = take(w.prompt_tokens);
+        let completion_tokens = take(w.completion_tokens);
+        let cached_tokens = take(cached);
+        Reported {
+            prompt_tokens,
+            completion_tokens,
+            cached_tokens,
+            malformed,
         }
     }
 }
@@ -85,9 +150,9 @@ impl Chunk {
 /// What the gateway needs to know about a chunk, read once when it arrives.
 #[derive(Debug, Clone, Default)]
 pub struct ChunkInfo {
-    /// Usage the chunk reports, if believable (see [`Usage::plausible`]).
-    pub usage: Option<Usage>,
-    /// The chunk has a `usage` object, believable or not (the usage-only chunk is recognised by it).
+    /// Usage the chunk reports, as sent (judged by `money::accounting`).
+    pub usage: Option<Reported>,
+    /// The chunk has a `usage` object (the usage-only chunk is recognised by it).
     pub carries_usage: bool,
     /// At least one choice has a `finish_reason`.
     pub finish: bool,
@@ -146,7 +211,7 @@ impl ChunkInfo {
     fn from_peek(c: PeekChunk<'_>) -> ChunkInfo {
         let mut info = ChunkInfo {
             carries_usage: c.usage.is_some(),
-            usage: c.usage.map(Usage::from).and_then(Usage::plausible),
+            usage: c.usage.map(Reported::from),
             finish: false,
             no_choices: c.choices.is_empty(),
             text: String::new(),
@@ -176,7 +241,7 @@ impl ChunkInfo {
 /// What a complete response body says, read in one pass.
 pub enum BodyRead {
     /// A JSON object without an error: its usage, if it reports one.
-    Answer(Option<Usage>),
+    Answer(Option<Reported>),
     /// A JSON object with an `error` and no `choices`/`data`: a failure, whatever the status said.
     Error(String),
     NotJson,
@@ -202,7 +267,7 @@ pub fn read_body(body: &[u8]) -> BodyRead {
                 let msg = e["message"].as_str().or(e.as_str()).unwrap_or("upstream error");
                 BodyRead::Error(msg.chars().take(1000).collect())
             }
-            _ => BodyRead::Answer(b.usage.map(Usage::from).and_then(Usage::plausible)),
+            _ => BodyRead::Answer(b.usage.map(Reported::from)),
         },
     }
 }
@@ -231,7 +296,8 @@ pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<Chunk, UpstreamError>> +
 #[derive(Debug, Clone)]
 pub struct Complete {
     pub body: Bytes,
-    pub usage: Option<Usage>,
+    /// The usage the body reports, as sent.
+    pub usage: Option<Reported>,
 }
 
 pub enum ChatOutcome {
@@ -460,11 +526,11 @@ mod tests {
         assert!(i.no_choices);
         assert_eq!(
             i.usage,
-            Some(Usage {
+            Some(Reported::from(crate::records::usage::Usage {
                 prompt_tokens: 10,
                 completion_tokens: 5,
                 cached_tokens: 4
-            })
+            }))
         );
         let t = br#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"a\""}}]},"finish_reason":"tool_calls"}]}"#;
         let i = ChunkInfo::peek(t).unwrap();
@@ -481,12 +547,12 @@ mod tests {
         let parsed = ChunkInfo::peek(&built.data).unwrap();
         assert_eq!((built.info.text.as_str(), built.info.finish), ("Hif{}", true));
         assert_eq!((parsed.text.as_str(), parsed.finish), ("Hif{}", true));
-        // A zero report is carried (so the usage-only chunk is still recognised) but not believed.
+        // A zero report is carried as sent (so the usage-only chunk is still recognised).
         let zero = Chunk::from_value(
             &serde_json::json!({"choices": [], "usage": {"prompt_tokens": 0, "completion_tokens": 0}}),
         );
         assert!(zero.info.carries_usage && zero.info.no_choices);
-        assert_eq!(zero.info.usage, None);
+        assert_eq!(zero.info.usage.and_then(|u| u.prompt_tokens), Some(0));
     }
 
     #[test]
@@ -499,7 +565,7 @@ mod tests {
         ));
         assert!(matches!(read_body(b"<html>"), BodyRead::NotJson));
         let ok = br#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#;
-        assert!(matches!(read_body(ok), BodyRead::Answer(Some(u)) if u.prompt_tokens == 3));
+        assert!(matches!(read_body(ok), BodyRead::Answer(Some(u)) if u.prompt_tokens == Some(3)));
     }
 
     #[test]
@@ -524,5 +590,34 @@ mod tests {
         let mut h = http::HeaderMap::new();
         h.insert("retry-after", "7".parse().unwrap());
         assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+    }
+
+    #[test]
+    fn usage_is_read_as_sent_whatever_it_says() {
+        let read = |u: &str| {
+            let chunk = format!(r#"{{"choices":[],"usage":{u}}}"#);
+            ChunkInfo::peek(chunk.as_bytes())
+                .expect("the chunk stays readable")
+                .usage
+        };
+        let huge = read(r#"{"prompt_tokens":4611686018427387904,"completion_tokens":-5}"#).unwrap();
+        assert_eq!(huge.prompt_tokens, Some(1 << 62));
+        assert_eq!(huge.completion_tokens, Some(-5));
+        let nulls = read(r#"{"prompt_tokens":null,"completion_tokens":null,"prompt_tokens_details":null}"#).unwrap();
+        assert_eq!(
+            (nulls.prompt_tokens, nulls.completion_tokens, nulls.malformed),
+            (None, None, false)
+        );
+        let odd =
+            read(r#"{"prompt_tokens":"12","completion_tokens":1.5,"prompt_tokens_details":{"cached_tokens":[1]}}"#)
+                .unwrap();
+        assert!(odd.malformed);
+        let big = read(r#"{"prompt_tokens":1e30,"completion_tokens":99999999999999999999999}"#).unwrap();
+        assert!(
+            big.prompt_tokens.unwrap() > 10i128.pow(29),
+            "a float count is read as the integer it is"
+        );
+        assert!(big.completion_tokens.unwrap() > i128::from(u64::MAX));
+        assert_eq!(read("null"), None);
     }
 }

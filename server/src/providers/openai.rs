@@ -114,7 +114,7 @@ pub fn chunk_stream(resp: reqwest::Response, limits: CallLimits) -> super::Chunk
 
 /// The usage of a complete answer. A body that is not JSON, or an error sent with a 200 status
 /// (some servers do), is a failure: it must never reach the client as a success.
-fn answer_usage(body: &[u8]) -> Result<Option<super::Usage>, UpstreamError> {
+fn answer_usage(body: &[u8]) -> Result<Option<crate::records::usage::Reported>, UpstreamError> {
     match super::read_body(body) {
         super::BodyRead::Answer(u) => Ok(u),
         super::BodyRead::Error(message) => Err(UpstreamError::Status {

@@ -323,6 +323,29 @@ impl Gateway {
             .is_some_and(|m| self.chat_candidates(m, req).is_ok_and(|c| !c.is_empty()))
     }
 
+    /// The encodings in which `req`'s prompt must be counted exactly to check the context
+    /// windows of `models` (and their fallbacks): usually none. The request path counts these
+    /// ahead, off the async executor, so the checks themselves only read the result.
+    pub fn encodings_to_count(&self, models: &[&str], req: &ChatRequest) -> Vec<Encoding> {
+        let mut out: Vec<Encoding> = Vec::new();
+        let reserve = u64::from(req.max_output_tokens.unwrap_or(0));
+        for name in models {
+            let Some(model) = self.models.get(*name) else { continue };
+            let chain = std::iter::once(model).chain(model.fallbacks.iter().filter_map(|f| self.models.get(f)));
+            for d in chain.flat_map(|m| m.deployments.iter()) {
+                let limit = u64::from(d.config.context_window).saturating_sub(reserve);
+                if d.serves(req.needs)
+                    && window_check(&req.prompt, limit) == WindowCheck::Count
+                    && !req.prompt.is_counted(d.encoding)
+                    && !out.contains(&d.encoding)
+                {
+                    out.push(d.encoding);
+                }
+            }
+        }
+        out
+    }
+
     /// Candidate deployments for a chat request, in the order they will be tried.
     fn chat_candidates(&self, model: &LogicalModel, req: &ChatRequest) -> Result<Vec<Arc<Deployment>>, ApiError> {
         let mut chain: Vec<&LogicalModel> = vec![model];
@@ -332,9 +355,8 @@ impl Gateway {
             }
         }
         let mut capable = 0usize;
-        let mut counted: Vec<(Encoding, u64)> = Vec::new();
         let mut smallest_window = u64::MAX;
-        let mut prompt_tokens_seen = 0u64;
+        let mut prompt_tokens_seen: Option<u64> = None;
         let mut out = Vec::new();
         for m in chain {
             let mut fits = Vec::new();
@@ -344,22 +366,18 @@ impl Gateway {
                 }
                 capable += 1;
                 let window = u64::from(d.config.context_window);
-                let reserve = u64::from(req.max_output_tokens.unwrap_or(0));
-                let limit = window.saturating_sub(reserve);
-                // The byte bound settles almost every request; count exactly only when it might not fit.
-                let fits_window = if req.prompt.upper_bound() <= limit {
-                    true
-                } else {
-                    let n = match counted.iter().find(|(e, _)| *e == d.encoding) {
-                        Some((_, n)) => *n,
-                        None => {
-                            let n = req.prompt.count(d.encoding);
-                            counted.push((d.encoding, n));
-                            n
-                        }
-                    };
-                    prompt_tokens_seen = n;
-                    n <= limit
+                let limit = window.saturating_sub(u64::from(req.max_output_tokens.unwrap_or(0)));
+                // The byte bound settles almost every request, and a window that cannot hold
+                // even the chat format's own tokens settles it the other way; only in between
+                // is the prompt counted (once per encoding, whoever asks).
+                let fits_window = match window_check(&req.prompt, limit) {
+                    WindowCheck::Fits => true,
+                    WindowCheck::Never => false,
+                    WindowCheck::Count => {
+                        let n = req.prompt.count(d.encoding);
+                        prompt_tokens_seen = Some(n);
+                        n <= limit
+                    }
                 };
                 if fits_window {
                     fits.push(d.clone());
@@ -415,8 +433,12 @@ impl Gateway {
             ));
         }
         if out.is_empty() {
+            let seen = match prompt_tokens_seen {
+                Some(n) => format!("{n} tokens"),
+                None => "more tokens than fit".to_string(),
+            };
             return Err(ApiError::context_length_exceeded(format!(
-                "This model's maximum context length is {smallest_window} tokens. However, your messages resulted in {prompt_tokens_seen} tokens{}. Please reduce the length of the messages.",
+                "This model's maximum context length is {smallest_window} tokens. However, your messages resulted in {seen}{}. Please reduce the length of the messages.",
                 match req.max_output_tokens {
                     Some(m) => format!(" plus {m} requested for the completion"),
                     None => String::new(),
@@ -610,6 +632,26 @@ impl Gateway {
             last_deployment,
             kind,
         })
+    }
+}
+
+/// What a context window of `limit` tokens (after the reserved output) says of a prompt
+/// without counting it, when it can.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WindowCheck {
+    Fits,
+    /// Not even the chat format's own tokens fit (say, `max_tokens` at the window).
+    Never,
+    Count,
+}
+
+fn window_check(prompt: &crate::money::tokens::PromptText, limit: u64) -> WindowCheck {
+    if prompt.upper_bound() <= limit {
+        WindowCheck::Fits
+    } else if prompt.lower_bound() > limit {
+        WindowCheck::Never
+    } else {
+        WindowCheck::Count
     }
 }
 

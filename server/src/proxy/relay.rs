@@ -14,11 +14,12 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 
 use crate::error::ApiError;
+use crate::money::accounting::{self, Verdict, COUNT_INLINE_BYTES};
 use crate::money::meter::Meter;
 use crate::money::pricing::Nanos;
-use crate::providers::{Chunk, ChunkStream, UpstreamError, Usage};
+use crate::providers::{Chunk, ChunkStream, UpstreamError};
 use crate::proxy::gateway::{InflightGuard, StartedStream};
-use crate::records::usage::{Outcome, UsageSource};
+use crate::records::usage::{Outcome, Reported, Usage, UsageSource};
 
 /// Generated text kept for estimates when an upstream reports no usage; beyond it, counting stops growing.
 const MAX_TEXT_FOR_ESTIMATE: usize = 1024 * 1024;
@@ -31,8 +32,12 @@ struct Relay {
     rest: ChunkStream,
     include_usage: bool,
     held: Option<Chunk>,
-    usage: Option<Usage>,
+    usage: Option<Reported>,
     text: String,
+    /// An estimate counted ahead on a blocking thread, for when the report is not believed.
+    estimated: Option<Usage>,
+    /// An item taken off the stream that needs the estimate above before it can be handled.
+    deferred: Option<Option<Result<Chunk, UpstreamError>>>,
     meter: Option<Meter>,
     _guard: InflightGuard,
     deployment: String,
@@ -126,7 +131,7 @@ impl Relay {
         }
     }
 
-    /// Works out usage and cost once (counting tokens only if the upstream reported none), settles the meter's usage.
+    /// Works out usage and cost once (see `money::accounting`) and settles the meter's usage.
     fn settle_extension(&mut self) -> String {
         if let Some(ext) = &self.settled {
             return ext.clone();
@@ -134,35 +139,54 @@ impl Relay {
         let Some(meter) = self.meter.as_mut() else {
             return "{}".into();
         };
-        let (usage, source) = match self.usage {
-            Some(u) => {
-                meter.set_usage(Some(u), String::new());
-                (u, UsageSource::Reported)
-            }
-            None => {
-                let enc = meter.encoding();
-                let prompt = meter.prompt().map(|p| p.count(enc)).unwrap_or(0);
-                let u = Usage {
-                    prompt_tokens: prompt,
-                    completion_tokens: enc.count(&self.text),
-                    cached_tokens: 0,
-                };
-                let cost = meter.price().cost(u.prompt_tokens, 0, u.completion_tokens);
-                meter.set_counted(u.prompt_tokens, 0, u.completion_tokens, cost, UsageSource::Estimated);
-                (u, UsageSource::Estimated)
-            }
-        };
-        // A cascade's discarded cheap attempt is part of what the request cost.
-        let cost = Nanos(
-            meter
-                .price()
-                .cost(usage.prompt_tokens, usage.cached_tokens, usage.completion_tokens)
-                .0
-                + meter.extra_cost().0,
-        );
-        let ext = extension_json(cost, &usage, source, &self.deployment);
+        let (estimated, text) = (self.estimated.take(), &self.text);
+        let enc = meter.encoding();
+        let prompt = meter.prompt().cloned();
+        let a = meter.account(self.usage.as_ref(), || {
+            estimated.unwrap_or_else(|| accounting::estimate_chat(prompt.as_deref(), text, enc))
+        });
+        let ext = extension_json(a.cost, &a.usage, a.source, &self.deployment);
         self.settled = Some(ext.clone());
         ext
+    }
+
+    /// Whether settling now would count much text on the executor (a report that is not
+    /// believed, and a prompt or answer too long to count inline).
+    fn needs_slow_estimate(&self, reported: Option<&Reported>) -> bool {
+        let Some(meter) = self.meter.as_ref() else { return false };
+        if self.settled.is_some() || self.estimated.is_some() {
+            return false;
+        }
+        if !matches!(meter.verdict(reported), Verdict::Estimate(_)) {
+            return false;
+        }
+        let enc = meter.encoding();
+        let prompt = meter
+            .prompt()
+            .filter(|p| !p.is_counted(enc))
+            .map_or(0, |p| p.text.len());
+        prompt + self.text.len() > COUNT_INLINE_BYTES
+    }
+
+    /// Counts the estimate on a blocking thread, so settling does not.
+    async fn estimate_off_executor(&mut self) {
+        if let Some(meter) = self.meter.as_ref() {
+            let prompt = meter.prompt().cloned();
+            let enc = meter.encoding();
+            self.estimated = Some(accounting::estimate_chat_off_executor(prompt, self.text.as_str().into(), enc).await);
+        }
+    }
+
+    /// Whether this item (the end, an error or the usage chunk) settles usage slowly: it is
+    /// then handled only after [`Relay::estimate_off_executor`].
+    fn settles_slowly(&self, item: &Option<Result<Chunk, UpstreamError>>) -> bool {
+        match item {
+            None => self.needs_slow_estimate(self.usage.as_ref()),
+            Some(Ok(c)) if c.info.no_choices && c.info.carries_usage => {
+                self.needs_slow_estimate(c.info.usage.as_ref().or(self.usage.as_ref()))
+            }
+            _ => false,
+        }
     }
 
     /// The upstream finished with `[DONE]`.
@@ -200,7 +224,7 @@ impl Relay {
         };
         frame(out, &api.to_json());
         if let Some(mut m) = self.meter.take() {
-            m.set_usage(self.usage, std::mem::take(&mut self.text));
+            m.account_later(self.usage.as_ref(), std::mem::take(&mut self.text));
             m.finish(200, Outcome::UpstreamError, Some(e.kind()));
         }
     }
@@ -210,19 +234,35 @@ impl Relay {
     fn take_ready(&mut self, out: &mut BytesMut) {
         use futures_util::FutureExt;
         while out.len() < COALESCE_BYTES {
-            match self.rest.next().now_or_never() {
-                Some(Some(Ok(c))) => self.take_chunk(c, out),
-                Some(None) => {
-                    self.end_ok(out);
-                    self.finished = true;
-                    return;
-                }
-                Some(Some(Err(e))) => {
-                    self.end_err(&e, out);
-                    self.finished = true;
-                    return;
-                }
-                None => return,
+            let Some(item) = self.rest.next().now_or_never() else {
+                return;
+            };
+            if self.settles_slowly(&item) {
+                self.deferred = Some(item);
+                return;
+            }
+            if self.handle(item, out) {
+                return;
+            }
+        }
+    }
+
+    /// Handles one item of the upstream stream; true when the stream is over.
+    fn handle(&mut self, item: Option<Result<Chunk, UpstreamError>>, out: &mut BytesMut) -> bool {
+        match item {
+            Some(Ok(c)) => {
+                self.take_chunk(c, out);
+                false
+            }
+            None => {
+                self.end_ok(out);
+                self.finished = true;
+                true
+            }
+            Some(Err(e)) => {
+                self.end_err(&e, out);
+                self.finished = true;
+                true
             }
         }
     }
@@ -244,25 +284,20 @@ impl Relay {
         }
         loop {
             // Network providers enforce the idle timeout as they read; the in-process mock needs none.
-            let next = self.rest.next().await;
-            match next {
-                Some(Ok(c)) => {
-                    self.take_chunk(c, &mut out);
-                    if !out.is_empty() {
-                        self.take_ready(&mut out);
-                        break;
-                    }
-                }
-                None => {
-                    self.end_ok(&mut out);
-                    self.finished = true;
-                    break;
-                }
-                Some(Err(e)) => {
-                    self.end_err(&e, &mut out);
-                    self.finished = true;
-                    break;
-                }
+            let item = match self.deferred.take() {
+                Some(item) => item,
+                None => self.rest.next().await,
+            };
+            if self.settles_slowly(&item) {
+                self.estimate_off_executor().await;
+            }
+            let ended = self.handle(item, &mut out);
+            if ended {
+                break;
+            }
+            if !out.is_empty() {
+                self.take_ready(&mut out);
+                break;
             }
         }
         if let Some(m) = self.meter.as_mut() {
@@ -278,7 +313,7 @@ impl Drop for Relay {
     fn drop(&mut self) {
         if self.settled.is_none() {
             if let Some(m) = self.meter.as_mut() {
-                m.set_usage(self.usage, std::mem::take(&mut self.text));
+                m.account_later(self.usage.as_ref(), std::mem::take(&mut self.text));
             }
         }
     }
@@ -301,6 +336,8 @@ pub fn sse_body(
         held: None,
         usage: None,
         text: String::new(),
+        estimated: None,
+        deferred: None,
         meter: Some(meter),
         _guard: guard,
         deployment,

@@ -73,6 +73,39 @@ impl UsageSource {
     }
 }
 
+/// Token counts of one call, in OpenAI's terms, as the gateway believes them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// All input tokens, cached ones included.
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// Input tokens read from the provider's prompt cache (priced separately).
+    pub cached_tokens: u64,
+}
+
+/// Token counts exactly as an upstream reported them, unchecked: missing fields are `None`,
+/// and any value, however absurd (negative, beyond `u64`), is kept as sent. Whether to believe
+/// it is decided in one place, `money::accounting`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reported {
+    pub prompt_tokens: Option<i128>,
+    pub completion_tokens: Option<i128>,
+    pub cached_tokens: Option<i128>,
+    /// A field was there but not an integer (text, a fraction, an object).
+    pub malformed: bool,
+}
+
+impl From<Usage> for Reported {
+    fn from(u: Usage) -> Reported {
+        Reported {
+            prompt_tokens: Some(i128::from(u.prompt_tokens)),
+            completion_tokens: Some(i128::from(u.completion_tokens)),
+            cached_tokens: Some(i128::from(u.cached_tokens)),
+            malformed: false,
+        }
+    }
+}
+
 /// A key's tags on its events: stored as a JSON array of strings, `NULL` when there are none.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(transparent)]

@@ -1,5 +1,7 @@
 //! The router: which model a request deserves, by intent, difficulty and budget.
 //!
+//! - [`decide`]: the decision for one request (route, experiment arm, sticky tier, shadow).
+//! - [`escalation`]: running a cascade (cheap first, checked, strong when a check fails).
 //! - [`cascade`]: the checks a cheap answer must pass before a cascade keeps it.
 //! - [`features`]: what is measured on a conversation (dense signals and hashed n-grams).
 //! - [`model`]: the trained model (difficulty score and intent classifier) and its file.
@@ -8,6 +10,8 @@
 //! - [`metrics`]: APGR, CPT, AUROC and intent accuracy, as the reference script defines them.
 
 pub mod cascade;
+pub mod decide;
+pub mod escalation;
 pub mod features;
 pub mod metrics;
 pub mod model;

@@ -199,7 +199,7 @@ fn json_list(items: &[String]) -> String {
 }
 
 fn parse_list(text: Option<String>) -> Result<Option<Vec<String>>> {
-    text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError(format!("stored list `{t}` is not JSON: {e}"))))
+    text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::new(format!("stored list `{t}` is not JSON: {e}"))))
         .transpose()
 }
 
@@ -234,7 +234,7 @@ fn limits_of_row(r: &AnyRow) -> Result<Limits> {
     let budget = match (budget_nanos, period) {
         (Some(limit), Some(p)) => Some(Budget {
             limit: Nanos(limit),
-            period: Period::parse(&p).map_err(StoreError)?,
+            period: Period::parse(&p).map_err(StoreError::new)?,
             soft_pct: soft.unwrap_or(80).clamp(0, 100) as u8,
         }),
         _ => None,
@@ -275,7 +275,7 @@ fn key_of_row(r: &AnyRow) -> Result<KeyRecord> {
             .try_get::<Option<String>, _>("route_prefer")?
             .and_then(|p| Prefer::parse(&p)),
         expires_ms: r.try_get("expires_ms")?,
-        status: KeyStatus::parse(&status).map_err(StoreError)?,
+        status: KeyStatus::parse(&status).map_err(StoreError::new)?,
         limits: limits_of_row(r)?,
         created_ms: r.try_get("created_ms")?,
         updated_ms: r.try_get("updated_ms")?,

@@ -15,6 +15,31 @@ const ROWS_PER_INSERT: usize = 400;
 const OUTBOX_ROWS_PER_INSERT: usize = 1000;
 
 impl Store {
+    /// Keeps an event the ledger refused, whole, with the database's reason.
+    pub async fn quarantine_usage(&self, e: &UsageEvent, error: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO usage_quarantine (event_id, ts_ms, error, event) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (event_id) DO NOTHING",
+        )
+        .bind(e.event_id.clone())
+        .bind(e.ts_ms)
+        .bind(error.chars().take(2000).collect::<String>())
+        .bind(serde_json::to_string(e).unwrap_or_default())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Events in the quarantine: `(event_id, error)`, oldest first.
+    pub async fn quarantined(&self) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query("SELECT event_id, error FROM usage_quarantine ORDER BY ts_ms, event_id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("event_id")?, r.try_get("error")?)))
+            .collect()
+    }
+
     /// Writes a batch of events and their hourly rollups in one transaction. Events whose id is
     /// already stored are skipped, so a retried batch is not counted twice.
     /// With `billing`, each event's billing event goes into the outbox in the same transaction.

@@ -46,11 +46,16 @@ pub enum Backend {
 
 /// A failure of the store, with what was being done.
 #[derive(Debug)]
-pub struct StoreError(pub String);
+pub struct StoreError {
+    message: String,
+    /// The database refused what was sent (a constraint, a value out of range, bad text), as
+    /// opposed to being unreachable or failing: sending the same again fails again.
+    refused: bool,
+}
 
 impl std::fmt::Display for StoreError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
@@ -58,15 +63,48 @@ impl std::error::Error for StoreError {}
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        StoreError(format!("database error: {e}"))
+        let refused = match &e {
+            sqlx::Error::Database(db) => refused_by_database(db.code().as_deref(), db.kind()),
+            _ => false,
+        };
+        StoreError {
+            message: format!("database error: {e}"),
+            refused,
+        }
     }
 }
 
+/// Whether a database error is about the data sent rather than the database's health:
+/// Postgres classes 22 (data exception) and 23 (integrity constraint); SQLite's constraint,
+/// too-big, mismatch and range results (extended codes keep the primary one in the low byte).
+fn refused_by_database(code: Option<&str>, kind: sqlx::error::ErrorKind) -> bool {
+    if !matches!(kind, sqlx::error::ErrorKind::Other) {
+        return true;
+    }
+    let Some(code) = code else { return false };
+    if code.starts_with("22") || code.starts_with("23") {
+        return true;
+    }
+    code.parse::<i64>().is_ok_and(|c| matches!(c & 0xff, 18 | 19 | 20 | 25))
+}
+
 impl StoreError {
+    pub fn new(message: impl Into<String>) -> StoreError {
+        StoreError {
+            message: message.into(),
+            refused: false,
+        }
+    }
+
     /// A uniqueness violation (for example a team name that exists).
     pub fn is_conflict(&self) -> bool {
-        let m = self.0.to_ascii_lowercase();
+        let m = self.message.to_ascii_lowercase();
         m.contains("unique") || m.contains("duplicate key")
+    }
+
+    /// The database refused the data itself; retrying the same write cannot succeed.
+    pub fn is_refused(&self) -> bool {
+        self.refused
     }
 }
 
@@ -85,9 +123,8 @@ impl Store {
         sqlx::any::install_default_drivers();
         let (backend, url) = if let Some(rest) = url.strip_prefix("sqlite:") {
             if rest.contains(":memory:") || rest.contains("mode=memory") {
-                return Err(StoreError(
-                    "an in-memory SQLite database is not supported: every pooled connection would see a different one"
-                        .into(),
+                return Err(StoreError::new(
+                    "an in-memory SQLite database is not supported: every pooled connection would see a different one",
                 ));
             }
             let url = if url.contains('?') {
@@ -99,7 +136,7 @@ impl Store {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             (Backend::Postgres, url.to_string())
         } else {
-            return Err(StoreError(format!(
+            return Err(StoreError::new(format!(
                 "database url must start with sqlite:// or postgres://, got `{}`",
                 redact(url)
             )));
@@ -122,7 +159,7 @@ impl Store {
             })
             .connect(&url)
             .await
-            .map_err(|e| StoreError(format!("cannot open database {}: {e}", redact(&url))))?;
+            .map_err(|e| StoreError::new(format!("cannot open database {}: {e}", redact(&url))))?;
         let migrator = match backend {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
@@ -139,7 +176,7 @@ impl Store {
                     tracing::warn!(error = %e, attempt, "migration failed; retrying");
                     tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
                 }
-                Err(e) => return Err(StoreError(format!("migrating {}: {e}", redact(&url)))),
+                Err(e) => return Err(StoreError::new(format!("migrating {}: {e}", redact(&url)))),
             }
         }
         Ok(Store { pool, backend })
@@ -212,7 +249,7 @@ fn usage_of_row(r: &AnyRow) -> Result<UsageEvent> {
             .map(|t| Cell::Text(t.map(Cow::Owned)))
             .map_err(|e| e.to_string()),
     })
-    .map_err(|e| StoreError(format!("stored usage event: {e}")))
+    .map_err(|e| StoreError::new(format!("stored usage event: {e}")))
 }
 
 #[cfg(test)]

@@ -28,12 +28,7 @@ fn main() {
         .map(|m| m["content"].as_str().unwrap_or(""))
         .collect::<Vec<_>>()
         .join("\n");
-    let tokens = PromptText {
-        text,
-        messages: 8,
-        names: 0,
-    }
-    .count(Encoding::Cl100k);
+    let tokens = PromptText::new(text, 8, 0).count(Encoding::Cl100k);
 
     let route = Route::new("auto", "small", "large");
     let router = Router::new(builtin_model().clone(), [route.clone()]);

@@ -1,0 +1,104 @@
+//! The running gateway's shared parts, built once from the configuration: what the request
+//! pipeline, the admin API and the background tasks work with. No HTTP here.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::access::keys::Keys;
+use crate::access::limits::{LedgerSettings, Limiter};
+use crate::clock::Clock;
+use crate::config::{Config, Secret};
+use crate::money::meter::UsageSink;
+use crate::money::pricing::PriceBook;
+use crate::proxy::gateway::Gateway;
+use crate::proxy::lookup::Lookup;
+use crate::router::model::RouterModel;
+use crate::router::policy::{builtin_model, Router, RouterHandle};
+use crate::store::Store;
+
+/// Shared state of a running gateway.
+pub struct App {
+    pub gateway: Gateway,
+    pub usage: Arc<dyn UsageSink>,
+    pub max_body_bytes: usize,
+    /// Set when shutdown begins: `/readyz` turns 503 so load balancers stop sending traffic.
+    pub draining: AtomicBool,
+    pub store: Store,
+    pub keys: Keys,
+    pub limiter: Arc<Limiter>,
+    pub clock: Arc<dyn Clock>,
+    /// Whether `/v1` requests must carry a virtual key.
+    pub auth_required: bool,
+    /// The admin master key, if one is configured.
+    pub master_key: Option<Secret>,
+    /// Every known price, for re-pricing history.
+    pub prices: Arc<PriceBook>,
+    /// Routes (virtual models) and the model that scores requests for them.
+    pub router: RouterHandle,
+    /// The configuration the gateway started with (routing tables are checked against its models).
+    pub config: Arc<Config>,
+    /// Answers known already, looked up before dispatch (none: every request is dispatched).
+    pub lookup: Option<Arc<dyn Lookup>>,
+}
+
+impl App {
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+}
+
+/// The configured router model (checked when the config was loaded), else the shipped one.
+pub fn router_model(config: &Config) -> Arc<RouterModel> {
+    match &config.router_model {
+        None => builtin_model().clone(),
+        Some(path) => match RouterModel::load(path) {
+            Ok(m) => Arc::new(m),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot load the router model; using the shipped one");
+                builtin_model().clone()
+            }
+        },
+    }
+}
+
+/// Builds the shared state for `config` on an open store, sending usage events to `usage`.
+pub fn build_state(config: &Config, usage: Arc<dyn UsageSink>, store: Store, clock: Arc<dyn Clock>) -> Arc<App> {
+    build_state_with(config, usage, store, clock, None)
+}
+
+/// [`build_state`] with a lookup slot filled.
+pub fn build_state_with(
+    config: &Config,
+    usage: Arc<dyn UsageSink>,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    lookup: Option<Arc<dyn Lookup>>,
+) -> Arc<App> {
+    let limiter = Limiter::new(
+        store.clone(),
+        clock.clone(),
+        LedgerSettings {
+            lease_pct: config.ledger.lease_pct,
+            lease_ttl: Duration::from_secs(config.ledger.lease_ttl_secs),
+            flush_every: Duration::from_millis(config.ledger.budget_flush_ms),
+            ..LedgerSettings::default()
+        },
+    );
+    Arc::new(App {
+        gateway: Gateway::new(config),
+        usage,
+        max_body_bytes: config.server.max_body_bytes,
+        draining: AtomicBool::new(false),
+        keys: Keys::new(store.clone(), Duration::from_secs(config.auth.key_cache_ttl_secs)),
+        store,
+        limiter,
+        clock,
+        auth_required: config.auth.required,
+        master_key: config.auth.master_key.clone(),
+        prices: Arc::new(config.price_book()),
+        router: RouterHandle::new(Router::new(router_model(config), config.routes.iter().cloned())),
+        config: Arc::new(config.clone()),
+        lookup,
+    })
+}
