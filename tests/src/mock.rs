@@ -20,6 +20,7 @@
 //! | `error_body` | answer 200 with an OpenAI error object instead of a completion |
 //! | `answer=KIND` | a poor answer: `empty`, `refusal`, `badjson` (broken JSON), `badtool` (unparsable tool arguments), `text` (text even where a tool call is required) |
 //! | `logprob=X` | the log-probability reported per token when the request asks for `logprobs` |
+//! | `bad_usage=KIND` | report absurd usage (JSON body and usage chunk): `huge` (2^62 prompt tokens), `negative`, `nulls` (every count `null`), `text` (counts as strings), `overcap` (a billion completion tokens) |
 //!
 //! Paths: `POST /v1/chat/completions`, `POST /v1/embeddings`, `POST /v1/messages` (Anthropic),
 //! `GET /mock/stats`, `GET /mock/requests` (the last 200 request bodies).
@@ -62,6 +63,7 @@ pub struct Directives {
     pub error_body: bool,
     pub answer: Option<String>,
     pub logprob: Option<f64>,
+    pub bad_usage: Option<String>,
 }
 
 impl Directives {
@@ -91,10 +93,30 @@ impl Directives {
                 "error_body" => d.error_body = true,
                 "answer" => d.answer = Some(v.to_string()),
                 "logprob" => d.logprob = v.parse().ok(),
+                "bad_usage" => d.bad_usage = Some(v.to_string()),
                 _ => {}
             }
         }
         d
+    }
+
+    /// Replaces a usage object by the absurd report `bad_usage=` asks for.
+    pub fn spoil_usage(&self, usage: &mut Value) {
+        let Some(kind) = self.bad_usage.as_deref() else { return };
+        if usage.is_null() {
+            return;
+        }
+        *usage = match kind {
+            "huge" => json!({"prompt_tokens": 1u64 << 62, "completion_tokens": 1u64 << 62, "total_tokens": u64::MAX}),
+            "negative" => json!({"prompt_tokens": -100, "completion_tokens": -5, "total_tokens": -105}),
+            "nulls" => json!({"prompt_tokens": null, "completion_tokens": null, "total_tokens": null,
+                              "prompt_tokens_details": null}),
+            "text" => json!({"prompt_tokens": "12", "completion_tokens": "many", "total_tokens": "?"}),
+            "overcap" => {
+                json!({"prompt_tokens": 10, "completion_tokens": 1_000_000_000u64, "total_tokens": 1_000_000_010u64})
+            }
+            _ => usage.clone(),
+        };
     }
 
     /// Applies `answer=` and `logprob=` to a plan.
@@ -311,11 +333,11 @@ async fn chat(State(state): State<Arc<MockState>>, headers: HeaderMap, body: Byt
     let p = d.shape(plan(&model, &req));
     let stream = req.get("stream") == Some(&Value::Bool(true));
     if !stream {
-        return (
-            [("content-type", "application/json")],
-            render_completion(&p, d.usage).to_string(),
-        )
-            .into_response();
+        let mut v = render_completion(&p, d.usage);
+        if let Some(u) = v.get_mut("usage") {
+            d.spoil_usage(u);
+        }
+        return ([("content-type", "application/json")], v.to_string()).into_response();
     }
     let wants_usage = req
         .get("stream_options")
@@ -330,6 +352,9 @@ async fn chat(State(state): State<Arc<MockState>>, headers: HeaderMap, body: Byt
                 if !t.is_empty() {
                     t.push_str(&filler);
                 }
+            }
+            if let Some(u) = c.get_mut("usage") {
+                d.spoil_usage(u);
             }
             format!("data: {c}\n\n")
         })
