@@ -55,7 +55,10 @@ fn every_path_the_architecture_page_names_exists() {
         .iter()
         .filter(|p| !root.join(p).exists() && !root.join("server/src").join(p).exists())
         .collect();
-    assert!(missing.is_empty(), "ARCHITECTURE.md names paths that do not exist: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "ARCHITECTURE.md names paths that do not exist: {missing:?}"
+    );
 }
 
 #[test]
