@@ -252,6 +252,13 @@ base_url = "{mock_base}"
 timeout_ms = 300
 stream_idle_timeout_ms = 300
 
+# The same mock, without the compatibility fixes the gateway applies by default to servers
+# that are not OpenAI (so tests can show the quirks they fix).
+[providers.oa-raw]
+kind = "openai"
+base_url = "{mock_base}"
+compat = {{ mirror_max_tokens = false, dedupe_tool_call_names = false }}
+
 [providers.an]
 kind = "anthropic"
 base_url = "{mock_base}"
@@ -276,6 +283,9 @@ api_key_env = "MOCK_KEY"
         model("slow-stream", "", vec![dep("oa", "mock;chunks=40;delay=25", "")]),
         model("huge-stream", "", vec![dep("oa", "mock;chunks=400;pad=400000", "")]),
         model("claude", "", vec![dep("an", "claude-mock", "")]),
+        // Behaves like llama.cpp's server: no usage chunk, no max_completion_tokens, repeated tool names.
+        model("quirky", "", vec![dep("oa", "mock;quirks", "")]),
+        model("quirky-raw", "", vec![dep("oa-raw", "mock;quirks", "")]),
         model("refuses", "", vec![dep("oa", "mock;answer=refusal", "")]),
         model("claude-nousage", "", vec![dep("an", "claude-mock;usage=off", "")]),
         model("claude-overloaded-once", "", vec![dep("an", "claude-mock;fail_first=1;error=529", "")]),

@@ -20,6 +20,10 @@
 //! | `error_body` | answer 200 with an OpenAI error object instead of a completion |
 //! | `answer=KIND` | a poor answer: `empty`, `refusal`, `badjson` (broken JSON), `badtool` (unparsable tool arguments), `text` (text even where a tool call is required) |
 //! | `logprob=X` | the log-probability reported per token when the request asks for `logprobs` |
+//! | `quirks` | behave like llama.cpp's server: all three below |
+//! | `no_stream_usage` | ignore `stream_options.include_usage` (a stream never has a usage chunk) |
+//! | `no_max_completion_tokens` | ignore `max_completion_tokens` (only `max_tokens` caps the answer) |
+//! | `repeat_tool_names` | repeat a streamed tool call's `id`, `type` and name in every delta |
 //! | `bad_usage=KIND` | report absurd usage (JSON body and usage chunk): `huge` (2^62 prompt tokens), `negative`, `nulls` (every count `null`), `text` (counts as strings), `overcap` (a billion completion tokens) |
 //!
 //! Paths: `POST /v1/chat/completions`, `POST /v1/embeddings`, `POST /v1/messages` (Anthropic),
@@ -64,6 +68,9 @@ pub struct Directives {
     pub answer: Option<String>,
     pub logprob: Option<f64>,
     pub bad_usage: Option<String>,
+    pub no_stream_usage: bool,
+    pub no_max_completion_tokens: bool,
+    pub repeat_tool_names: bool,
 }
 
 impl Directives {
@@ -94,6 +101,14 @@ impl Directives {
                 "answer" => d.answer = Some(v.to_string()),
                 "logprob" => d.logprob = v.parse().ok(),
                 "bad_usage" => d.bad_usage = Some(v.to_string()),
+                "quirks" => {
+                    d.no_stream_usage = true;
+                    d.no_max_completion_tokens = true;
+                    d.repeat_tool_names = true;
+                }
+                "no_stream_usage" => d.no_stream_usage = true,
+                "no_max_completion_tokens" => d.no_max_completion_tokens = true,
+                "repeat_tool_names" => d.repeat_tool_names = true,
                 _ => {}
             }
         }
@@ -330,6 +345,10 @@ async fn chat(State(state): State<Arc<MockState>>, headers: HeaderMap, body: Byt
         let body = json!({"error": {"message": "mock: quota exhausted", "type": "insufficient_quota"}});
         return ([("content-type", "application/json")], body.to_string()).into_response();
     }
+    let mut req = req;
+    if d.no_max_completion_tokens {
+        req.remove("max_completion_tokens");
+    }
     let p = d.shape(plan(&model, &req));
     let stream = req.get("stream") == Some(&Value::Bool(true));
     if !stream {
@@ -339,11 +358,12 @@ async fn chat(State(state): State<Arc<MockState>>, headers: HeaderMap, body: Byt
         }
         return ([("content-type", "application/json")], v.to_string()).into_response();
     }
-    let wants_usage = req
-        .get("stream_options")
-        .and_then(|o| o.get("include_usage"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let wants_usage = !d.no_stream_usage
+        && req
+            .get("stream_options")
+            .and_then(|o| o.get("include_usage"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
     let filler = "x".repeat(d.pad);
     let mut frames: Vec<String> = render_chunks(&p, d.chunks, d.usage && wants_usage)
         .into_iter()
@@ -355,6 +375,9 @@ async fn chat(State(state): State<Arc<MockState>>, headers: HeaderMap, body: Byt
             }
             if let Some(u) = c.get_mut("usage") {
                 d.spoil_usage(u);
+            }
+            if d.repeat_tool_names {
+                repeat_tool_names(&p, &mut c);
             }
             format!("data: {c}\n\n")
         })
@@ -372,6 +395,21 @@ async fn chat(State(state): State<Arc<MockState>>, headers: HeaderMap, body: Byt
         ));
     }
     sse_response(state.clone(), frames, Duration::from_millis(d.delay_ms), end)
+}
+
+/// Puts each tool call's `id`, `type` and name into every delta of it, as llama.cpp's server does.
+fn repeat_tool_names(p: &Plan, chunk: &mut Value) {
+    for choice in chunk["choices"].as_array_mut().into_iter().flatten() {
+        let i = choice["index"].as_u64().unwrap_or(0) as usize;
+        let Some(Answer::ToolCall { id, name, .. }) = p.answers.get(i) else {
+            continue;
+        };
+        for tc in choice["delta"]["tool_calls"].as_array_mut().into_iter().flatten() {
+            tc["id"] = Value::String(id.clone());
+            tc["type"] = Value::String("function".into());
+            tc["function"]["name"] = Value::String(name.clone());
+        }
+    }
 }
 
 async fn embeddings(State(state): State<Arc<MockState>>, body: Bytes) -> Response {

@@ -269,6 +269,37 @@ pub struct ProviderConfig {
     pub latency_ms: u64,
     /// Mock only: delay between chunks.
     pub chunk_delay_ms: u64,
+    /// How an OpenAI-compatible server that is not OpenAI is made to look like OpenAI.
+    pub compat: Compat,
+}
+
+/// Fixes for OpenAI-compatible servers that differ from OpenAI (llama.cpp, older vLLM or
+/// Ollama…), so clients see OpenAI's behaviour through the gateway. Both are on by default for
+/// every `base_url` but OpenAI's own, where they are off (OpenAI's reasoning models refuse
+/// `max_tokens`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compat {
+    /// Send `max_completion_tokens` as `max_tokens` too (servers that read only `max_tokens`
+    /// would otherwise generate to the model's limit).
+    pub mirror_max_tokens: bool,
+    /// Send a streamed tool call's `id`, `type` and function `name` once per tool-call index,
+    /// as OpenAI does (servers that repeat them in every delta make the SDKs assemble
+    /// `get_weatherget_weather…`).
+    pub dedupe_tool_call_names: bool,
+}
+
+impl Compat {
+    /// The defaults for a provider at `base_url`.
+    pub fn for_base_url(base_url: &str) -> Compat {
+        let openai = reqwest::Url::parse(base_url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+            .is_some_and(|h| h == "api.openai.com");
+        Compat {
+            mirror_max_tokens: !openai,
+            dedupe_tool_call_names: !openai,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]

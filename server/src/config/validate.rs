@@ -8,8 +8,8 @@ use serde::Deserialize;
 
 use super::routes::{validate_router, validate_routes};
 use super::types::{
-    AuthConfig, Balance, BillingConfig, Capability, DatabaseConfig, DeploymentConfig, LedgerConfig, ModelConfig,
-    ModelKind, PricingConfig, ProviderConfig, ProviderKind, ServerConfig,
+    AuthConfig, Balance, BillingConfig, Capability, Compat, DatabaseConfig, DeploymentConfig, LedgerConfig,
+    ModelConfig, ModelKind, PricingConfig, ProviderConfig, ProviderKind, ServerConfig,
 };
 use super::{as_table, take, Config, Problem, Secret};
 use crate::money::pricing::{Price, PriceSchedule, PriceTable};
@@ -47,6 +47,14 @@ struct RawProvider {
     anthropic_version: Option<String>,
     latency_ms: Option<u64>,
     chunk_delay_ms: Option<u64>,
+    compat: Option<RawCompat>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCompat {
+    mirror_max_tokens: Option<bool>,
+    dedupe_tool_call_names: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -376,6 +384,17 @@ fn validate_providers(
                 });
             }
         }
+        if raw.kind != ProviderKind::Openai && raw.compat.is_some() {
+            problems.push(Problem {
+                path: format!("{path}.compat"),
+                message: "applies to openai providers only".into(),
+            });
+        }
+        let mut compat = Compat::for_base_url(&base_url);
+        if let Some(c) = &raw.compat {
+            compat.mirror_max_tokens = c.mirror_max_tokens.unwrap_or(compat.mirror_max_tokens);
+            compat.dedupe_tool_call_names = c.dedupe_tool_call_names.unwrap_or(compat.dedupe_tool_call_names);
+        }
         let timeout_ms = raw.timeout_ms.unwrap_or(600_000);
         if timeout_ms == 0 {
             problems.push(Problem {
@@ -396,6 +415,7 @@ fn validate_providers(
                 anthropic_version: raw.anthropic_version.unwrap_or_else(|| "2023-06-01".into()),
                 latency_ms: raw.latency_ms.unwrap_or(0),
                 chunk_delay_ms: raw.chunk_delay_ms.unwrap_or(0),
+                compat,
             },
         );
     }

@@ -83,17 +83,87 @@ fn text_of(content: &Value) -> String {
     }
 }
 
-fn placeholder_for(schema: &Value) -> Value {
-    match schema.get("type").and_then(Value::as_str) {
-        Some("string") => match schema.get("enum").and_then(Value::as_array).and_then(|e| e.first()) {
-            Some(v) => v.clone(),
-            None => Value::String("demo".into()),
-        },
-        Some("integer") | Some("number") => json!(1),
-        Some("boolean") => json!(true),
-        Some("array") => json!([]),
-        Some("object") => json!({}),
-        _ => Value::Null,
+/// A value that fits `schema`, as a model following it would write: every declared property,
+/// the first of an `enum` or of the alternatives of `anyOf`/`oneOf`, `const` as it is,
+/// references into `$defs`/`definitions` resolved against `root`. Strings say `text`.
+pub fn instance_of(schema: &Value, root: &Value, text: &str, depth: usize) -> Value {
+    if depth > 16 {
+        return Value::Null;
+    }
+    let next = |s: &Value| instance_of(s, root, text, depth + 1);
+    if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
+        let target = r
+            .strip_prefix('#')
+            .and_then(|p| root.pointer(p))
+            .cloned()
+            .unwrap_or(Value::Null);
+        return next(&target);
+    }
+    if let Some(c) = schema.get("const") {
+        return c.clone();
+    }
+    if let Some(first) = schema.get("enum").and_then(Value::as_array).and_then(|e| e.first()) {
+        return first.clone();
+    }
+    for key in ["anyOf", "oneOf"] {
+        if let Some(alt) = schema.get(key).and_then(Value::as_array).and_then(|a| a.first()) {
+            return next(alt);
+        }
+    }
+    if let Some(all) = schema.get("allOf").and_then(Value::as_array) {
+        let mut merged = Map::new();
+        for part in all {
+            match next(part) {
+                Value::Object(o) => merged.extend(o),
+                other if merged.is_empty() => return other,
+                _ => {}
+            }
+        }
+        return Value::Object(merged);
+    }
+    let ty = match schema.get("type") {
+        Some(Value::String(t)) => t.as_str(),
+        // A union of types: the first that is not null.
+        Some(Value::Array(ts)) => ts
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|t| *t != "null")
+            .unwrap_or("null"),
+        _ if schema.get("properties").is_some() => "object",
+        _ if schema.get("items").is_some() => "array",
+        _ => "",
+    };
+    match ty {
+        "object" => {
+            let mut out = Map::new();
+            for (k, s) in schema
+                .get("properties")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+            {
+                out.insert(k.clone(), next(s));
+            }
+            Value::Object(out)
+        }
+        "array" => {
+            let n = schema.get("minItems").and_then(Value::as_u64).unwrap_or(1).clamp(1, 8);
+            let item = schema.get("items").cloned().unwrap_or(Value::Null);
+            Value::Array((0..n).map(|_| next(&item)).collect())
+        }
+        "string" => {
+            let min = schema.get("minLength").and_then(Value::as_u64).unwrap_or(0) as usize;
+            let mut t = text.to_string();
+            while t.chars().count() < min {
+                t.push('.');
+            }
+            Value::String(t)
+        }
+        "integer" => json!(schema.get("minimum").and_then(Value::as_i64).unwrap_or(1)),
+        "number" => json!(schema.get("minimum").and_then(Value::as_f64).unwrap_or(1.0)),
+        "boolean" => json!(true),
+        "null" => Value::Null,
+        _ => Value::String(text.to_string()),
     }
 }
 
@@ -122,12 +192,16 @@ pub fn plan(model: &str, body: &Map<String, Value>) -> Plan {
     let n = body.get("n").and_then(Value::as_u64).unwrap_or(1).clamp(1, 128) as usize;
     let tools = body.get("tools").and_then(Value::as_array).cloned().unwrap_or_default();
     let tool_choice = body.get("tool_choice").cloned().unwrap_or(Value::Null);
+    let format = body.get("response_format");
     let json_mode = matches!(
-        body.get("response_format")
-            .and_then(|r| r.get("type"))
-            .and_then(Value::as_str),
+        format.and_then(|r| r.get("type")).and_then(Value::as_str),
         Some("json_object") | Some("json_schema")
     );
+    // With `json_schema`, the answer follows the schema, as a model that honours it does.
+    let schema = format
+        .filter(|r| r.get("type").and_then(Value::as_str) == Some("json_schema"))
+        .and_then(|r| r.get("json_schema"))
+        .and_then(|j| j.get("schema"));
     let wants_tool = !tools.is_empty() && tool_choice != json!("none") && last_role != "tool";
     let max_output = ["max_completion_tokens", "max_tokens"]
         .iter()
@@ -143,17 +217,18 @@ pub fn plan(model: &str, body: &Map<String, Value>) -> Plan {
             let tool = named
                 .and_then(|name| tools.iter().find(|t| t["function"]["name"] == name))
                 .unwrap_or(&tools[0]);
-            let mut args = Map::new();
-            if let Some(props) = tool["function"]["parameters"]["properties"].as_object() {
-                for (k, schema) in props {
-                    args.insert(k.clone(), placeholder_for(schema));
-                }
-            }
+            let params = &tool["function"]["parameters"];
+            let args = match instance_of(params, params, "demo", 0) {
+                v @ Value::Object(_) => v,
+                _ => json!({}),
+            };
             Answer::ToolCall {
                 id: format!("call_mock{id_num}x{i}"),
                 name: tool["function"]["name"].as_str().unwrap_or("tool").to_string(),
-                arguments: Value::Object(args).to_string(),
+                arguments: args.to_string(),
             }
+        } else if let Some(schema) = schema {
+            Answer::Text(instance_of(schema, schema, &format!("You asked: {snippet}"), 0).to_string())
         } else if json_mode {
             Answer::Text(json!({"model": model, "answer": format!("You asked: {snippet}"), "choice": i}).to_string())
         } else if last_role == "tool" {
@@ -441,6 +516,53 @@ mod tests {
             &body(json!({"messages": [{"role": "user", "content": "hi"}], "max_completion_tokens": 1000})),
         );
         assert_eq!(long.answers[0].finish_reason(), "stop");
+    }
+
+    #[test]
+    fn max_completion_tokens_caps_the_answer_too() {
+        let p = plan(
+            "m",
+            &body(json!({"messages": [{"role": "user", "content": "tell me everything"}], "max_completion_tokens": 2})),
+        );
+        assert_eq!(p.answers[0].finish_reason(), "length");
+        assert!(p.usage.completion_tokens <= 2, "{:?}", p.usage);
+    }
+
+    #[test]
+    fn a_json_schema_answer_fits_its_schema() {
+        let schema = json!({
+            "type": "object",
+            "properties": {
+                "name": {"type": "string", "minLength": 3},
+                "age": {"type": "integer", "minimum": 18},
+                "tags": {"type": "array", "items": {"type": "string"}, "minItems": 2},
+                "kind": {"enum": ["a", "b"]},
+                "home": {"$ref": "#/$defs/place"},
+                "maybe": {"type": ["null", "number"]},
+                "either": {"anyOf": [{"type": "boolean"}, {"type": "string"}]}
+            },
+            "required": ["name", "age", "tags", "kind", "home", "maybe", "either"],
+            "additionalProperties": false,
+            "$defs": {"place": {"type": "object", "properties": {"city": {"type": "string"}},
+                                "required": ["city"], "additionalProperties": false}}
+        });
+        let p = plan(
+            "m",
+            &body(json!({"messages": [{"role": "user", "content": "who?"}],
+                "response_format": {"type": "json_schema", "json_schema": {"name": "person", "strict": true, "schema": schema}}})),
+        );
+        let Answer::Text(t) = &p.answers[0] else {
+            panic!("{:?}", p.answers)
+        };
+        let v: Value = serde_json::from_str(t).unwrap();
+        assert!(v["home"]["city"].is_string(), "{v}");
+        // The cascade's schema check (the one the gateway uses) accepts it.
+        let resolved = {
+            let mut s = schema.clone();
+            s["properties"]["home"] = schema["$defs"]["place"].clone();
+            s
+        };
+        crate::router::cascade::fits(&v, &resolved, 0).unwrap_or_else(|e| panic!("{e}: {v}"));
     }
 
     #[test]

@@ -160,6 +160,8 @@ pub struct ChunkInfo {
     pub no_choices: bool,
     /// The generated text in this chunk (content and tool-call arguments), for estimates.
     pub text: String,
+    /// Some choice's delta has tool calls.
+    pub tool_calls: bool,
 }
 
 #[derive(Deserialize)]
@@ -215,6 +217,7 @@ impl ChunkInfo {
             finish: false,
             no_choices: c.choices.is_empty(),
             text: String::new(),
+            tool_calls: false,
         };
         for ch in c.choices {
             info.finish |= ch.finish_reason.is_some();
@@ -222,6 +225,7 @@ impl ChunkInfo {
                 if let Some(t) = d.content {
                     info.text.push_str(&t);
                 }
+                info.tool_calls |= d.tool_calls.as_ref().is_some_and(|t| !t.is_empty());
                 for tc in d.tool_calls.unwrap_or_default() {
                     if let Some(f) = tc.function {
                         if let Some(n) = f.name {

@@ -3,7 +3,9 @@
 //! The body goes upstream as the client sent it, unknown fields included, with two changes:
 //! `model` becomes the deployment's upstream name, and streams always ask for usage
 //! (`stream_options.include_usage = true`) so a stream is never billed blind. The response body
-//! (or each chunk) comes back byte for byte.
+//! (or each chunk) comes back byte for byte, except where the provider's compatibility
+//! settings ([`Compat`]) make a server that is not OpenAI behave like it: `max_completion_tokens`
+//! mirrored as `max_tokens`, and a streamed tool call's name and id sent once per index.
 
 use std::sync::Arc;
 
@@ -15,7 +17,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::{read_limited, send, sse, CallLimits, ChatOutcome, Chunk, ChunkInfo, Complete, Provider, UpstreamError};
-use crate::config::{DeploymentConfig, ProviderConfig};
+use crate::config::{Compat, DeploymentConfig, ProviderConfig};
 use crate::proxy::request::{ChatRequest, EmbeddingsRequest};
 
 pub struct OpenAi {
@@ -62,6 +64,8 @@ pub struct ForwardBody<'a> {
     pub body: &'a Map<String, Value>,
     pub model: &'a str,
     pub force_stream_usage: bool,
+    /// Also send `max_completion_tokens` as `max_tokens` (when the client sent no `max_tokens`).
+    pub mirror_max_tokens: bool,
 }
 
 impl Serialize for ForwardBody<'_> {
@@ -82,34 +86,91 @@ impl Serialize for ForwardBody<'_> {
             opts.insert("include_usage".into(), Value::Bool(true));
             map.serialize_entry("stream_options", &opts)?;
         }
+        if self.mirror_max_tokens && !self.body.contains_key("max_tokens") {
+            if let Some(v) = self.body.get("max_completion_tokens").filter(|v| v.is_u64()) {
+                map.serialize_entry("max_tokens", v)?;
+            }
+        }
         map.end()
     }
 }
 
 /// Turns an OpenAI-style SSE body into chunks. `[DONE]` ends it; an end without `[DONE]` is
 /// [`UpstreamError::Cut`]; an `error` payload mid-stream becomes an error.
-pub fn chunk_stream(resp: reqwest::Response, limits: CallLimits) -> super::ChunkStream {
+pub fn chunk_stream(resp: reqwest::Response, limits: CallLimits, compat: Compat) -> super::ChunkStream {
     let events = Box::pin(sse::events(resp, limits.idle_timeout));
-    Box::pin(futures_util::stream::unfold(Some(events), |state| async move {
-        let mut events = state?;
-        loop {
-            match events.next().await {
-                None => return Some((Err(UpstreamError::Cut), None)),
-                Some(Err(e)) => return Some((Err(e), None)),
-                Some(Ok(e)) if e.data.is_empty() => continue,
-                Some(Ok(e)) if e.data.trim() == "[DONE]" => return None,
-                Some(Ok(e)) => {
-                    let data = Bytes::from(e.data);
-                    let item = match ChunkInfo::peek(&data) {
-                        Some(info) => Ok(Chunk { data, info }),
-                        None => Err(stream_error(&data)),
-                    };
-                    let next = if item.is_ok() { Some(events) } else { None };
-                    return Some((item, next));
+    let names = compat.dedupe_tool_call_names.then(ToolCallNames::default);
+    Box::pin(futures_util::stream::unfold(
+        Some((events, names)),
+        |state| async move {
+            let (mut events, mut names) = state?;
+            loop {
+                match events.next().await {
+                    None => return Some((Err(UpstreamError::Cut), None)),
+                    Some(Err(e)) => return Some((Err(e), None)),
+                    Some(Ok(e)) if e.data.is_empty() => continue,
+                    Some(Ok(e)) if e.data.trim() == "[DONE]" => return None,
+                    Some(Ok(e)) => {
+                        let data = Bytes::from(e.data);
+                        let item = match ChunkInfo::peek(&data) {
+                            Some(info) => match names.as_mut().filter(|_| info.tool_calls) {
+                                Some(n) => Ok(n.once(data, info)),
+                                None => Ok(Chunk { data, info }),
+                            },
+                            None => Err(stream_error(&data)),
+                        };
+                        let next = if item.is_ok() { Some((events, names)) } else { None };
+                        return Some((item, next));
+                    }
                 }
             }
+        },
+    ))
+}
+
+/// The tool calls of a stream whose name has been sent: `(choice, tool call)` indexes.
+#[derive(Default)]
+struct ToolCallNames(Vec<(u64, u64)>);
+
+impl ToolCallNames {
+    /// A chunk with each tool call's `id`, `type` and function `name` removed where an earlier
+    /// chunk sent them for the same index (OpenAI sends them once, in the first delta).
+    fn once(&mut self, data: Bytes, info: ChunkInfo) -> Chunk {
+        let Ok(mut v) = serde_json::from_slice::<Value>(&data) else {
+            return Chunk { data, info };
+        };
+        let mut changed = false;
+        for choice in v["choices"].as_array_mut().into_iter().flatten() {
+            let c = choice["index"].as_u64().unwrap_or(0);
+            for tc in choice["delta"]["tool_calls"].as_array_mut().into_iter().flatten() {
+                let t = tc["index"].as_u64().unwrap_or(0);
+                let Some(obj) = tc.as_object_mut() else { continue };
+                let named = obj
+                    .get("function")
+                    .and_then(|f| f.get("name"))
+                    .is_some_and(|n| n.as_str().is_some_and(|n| !n.is_empty()));
+                if !named {
+                    continue;
+                }
+                if !self.0.contains(&(c, t)) {
+                    self.0.push((c, t));
+                    continue;
+                }
+                obj.remove("id");
+                obj.remove("type");
+                if let Some(Value::Object(f)) = obj.get_mut("function") {
+                    f.remove("name");
+                }
+                changed = true;
+            }
         }
-    }))
+        if !changed {
+            return Chunk { data, info };
+        }
+        let data = Bytes::from(v.to_string());
+        let info = ChunkInfo::peek(&data).unwrap_or(info);
+        Chunk { data, info }
+    }
 }
 
 /// The usage of a complete answer. A body that is not JSON, or an error sent with a 200 status
@@ -150,9 +211,11 @@ impl Provider for OpenAi {
             body: &request.body,
             model: &deployment.model,
             force_stream_usage: request.stream,
+            mirror_max_tokens: self.config.compat.mirror_max_tokens,
         })
         .expect("a JSON map serializes");
         let stream = request.stream;
+        let compat = self.config.compat;
         let rb = self.post(&self.chat_url, body, limits);
         let rb = if stream {
             // The timeout covers the wait for headers only; chunks have their own idle timeout.
@@ -165,7 +228,7 @@ impl Provider for OpenAi {
                 let resp = tokio::time::timeout(limits.timeout, send(rb))
                     .await
                     .map_err(|_| UpstreamError::Timeout)??;
-                Ok(ChatOutcome::Stream(chunk_stream(resp, limits)))
+                Ok(ChatOutcome::Stream(chunk_stream(resp, limits, compat)))
             } else {
                 let resp = send(rb).await?;
                 let body = read_limited(resp, limits.max_response_bytes).await?;
@@ -185,6 +248,7 @@ impl Provider for OpenAi {
             body: &request.body,
             model: &deployment.model,
             force_stream_usage: false,
+            mirror_max_tokens: false,
         })
         .expect("a JSON map serializes");
         let rb = self.post(&self.embeddings_url, body, limits);
@@ -213,6 +277,7 @@ mod tests {
             body: &body,
             model: "upstream",
             force_stream_usage: true,
+            mirror_max_tokens: false,
         })
         .unwrap();
         assert_eq!(out["model"], "upstream");
@@ -222,8 +287,74 @@ mod tests {
             body: &body,
             model: "u",
             force_stream_usage: false,
+            mirror_max_tokens: false,
         })
         .unwrap();
         assert_eq!(out["stream_options"]["include_usage"], false);
+    }
+
+    #[test]
+    fn max_completion_tokens_is_mirrored_for_servers_that_need_it() {
+        let Value::Object(body) = json!({"model": "m", "max_completion_tokens": 7}) else {
+            panic!()
+        };
+        let fwd = |mirror| {
+            serde_json::to_value(ForwardBody {
+                body: &body,
+                model: "u",
+                force_stream_usage: false,
+                mirror_max_tokens: mirror,
+            })
+            .unwrap()
+        };
+        assert_eq!(fwd(true)["max_tokens"], 7);
+        assert_eq!(fwd(true)["max_completion_tokens"], 7);
+        assert!(fwd(false).get("max_tokens").is_none());
+        let Value::Object(both) = json!({"model": "m", "max_completion_tokens": 7, "max_tokens": 3}) else {
+            panic!()
+        };
+        let out = serde_json::to_value(ForwardBody {
+            body: &both,
+            model: "u",
+            force_stream_usage: false,
+            mirror_max_tokens: true,
+        })
+        .unwrap();
+        assert_eq!(out["max_tokens"], 3, "the client's own max_tokens wins");
+    }
+
+    #[test]
+    fn a_tool_call_name_is_sent_once_per_index() {
+        let mut names = ToolCallNames::default();
+        let mut chunk = |s: &str| {
+            let data = Bytes::from(s.to_string());
+            let info = ChunkInfo::peek(&data).unwrap();
+            names.once(data, info)
+        };
+        let first = chunk(
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c1","type":"function","function":{"name":"get_weather","arguments":""}}]}}]}"#,
+        );
+        assert!(
+            String::from_utf8_lossy(&first.data).contains("get_weather"),
+            "the first keeps it"
+        );
+        let again = chunk(
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c1","type":"function","function":{"name":"get_weather","arguments":"{\"a\""}}]}}]}"#,
+        );
+        let v: Value = serde_json::from_slice(&again.data).unwrap();
+        let tc = &v["choices"][0]["delta"]["tool_calls"][0];
+        assert!(tc.get("id").is_none() && tc.get("type").is_none() && tc["function"].get("name").is_none());
+        assert_eq!(tc["function"]["arguments"], "{\"a\"");
+        assert_eq!(
+            again.info.text, "{\"a\"",
+            "the estimate no longer counts the name twice"
+        );
+        let other = chunk(
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"c2","type":"function","function":{"name":"other","arguments":""}}]}}]}"#,
+        );
+        assert!(
+            String::from_utf8_lossy(&other.data).contains("other"),
+            "another index keeps its own"
+        );
     }
 }

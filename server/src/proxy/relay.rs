@@ -44,6 +44,12 @@ struct Relay {
     finished: bool,
     /// The extension object once usage is settled; usage is settled exactly once.
     settled: Option<String>,
+    /// The usage settled, for a usage chunk the gateway sends itself.
+    settled_usage: Usage,
+    /// The client got the upstream's usage chunk.
+    usage_sent: bool,
+    /// The stream's first chunk, for the `id`, `created` and `model` of a chunk made here.
+    first_data: Bytes,
 }
 
 /// Frames one SSE `data:` event.
@@ -76,6 +82,35 @@ pub fn with_extension(data: &[u8], ext: &str) -> Bytes {
     Bytes::from(out)
 }
 
+/// A usage-only chunk as OpenAI sends it last when asked (`choices` empty), with the `id`,
+/// `created` and `model` of the stream's first chunk and the `switchyard` extension.
+pub fn usage_chunk(first: &[u8], usage: &Usage, ext: &str) -> Vec<u8> {
+    #[derive(serde::Deserialize)]
+    struct Head<'a> {
+        #[serde(default, borrow)]
+        id: Option<std::borrow::Cow<'a, str>>,
+        #[serde(default)]
+        created: Option<u64>,
+        #[serde(default, borrow)]
+        model: Option<std::borrow::Cow<'a, str>>,
+    }
+    let head = serde_json::from_slice::<Head<'_>>(first).ok();
+    let v = serde_json::json!({
+        "id": head.as_ref().and_then(|h| h.id.as_deref()).unwrap_or("chatcmpl-switchyard"),
+        "object": "chat.completion.chunk",
+        "created": head.as_ref().and_then(|h| h.created).unwrap_or(0),
+        "model": head.as_ref().and_then(|h| h.model.as_deref()).unwrap_or(""),
+        "choices": [],
+        "usage": {
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.prompt_tokens.saturating_add(usage.completion_tokens),
+            "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+        },
+    });
+    with_extension(v.to_string().as_bytes(), ext).to_vec()
+}
+
 /// The `switchyard` extension object for the final chunk.
 pub fn extension_json(cost: Nanos, usage: &Usage, source: UsageSource, deployment: &str) -> String {
     serde_json::json!({
@@ -105,6 +140,7 @@ impl Relay {
                 }
                 let ext = self.settle_extension();
                 frame(out, &with_extension(&c.data, &ext));
+                self.usage_sent = true;
             } else {
                 self.held_with_cost(out);
             }
@@ -147,6 +183,7 @@ impl Relay {
         });
         let ext = extension_json(a.cost, &a.usage, a.source, &self.deployment);
         self.settled = Some(ext.clone());
+        self.settled_usage = a.usage;
         ext
     }
 
@@ -191,19 +228,17 @@ impl Relay {
 
     /// The upstream finished with `[DONE]`.
     fn end_ok(&mut self, out: &mut BytesMut) {
-        if self.held.is_some() {
-            if self.include_usage && self.usage.is_none() {
-                // The client asked for usage and the upstream sent none: synthesize a flagged one.
-                if let Some(h) = self.held.take() {
-                    frame(out, &h.data);
-                }
-                let ext = self.settle_extension();
-                let chunk =
-                    format!(r#"{{"object":"chat.completion.chunk","choices":[],"usage":null,"switchyard":{ext}}}"#);
-                frame(out, chunk.as_bytes());
-            } else {
-                self.held_with_cost(out);
+        if self.include_usage && !self.usage_sent {
+            // The client asked for usage and the upstream sent no usage chunk (some servers
+            // ignore the option): send one, in OpenAI's shape, from the gateway's accounting;
+            // its `switchyard.usage_source` says it was estimated.
+            if let Some(h) = self.held.take() {
+                frame(out, &h.data);
             }
+            let ext = self.settle_extension();
+            frame(out, &usage_chunk(&self.first_data, &self.settled_usage, &ext));
+        } else if self.held.is_some() {
+            self.held_with_cost(out);
         } else {
             let _ = self.settle_extension();
         }
@@ -329,6 +364,7 @@ pub fn sse_body(
     deployment: String,
 ) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static {
     meter.mark_first_token();
+    let first_data = started.first.data.clone();
     let relay = Relay {
         first: Some(started.first),
         rest: started.rest,
@@ -343,6 +379,9 @@ pub fn sse_body(
         deployment,
         finished: false,
         settled: None,
+        settled_usage: Usage::default(),
+        usage_sent: false,
+        first_data,
     };
     futures_util::stream::unfold(relay, |mut r| async move { r.step().await.map(|b| (Ok(b), r)) })
 }
@@ -363,5 +402,24 @@ mod tests {
             serde_json::json!({"switchyard": {}})
         );
         assert_eq!(&with_extension(b"[1]", "{}")[..], b"[1]");
+    }
+
+    #[test]
+    fn a_usage_chunk_made_here_looks_like_openais() {
+        let first = br#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":7,"model":"m","choices":[]}"#;
+        let u = Usage {
+            prompt_tokens: 3,
+            completion_tokens: 4,
+            cached_tokens: 0,
+        };
+        let c = usage_chunk(first, &u, r#"{"usage_source":"estimated"}"#);
+        let v: serde_json::Value = serde_json::from_slice(&c).unwrap();
+        assert_eq!(
+            (v["id"].as_str(), v["created"].as_u64(), v["model"].as_str()),
+            (Some("chatcmpl-1"), Some(7), Some("m"))
+        );
+        assert_eq!(v["choices"], serde_json::json!([]));
+        assert_eq!(v["usage"]["total_tokens"], 7);
+        assert_eq!(v["switchyard"]["usage_source"], "estimated");
     }
 }

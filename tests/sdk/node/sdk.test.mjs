@@ -148,3 +148,63 @@ test("a cascade escalation streams one answer", async () => {
   assert.deepEqual(finishes, ["stop"]);
   assert.ok(usage.completion_tokens > 0);
 });
+
+// A server that behaves like llama.cpp's (the mock with `quirks`) looks like OpenAI through the gateway.
+test("a quirky server still sends a usage chunk when asked", async () => {
+  const stream = await client.chat.completions.create({
+    model: "quirky",
+    messages: [{ role: "user", content: "usage please" }],
+    stream: true,
+    stream_options: { include_usage: true },
+  });
+  let last;
+  for await (const chunk of stream) last = chunk;
+  assert.deepEqual(last.choices, []);
+  assert.ok(last.usage.prompt_tokens > 0);
+  assert.equal(last.switchyard.usage_source, "estimated");
+});
+
+test("a quirky server honours max_completion_tokens", async () => {
+  const r = await client.chat.completions.create({
+    model: "quirky",
+    messages: [{ role: "user", content: "please write a very long answer about everything" }],
+    max_completion_tokens: 3,
+  });
+  assert.equal(r.choices[0].finish_reason, "length");
+});
+
+test("a quirky server's streamed tool call assembles once", async () => {
+  const runner = client.chat.completions.stream({
+    model: "quirky",
+    messages: [{ role: "user", content: "weather?" }],
+    tools: [weatherTool],
+  });
+  const final = await runner.finalChatCompletion();
+  const call = final.choices[0].message.tool_calls[0];
+  assert.equal(call.function.name, "get_weather");
+  assert.deepEqual(JSON.parse(call.function.arguments), { city: "demo" });
+});
+
+test("a json_schema answer fits its schema", async () => {
+  const r = await client.chat.completions.create({
+    model: "chat",
+    messages: [{ role: "user", content: "who?" }],
+    response_format: {
+      type: "json_schema",
+      json_schema: {
+        name: "person",
+        strict: true,
+        schema: {
+          type: "object",
+          properties: { name: { type: "string" }, age: { type: "integer" } },
+          required: ["name", "age"],
+          additionalProperties: false,
+        },
+      },
+    },
+  });
+  const v = JSON.parse(r.choices[0].message.content);
+  assert.deepEqual(Object.keys(v).sort(), ["age", "name"]);
+  assert.equal(typeof v.name, "string");
+  assert.ok(Number.isInteger(v.age));
+});

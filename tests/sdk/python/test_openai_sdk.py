@@ -186,3 +186,57 @@ def test_a_cascade_escalation_is_one_answer(client):
     assert [c.choices[0].finish_reason for c in chunks if c.choices[0].finish_reason] == ["stop"]
     r = client.chat.completions.create(model="careful", messages=[{"role": "user", "content": "again"}])
     assert "again" in r.choices[0].message.content and "sorry" not in r.choices[0].message.content.lower()
+
+
+# A server that behaves like llama.cpp's (the mock with `quirks`) looks like OpenAI through the
+# gateway: a usage chunk when asked, max_completion_tokens honoured, tool names sent once.
+
+
+def test_quirky_server_stream_usage(client):
+    stream = client.chat.completions.create(
+        model="quirky",
+        messages=[{"role": "user", "content": "usage from a server that ignores the option"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage is not None and chunks[-1].usage.prompt_tokens > 0
+    assert chunks[-1].usage.total_tokens == chunks[-1].usage.prompt_tokens + chunks[-1].usage.completion_tokens
+    assert (chunks[-1].model_extra or {})["switchyard"]["usage_source"] == "estimated"
+
+
+def test_quirky_server_max_completion_tokens(client):
+    r = client.chat.completions.create(
+        model="quirky",
+        messages=[{"role": "user", "content": "please write a very long answer about everything"}],
+        max_completion_tokens=3,
+    )
+    assert r.choices[0].finish_reason == "length"
+
+
+def test_quirky_server_streamed_tool_call_assembles(client):
+    # The SDK's stream helper concatenates names and ids as OpenAI's deltas require.
+    with client.chat.completions.stream(
+        model="quirky", messages=[{"role": "user", "content": "weather?"}], tools=[WEATHER_TOOL]
+    ) as stream:
+        final = stream.get_final_completion()
+    call = final.choices[0].message.tool_calls[0]
+    assert call.function.name == "get_weather"
+    assert call.id.count("call_") == 1
+    assert json.loads(call.function.arguments) == {"city": "demo"}
+
+
+def test_structured_output_parses(client):
+    from pydantic import BaseModel
+
+    class Person(BaseModel):
+        name: str
+        age: int
+        tags: list[str]
+
+    r = client.chat.completions.parse(
+        model="chat", messages=[{"role": "user", "content": "who?"}], response_format=Person
+    )
+    person = r.choices[0].message.parsed
+    assert isinstance(person, Person) and isinstance(person.age, int) and person.tags
