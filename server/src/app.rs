@@ -5,10 +5,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::access::keys::Keys;
+use crate::access::keys::{Keys, MasterKey};
 use crate::access::limits::{LedgerSettings, Limiter};
 use crate::clock::Clock;
-use crate::config::{Config, Secret};
+use crate::config::Config;
 use crate::money::meter::UsageSink;
 use crate::money::pricing::PriceBook;
 use crate::proxy::gateway::Gateway;
@@ -31,7 +31,7 @@ pub struct App {
     /// Whether `/v1` requests must carry a virtual key.
     pub auth_required: bool,
     /// The admin master key, if one is configured.
-    pub master_key: Option<Secret>,
+    pub master_key: Option<MasterKey>,
     /// Every known price, for re-pricing history.
     pub prices: Arc<PriceBook>,
     /// Routes (virtual models) and the model that scores requests for them.
@@ -95,7 +95,7 @@ pub fn build_state_with(
         limiter,
         clock,
         auth_required: config.auth.required,
-        master_key: config.auth.master_key.clone(),
+        master_key: config.auth.master_key.as_ref().map(|k| MasterKey::new(k.expose())),
         prices: Arc::new(config.price_book()),
         router: RouterHandle::new(Router::new(router_model(config), config.routes.iter().cloned())),
         config: Arc::new(config.clone()),

@@ -7,6 +7,10 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
 use switchyard::admin_client::{keys_table, query_value, AdminClient};
+
+/// The allocator, chosen by measurement (`scripts/bench.sh`; see the README's performance section).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use switchyard::config::Config;
 
 #[derive(Parser)]

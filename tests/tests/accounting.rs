@@ -313,3 +313,27 @@ async fn the_exports_carry_every_column_of_the_event() {
         gw.stop().await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn a_retried_batch_is_written_once_and_counted_once() {
+    for (backend, url) in test_databases().await {
+        let store = Store::connect(&url, 2).await.unwrap();
+        let first: Vec<UsageEvent> = (0..10).map(|i| event(1000 + i, 100)).collect();
+        store.write_usage(&first, true).await.unwrap();
+        // The same batch again (its commit's answer was lost), and one that overlaps it.
+        store.write_usage(&first, true).await.unwrap();
+        let overlap: Vec<UsageEvent> = (5..15).map(|i| event(1000 + i, 100)).collect();
+        store.write_usage(&overlap, true).await.unwrap();
+        let totals = store.usage_totals(&UsageFilter::default()).await.unwrap();
+        assert_eq!((totals.requests, totals.cost_nanos), (15, 1500), "{backend}");
+        let by_hour = store
+            .usage_grouped(&UsageFilter::default(), switchyard::store::GroupBy::Hour)
+            .await
+            .unwrap();
+        let rolled: (i64, i64) = by_hour
+            .iter()
+            .fold((0, 0), |a, (_, t)| (a.0 + t.requests, a.1 + t.cost_nanos));
+        assert_eq!(rolled, (15, 1500), "{backend}: the rollups count each event once");
+        assert_eq!(store.billing_status().await.unwrap().pending, 15, "{backend}");
+    }
+}

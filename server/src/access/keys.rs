@@ -54,9 +54,37 @@ pub fn new_secret() -> (String, String) {
     (s, prefix)
 }
 
+/// The SHA-256 of a presented secret: what the key cache is keyed by.
+pub fn digest(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
 /// What the store keeps of a secret.
 pub fn hash_secret(secret: &str) -> String {
-    hex(&Sha256::digest(secret.as_bytes()))
+    hex(&digest(secret))
+}
+
+/// The admin master key, kept as its digest and compared in constant time: neither where a
+/// guess differs nor how long the key is leaks through timing.
+#[derive(Clone)]
+pub struct MasterKey([u8; 32]);
+
+impl MasterKey {
+    pub fn new(secret: &str) -> MasterKey {
+        MasterKey(digest(secret))
+    }
+
+    /// Whether a presented secret, given by its digest, is the master key.
+    pub fn matches(&self, presented: &[u8; 32]) -> bool {
+        use subtle::ConstantTimeEq;
+        self.0.ct_eq(presented).into()
+    }
+}
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(***)")
+    }
 }
 
 /// Why a presented key was refused.
@@ -71,7 +99,8 @@ pub enum AuthError {
 
 pub struct Keys {
     store: Store,
-    cache: moka::sync::Cache<String, Option<Arc<Principal>>>,
+    /// Keyed by the secret's digest (no text is built per request).
+    cache: moka::sync::Cache<[u8; 32], Option<Arc<Principal>>>,
 }
 
 impl Keys {
@@ -87,18 +116,27 @@ impl Keys {
 
     /// The principal of a secret, checked for status and expiry at `now_ms`.
     pub async fn authenticate(&self, secret: &str, now_ms: i64) -> Result<Arc<Principal>, AuthError> {
+        self.authenticate_digest(secret, &digest(secret), now_ms).await
+    }
+
+    /// [`Keys::authenticate`] for a secret whose digest is known already.
+    pub async fn authenticate_digest(
+        &self,
+        secret: &str,
+        digest: &[u8; 32],
+        now_ms: i64,
+    ) -> Result<Arc<Principal>, AuthError> {
         if !secret.starts_with(SECRET_PREFIX) || secret.len() != SECRET_PREFIX.len() + SECRET_CHARS {
             return Err(AuthError::Invalid);
         }
-        let hash = hash_secret(secret);
-        let found = match self.cache.get(&hash) {
+        let found = match self.cache.get(digest) {
             Some(p) => p,
             None => {
                 let p = self
-                    .load(&hash)
+                    .load(&hex(digest))
                     .await
                     .map_err(|e| AuthError::Unavailable(e.to_string()))?;
-                self.cache.insert(hash, p.clone());
+                self.cache.insert(*digest, p.clone());
                 p
             }
         };

@@ -7,7 +7,7 @@ use axum::http::HeaderMap;
 
 use super::headers::H_PREFER;
 use super::AppState;
-use crate::access::keys::{AuthError, SECRET_PREFIX};
+use crate::access::keys::{digest, AuthError, SECRET_PREFIX};
 use crate::error::ApiError;
 use crate::records::keys::{Prefer, Principal};
 
@@ -39,50 +39,46 @@ fn shown(token: &str) -> String {
 /// anonymous caller when keys are optional (or the master key), 401 otherwise.
 pub(crate) async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Option<Arc<Principal>>, ApiError> {
     let token = bearer(headers);
-    if let (Some(t), Some(master)) = (token, state.master_key.as_ref()) {
-        if constant_time_eq(t.as_bytes(), master.expose().as_bytes()) {
+    // One digest of the token serves both the master-key check and the key lookup.
+    let presented = token.map(digest);
+    if let (Some(d), Some(master)) = (presented.as_ref(), state.master_key.as_ref()) {
+        if master.matches(d) {
             return Ok(None);
         }
     }
-    match token {
-        Some(t) if t.starts_with(SECRET_PREFIX) => match state.keys.authenticate(t, state.clock.now_ms()).await {
-            Ok(p) => Ok(Some(p)),
-            Err(AuthError::Unavailable(e)) => {
-                tracing::error!(error = %e, "cannot look up an API key");
-                Err(ApiError::service_unavailable(
-                    "The key store is unavailable; try again shortly.",
-                ))
+    match (token, presented) {
+        (Some(t), Some(d)) if t.starts_with(SECRET_PREFIX) => {
+            match state.keys.authenticate_digest(t, &d, state.clock.now_ms()).await {
+                Ok(p) => Ok(Some(p)),
+                Err(AuthError::Unavailable(e)) => {
+                    tracing::error!(error = %e, "cannot look up an API key");
+                    Err(ApiError::service_unavailable(
+                        "The key store is unavailable; try again shortly.",
+                    ))
+                }
+                Err(why) => {
+                    let reason = match why {
+                        AuthError::Revoked => "it has been revoked",
+                        AuthError::Disabled => "it is disabled",
+                        AuthError::Expired => "it has expired",
+                        _ => "it is not a known key",
+                    };
+                    Err(ApiError::invalid_api_key(format!(
+                        "Incorrect API key provided: {} ({reason}).",
+                        shown(t)
+                    )))
+                }
             }
-            Err(why) => {
-                let reason = match why {
-                    AuthError::Revoked => "it has been revoked",
-                    AuthError::Disabled => "it is disabled",
-                    AuthError::Expired => "it has expired",
-                    _ => "it is not a known key",
-                };
-                Err(ApiError::invalid_api_key(format!(
-                    "Incorrect API key provided: {} ({reason}).",
-                    shown(t)
-                )))
-            }
-        },
+        }
         _ if !state.auth_required => Ok(None),
-        Some(t) => Err(ApiError::invalid_api_key(format!(
+        (Some(t), _) => Err(ApiError::invalid_api_key(format!(
             "Incorrect API key provided: {}. Use a Switchyard key (sk-sy-…).",
             shown(t)
         ))),
-        None => Err(ApiError::invalid_api_key(
+        (None, _) => Err(ApiError::invalid_api_key(
             "You didn't provide an API key. Send it as `Authorization: Bearer sk-sy-…`.",
         )),
     }
-}
-
-/// Compares secrets without leaking, through timing, where they differ or how long the
-/// expected one is: both are hashed first, and the digests compared in constant time.
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    use sha2::{Digest, Sha256};
-    use subtle::ConstantTimeEq;
-    Sha256::digest(a).ct_eq(&Sha256::digest(b)).into()
 }
 
 /// The caller's `x-switchyard-prefer` header, when sent (400 if it is not a preference).

@@ -218,7 +218,32 @@ pub(crate) fn push_placeholders_from(sql: &mut String, n: usize, first: usize) {
     sql.push(')');
 }
 
-pub(crate) fn push_placeholders(sql: &mut String, rows: usize, cols: usize) {
+/// Splits `items` into runs of `max`, then the rest in powers of two, largest first. Every
+/// multi-row statement then has one of a few shapes, which the driver's statement cache keeps
+/// prepared: preparing a statement of hundreds of parameters costs more than running it, and
+/// batches of every size would prepare anew almost every time.
+pub(crate) fn shaped<T>(items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let n = if rest.len() >= max {
+            max
+        } else {
+            1 << rest.len().ilog2()
+        };
+        let (run, tail) = rest.split_at(n);
+        rest = tail;
+        Some(run)
+    })
+}
+
+/// `($1,$2,…),(…)` for a multi-row `VALUES` of `rows` × `cols` parameters: numbered on
+/// Postgres, anonymous `?` on SQLite. SQLite looks a numbered parameter up by name when it is
+/// bound, which costs a scan of every name per parameter: with hundreds of parameters a
+/// statement that was most of the ledger's CPU; anonymous ones are bound by position.
+pub(crate) fn push_placeholders(sql: &mut String, rows: usize, cols: usize, backend: Backend) {
     use std::fmt::Write;
     let mut n = 1;
     for r in 0..rows {
@@ -230,7 +255,12 @@ pub(crate) fn push_placeholders(sql: &mut String, rows: usize, cols: usize) {
             if c > 0 {
                 sql.push(',');
             }
-            let _ = write!(sql, "${n}");
+            match backend {
+                Backend::Sqlite => sql.push('?'),
+                Backend::Postgres => {
+                    let _ = write!(sql, "${n}");
+                }
+            }
             n += 1;
         }
         sql.push(')');
@@ -265,9 +295,23 @@ mod tests {
     }
 
     #[test]
+    fn batches_take_few_shapes() {
+        let items: Vec<u32> = (0..150).collect();
+        let sizes: Vec<usize> = shaped(&items, 64).map(<[u32]>::len).collect();
+        assert_eq!(sizes, vec![64, 64, 16, 4, 2]);
+        let all: Vec<u32> = shaped(&items, 64).flatten().copied().collect();
+        assert_eq!(all, items);
+        assert_eq!(shaped(&items[..1], 64).count(), 1);
+        assert_eq!(shaped::<u32>(&[], 64).count(), 0);
+    }
+
+    #[test]
     fn placeholders_number_in_order() {
         let mut s = String::new();
-        push_placeholders(&mut s, 2, 3);
+        push_placeholders(&mut s, 2, 3, Backend::Postgres);
         assert_eq!(s, "($1,$2,$3),($4,$5,$6)");
+        let mut s = String::new();
+        push_placeholders(&mut s, 2, 2, Backend::Sqlite);
+        assert_eq!(s, "(?,?),(?,?)");
     }
 }

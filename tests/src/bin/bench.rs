@@ -1,19 +1,27 @@
-//! Overhead benchmark: the same load straight to the mock upstream and through Switchyard, in one run.
+//! Overhead benchmark: the same load straight to an upstream, through a bare forwarder and
+//! through Switchyard, in one run, with each process's CPU time per request.
 //!
-//! Starts `mock-upstream` and `switchyard` (release builds next to this binary) as separate
-//! processes on ephemeral ports, then for JSON and streaming chat completions at 1 and 64
-//! concurrent clients runs a closed loop against each target and prints latency percentiles,
-//! the latency the gateway adds, and throughput as a ratio of going direct. Last, it holds
-//! 1,000 slow streams open through the gateway at once and reports the gateway's peak RSS.
+//! Starts an upstream (`fast-upstream`, a hand-written HTTP/1.1 responder that costs a few
+//! microseconds a request; `--upstream mock` uses the heavier `mock-upstream` instead),
+//! `bare-forwarder` (axum in, reqwest out, the body passed through: the least a proxy on this
+//! stack can do) and `switchyard` (key auth and the SQLite ledger on) as separate processes on
+//! ephemeral ports. For JSON and streamed chat completions at 1 and 64 concurrent clients it runs
+//! a closed loop against each and prints throughput, latency percentiles, the CPU time the
+//! measured process spent per request (user + system, from `/proc`), ratios to the bare
+//! forwarder, and RSS after the load. Last, it holds 1,000 slow streams open through the gateway
+//! and reports the gateway's peak RSS.
 //!
 //! Usage: `scripts/bench.sh` (builds in release, raises the open-file limit, runs this).
-//! Options: `--seconds N` per scenario (default 5), `--streams N` (default 1000), `--tokens-only`
-//! (just the token-counting cost). `BENCH_GATEWAY_THREADS=N` sets the gateway's tokio worker threads.
+//! Options: `--seconds N` per scenario (default 5), `--streams N` (default 1000),
+//! `--upstream fast|mock`, `--tokens-only` (the token-counting cost), `--rss N` (N JSON requests
+//! at 64 clients through the gateway, nothing scraping `/metrics`, RSS printed every N/10).
+//! `BENCH_GATEWAY_THREADS=N` sets the gateway's tokio worker threads; `BENCH_GATEWAY_BIN=PATH`
+//! measures another build of the gateway.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -72,11 +80,40 @@ fn rss_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time (user + system) a process has used, in microseconds, from `/proc/PID/stat`.
+fn cpu_us(pid: u32) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    // Fields after the command (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the command.
+    (ticks(11) + ticks(12)) * 1_000_000 / clock_ticks()
+}
+
+fn clock_ticks() -> u64 {
+    static T: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *T.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100)
+    })
+}
+
 struct Stats {
     p50: u64,
     p99: u64,
     rps: f64,
     errors: u64,
+    /// CPU time of the measured process per request, in microseconds.
+    cpu_per_req: f64,
+    rss_mb: f64,
     /// Percentiles of the gateway's own `x-switchyard-overhead-us` header, when present.
     overhead: Option<(u64, u64)>,
 }
@@ -90,14 +127,21 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 }
 
 /// Sends one request and reads the whole answer; returns the gateway's overhead header if any.
-async fn one_request(client: &reqwest::Client, url: &str, body: &str, stream: bool) -> Result<Option<u64>, String> {
-    let r = client
+async fn one_request(
+    client: &reqwest::Client,
+    url: &str,
+    body: &str,
+    key: Option<&str>,
+    stream: bool,
+) -> Result<Option<u64>, String> {
+    let mut rb = client
         .post(url)
         .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
+        .body(body.to_string());
+    if let Some(k) = key {
+        rb = rb.bearer_auth(k);
+    }
+    let r = rb.send().await.map_err(|e| e.to_string())?;
     if !r.status().is_success() {
         return Err(format!("status {}", r.status()));
     }
@@ -125,30 +169,48 @@ async fn one_request(client: &reqwest::Client, url: &str, body: &str, stream: bo
     Ok(overhead)
 }
 
-/// A closed loop: `concurrency` clients send back to back for `secs` after a short warm-up.
-async fn closed_loop(url: &str, body: &str, stream: bool, concurrency: usize, secs: u64) -> Stats {
+/// What one closed loop sends where, and which process it measures.
+struct Target<'a> {
+    url: String,
+    body: &'a str,
+    key: Option<&'a str>,
+    stream: bool,
+    pid: u32,
+}
+
+/// A closed loop: `concurrency` clients send back to back for `secs` after a short warm-up,
+/// while the target process's CPU time is read before and after.
+async fn closed_loop(t: &Target<'_>, concurrency: usize, secs: u64) -> Stats {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency * 2)
         .tcp_nodelay(true)
         .build()
         .expect("client");
     for _ in 0..50 {
-        let _ = one_request(&client, url, body, stream).await;
+        let _ = one_request(&client, &t.url, t.body, t.key, t.stream).await;
     }
     let stop = Arc::new(AtomicBool::new(false));
+    let cpu_before = cpu_us(t.pid);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let (client, url, body, stop) = (client.clone(), url.to_string(), body.to_string(), stop.clone());
+        let (client, url, body, key, stop) = (
+            client.clone(),
+            t.url.clone(),
+            t.body.to_string(),
+            t.key.map(str::to_string),
+            stop.clone(),
+        );
+        let stream = t.stream;
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(4096);
             let mut over = Vec::new();
             let mut errors = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                let t = Instant::now();
-                match one_request(&client, &url, &body, stream).await {
+                let at = Instant::now();
+                match one_request(&client, &url, &body, key.as_deref(), stream).await {
                     Ok(o) => {
-                        lat.push(t.elapsed().as_micros() as u64);
+                        lat.push(at.elapsed().as_micros() as u64);
                         over.extend(o);
                     }
                     Err(_) => errors += 1,
@@ -162,53 +224,46 @@ async fn closed_loop(url: &str, body: &str, stream: bool, concurrency: usize, se
     let mut all = Vec::new();
     let mut over = Vec::new();
     let mut errors = 0;
-    for t in tasks {
-        let (l, o, e) = t.await.expect("load task");
+    for task in tasks {
+        let (l, o, e) = task.await.expect("load task");
         all.extend(l);
         over.extend(o);
         errors += e;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu = cpu_us(t.pid).saturating_sub(cpu_before);
     all.sort_unstable();
     over.sort_unstable();
+    let requests = all.len() as u64 + errors;
     Stats {
         p50: percentile(&all, 0.50),
         p99: percentile(&all, 0.99),
         rps: all.len() as f64 / elapsed,
         errors,
+        cpu_per_req: cpu as f64 / requests.max(1) as f64,
+        rss_mb: rss_kib(t.pid, "VmRSS:") as f64 / 1024.0,
         overhead: (!over.is_empty()).then(|| (percentile(&over, 0.50), percentile(&over, 0.99))),
     }
 }
 
-/// One table row: direct (`d`), the bare proxy (`b`, when measured) and Switchyard (`v`).
-fn row(name: &str, c: usize, d: &Stats, b: Option<&Stats>, v: &Stats) {
-    let dash = || "–".to_string();
-    let bare = |f: &dyn Fn(&Stats) -> String| b.map(f).unwrap_or_else(dash);
-    println!(
-        "| {name} | {c} | {} | {} | {} | {} / {} | {} | {} | {} | {:.0} | {} | {:.0} | {:.2} / {} | {} | {} |",
-        d.p50,
-        bare(&|b| b.p50.to_string()),
-        v.p50,
-        v.p50 as i64 - d.p50 as i64,
-        bare(&|b| (v.p50 as i64 - b.p50 as i64).to_string()),
-        d.p99,
-        v.p99,
-        v.p99 as i64 - d.p99 as i64,
-        d.rps,
-        bare(&|b| format!("{:.0}", b.rps)),
-        v.rps,
-        v.rps / d.rps.max(1e-9),
-        bare(&|b| format!("{:.2}", v.rps / b.rps.max(1e-9))),
-        overhead_cell(v),
-        d.errors + v.errors + b.map_or(0, |b| b.errors)
-    );
-}
-
-fn overhead_cell(s: &Stats) -> String {
-    match s.overhead {
-        Some((p50, p99)) => format!("{p50} / {p99}"),
+/// One table row per target; ratios are to the bare forwarder.
+fn row(scenario: &str, c: usize, target: &str, s: &Stats, bare: Option<&Stats>) {
+    let ratio = |f: &dyn Fn(&Stats) -> f64| match bare {
+        Some(b) => format!("{:.2}", f(s) / f(b).max(1e-9)),
         None => "–".into(),
-    }
+    };
+    println!(
+        "| {scenario} | {c} | {target} | {:.0} | {} | {} | {:.1} | {} | {} | {:.1} | {} | {} |",
+        s.rps,
+        s.p50,
+        s.p99,
+        s.cpu_per_req,
+        ratio(&|x| x.rps),
+        ratio(&|x| x.cpu_per_req),
+        s.rss_mb,
+        s.overhead.map_or("–".into(), |(a, b)| format!("{a} / {b}")),
+        s.errors,
+    );
 }
 
 fn arg(name: &str, default: u64) -> u64 {
@@ -218,6 +273,284 @@ fn arg(name: &str, default: u64) -> u64 {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+fn arg_str(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
+
+const MASTER_KEY: &str = "bench-master-key-0123456789";
+
+/// Starts the gateway on `upstream` with key auth and the SQLite ledger, and makes a key.
+async fn gateway(dir: &std::path::Path, upstream: &str, slow_upstream: &str) -> (Proc, String, PathBuf) {
+    let db = std::env::temp_dir().join(format!("switchyard-bench-{}.db", std::process::id()));
+    let config = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[auth]
+required = true
+[database]
+url = "sqlite://{db}"
+[providers.up]
+kind = "openai"
+base_url = "http://{upstream}/v1"
+[providers.slow]
+kind = "openai"
+base_url = "http://{slow_upstream}/v1"
+[models.bench]
+[[models.bench.deployments]]
+provider = "up"
+model = "bench"
+input_per_mtok = "0.15"
+output_per_mtok = "0.60"
+context_window = 128000
+max_output_tokens = 16384
+[models.bench-slow]
+[[models.bench-slow.deployments]]
+provider = "slow"
+model = "mock;chunks=20;delay=100"
+input_per_mtok = "0.15"
+output_per_mtok = "0.60"
+context_window = 128000
+"#,
+        db = db.display()
+    );
+    let cfg_path = std::env::temp_dir().join(format!("switchyard-bench-{}.toml", std::process::id()));
+    std::fs::write(&cfg_path, config).expect("write bench config");
+    // `BENCH_GATEWAY_BIN` measures another build of the gateway (an allocator, say) in the same setup.
+    let bin = std::env::var_os("BENCH_GATEWAY_BIN").map_or_else(|| dir.join("switchyard"), PathBuf::from);
+    let gw = start(
+        Command::new(bin)
+            .args(["serve", "--config"])
+            .arg(&cfg_path)
+            .args(["--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "warn,switchyard=info")
+            .env("SWITCHYARD_MASTER_KEY", MASTER_KEY)
+            .envs(
+                std::env::var("BENCH_GATEWAY_THREADS")
+                    .ok()
+                    .map(|n| ("TOKIO_WORKER_THREADS", n)),
+            ),
+    );
+    let created: serde_json::Value = reqwest::Client::new()
+        .post(format!("http://{}/admin/v1/keys", gw.addr))
+        .bearer_auth(MASTER_KEY)
+        .json(&serde_json::json!({"name": "bench",
+            "limits": {"budget": {"limit_usd": "1000000", "period": "daily"}}}))
+        .send()
+        .await
+        .expect("create a key")
+        .json()
+        .await
+        .expect("key JSON");
+    let key = created["key"].as_str().expect("a key secret").to_string();
+    let _ = std::fs::remove_file(&cfg_path);
+    (gw, key, db)
+}
+
+/// `--rss N`: N JSON requests through the gateway, nobody scraping `/metrics`; RSS as it goes.
+async fn rss_run(gw: &Proc, key: &str, total: u64) {
+    let pid = gw.child.id();
+    let url = format!("http://{}/v1/chat/completions", gw.addr);
+    let body = format!(r#"{{"model":"bench","messages":{PROMPT}}}"#);
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(128)
+        .tcp_nodelay(true)
+        .build()
+        .expect("client");
+    let done = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    println!("requests | gateway RSS MiB");
+    println!("0 | {:.1}", rss_kib(pid, "VmRSS:") as f64 / 1024.0);
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let (client, url, body, key, done, errors) = (
+            client.clone(),
+            url.clone(),
+            body.clone(),
+            key.to_string(),
+            done.clone(),
+            errors.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            while done.fetch_add(1, Ordering::Relaxed) < total {
+                if one_request(&client, &url, &body, Some(&key), false).await.is_err() {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    let step = (total / 10).max(1);
+    let mut next = step;
+    let started = Instant::now();
+    while tasks.iter().any(|t| !t.is_finished()) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let n = done.load(Ordering::Relaxed).min(total);
+        if n >= next {
+            println!("{n} | {:.1}", rss_kib(pid, "VmRSS:") as f64 / 1024.0);
+            next += step;
+        }
+    }
+    println!(
+        "{total} requests in {:.0} s, {} errors; final RSS {:.1} MiB, high-water mark {:.1} MiB",
+        started.elapsed().as_secs_f64(),
+        errors.load(Ordering::Relaxed),
+        rss_kib(pid, "VmRSS:") as f64 / 1024.0,
+        rss_kib(pid, "VmHWM:") as f64 / 1024.0
+    );
+}
+
+const PROMPT: &str =
+    r#"[{"role":"user","content":"Summarise the plot of a short story about a lighthouse keeper in two sentences."}]"#;
+
+#[tokio::main]
+async fn main() {
+    if std::env::args().any(|a| a == "--tokens-only") {
+        token_counting_cost();
+        return;
+    }
+    let secs = arg("--seconds", 5);
+    let streams = arg("--streams", 1000) as usize;
+    let dir = exe_dir();
+    let fast = arg_str("--upstream").as_deref() != Some("mock");
+    let up = if fast {
+        start(Command::new(dir.join("fast-upstream")).args(["--listen", "127.0.0.1:0"]))
+    } else {
+        start(Command::new(dir.join("mock-upstream")).args(["--listen", "127.0.0.1:0"]))
+    };
+    // Slow streams always come from the mock, which can pace them.
+    let slow = start(Command::new(dir.join("mock-upstream")).args(["--listen", "127.0.0.1:0"]));
+    let bare = start(Command::new(dir.join("bare-forwarder")).args([
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &format!("http://{}/v1/chat/completions", up.addr),
+    ]));
+    let (gw, key, db) = gateway(&dir, &up.addr, &slow.addr).await;
+    let gw_pid = gw.child.id();
+    if let Some(n) = arg_str("--rss").and_then(|v| v.parse().ok()) {
+        rss_run(&gw, &key, n).await;
+        let _ = std::fs::remove_file(db);
+        return;
+    }
+    token_counting_cost();
+    println!();
+    println!(
+        "Switchyard overhead benchmark: {secs} s per scenario, {} CPUs, upstream {}",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        if fast { "fast-upstream" } else { "mock-upstream" },
+    );
+    println!(
+        "upstream at {}, bare forwarder at {}, gateway at {} (pid {gw_pid}), idle RSS {} KiB",
+        up.addr,
+        bare.addr,
+        gw.addr,
+        rss_kib(gw_pid, "VmRSS:")
+    );
+    println!();
+    println!("| scenario | clients | target | req/s | p50 µs | p99 µs | CPU µs/req | req/s ÷ bare | CPU ÷ bare | RSS after MiB | in-band overhead p50 / p99 µs | errors |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let chat_url = |addr: &str| format!("http://{addr}/v1/chat/completions");
+    for (name, stream) in [("JSON", false), ("stream (24 chunks)", true)] {
+        let s = if stream { ",\"stream\":true" } else { "" };
+        // The mock takes its behaviour from the model name; the fast upstream ignores it.
+        let direct_model = if fast || !stream { "bench" } else { "mock;chunks=24" };
+        let direct_body = format!(r#"{{"model":"{direct_model}","messages":{PROMPT}{s}}}"#);
+        let via_body = format!(r#"{{"model":"bench","messages":{PROMPT}{s}}}"#);
+        for c in [1usize, 64] {
+            let d = closed_loop(
+                &Target {
+                    url: chat_url(&up.addr),
+                    body: &direct_body,
+                    key: None,
+                    stream,
+                    pid: up.child.id(),
+                },
+                c,
+                secs,
+            )
+            .await;
+            let b = closed_loop(
+                &Target {
+                    url: chat_url(&bare.addr),
+                    body: &direct_body,
+                    key: None,
+                    stream,
+                    pid: bare.child.id(),
+                },
+                c,
+                secs,
+            )
+            .await;
+            let v = closed_loop(
+                &Target {
+                    url: chat_url(&gw.addr),
+                    body: &via_body,
+                    key: Some(&key),
+                    stream,
+                    pid: gw_pid,
+                },
+                c,
+                secs,
+            )
+            .await;
+            row(name, c, "direct (the upstream's CPU)", &d, None);
+            row(name, c, "bare forwarder", &b, Some(&b));
+            row(name, c, "Switchyard", &v, Some(&b));
+        }
+    }
+
+    // Many slow streams at once: memory must stay flat.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(streams)
+        .build()
+        .expect("client");
+    let body = format!(r#"{{"model":"bench-slow","messages":{PROMPT},"stream":true}}"#);
+    let url = format!("http://{}/v1/chat/completions", gw.addr);
+    let before = rss_kib(gw_pid, "VmRSS:");
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..streams {
+        let (client, url, body, key) = (client.clone(), url.clone(), body.clone(), key.clone());
+        tasks.push(tokio::spawn(async move {
+            one_request(&client, &url, &body, Some(&key), true).await
+        }));
+    }
+    let mut peak = 0;
+    let sampler = async {
+        loop {
+            peak = peak.max(rss_kib(gw_pid, "VmRSS:"));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let wait_all = async {
+        let mut ok = 0;
+        for t in tasks {
+            if matches!(t.await, Ok(Ok(_))) {
+                ok += 1;
+            }
+        }
+        ok
+    };
+    let ok = tokio::select! {
+        ok = wait_all => ok,
+        _ = sampler => unreachable!("the sampler never ends"),
+    };
+    println!();
+    println!(
+        "{streams} concurrent slow streams (20 chunks, 100 ms apart) through the gateway: {ok} completed in {:.1} s; gateway RSS before {} KiB, peak {} KiB ({:.1} MB), high-water mark {} KiB",
+        started.elapsed().as_secs_f64(),
+        before,
+        peak,
+        peak as f64 / 1024.0,
+        rss_kib(gw_pid, "VmHWM:")
+    );
+    let _ = std::fs::remove_file(db);
 }
 
 /// What exact token counting of a 2 KB prompt costs, against the free upper bound the request path uses.
@@ -257,172 +590,4 @@ fn token_counting_cost() {
         "upper bound of the same prompt (what the request path uses): {:?} per call",
         t.elapsed() / n
     );
-}
-
-#[tokio::main]
-async fn main() {
-    if std::env::args().any(|a| a == "--tokens-only") {
-        token_counting_cost();
-        return;
-    }
-    let secs = arg("--seconds", 5);
-    let streams = arg("--streams", 1000) as usize;
-    let dir = exe_dir();
-    let mock = start(Command::new(dir.join("mock-upstream")).args(["--listen", "127.0.0.1:0"]));
-    let config = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[providers.mock]
-kind = "openai"
-base_url = "http://{mock}/v1"
-[models.bench]
-[[models.bench.deployments]]
-provider = "mock"
-model = "mock"
-input_per_mtok = "0.15"
-output_per_mtok = "0.60"
-context_window = 128000
-[models.bench-stream]
-[[models.bench-stream.deployments]]
-provider = "mock"
-model = "mock;chunks=20"
-input_per_mtok = "0.15"
-output_per_mtok = "0.60"
-context_window = 128000
-[providers.inproc]
-kind = "mock"
-[models.bench-inproc]
-[[models.bench-inproc.deployments]]
-provider = "inproc"
-model = "mock"
-input_per_mtok = "0.15"
-output_per_mtok = "0.60"
-context_window = 128000
-[models.bench-slow]
-[[models.bench-slow.deployments]]
-provider = "mock"
-model = "mock;chunks=20;delay=100"
-input_per_mtok = "0.15"
-output_per_mtok = "0.60"
-context_window = 128000
-"#,
-        mock = mock.addr
-    );
-    let bare = start(Command::new(dir.join("bare-forwarder")).args([
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        &format!("http://{}/v1/chat/completions", mock.addr),
-    ]));
-    let cfg_path = std::env::temp_dir().join(format!("switchyard-bench-{}.toml", std::process::id()));
-    std::fs::write(&cfg_path, config).expect("write bench config");
-    let gw = start(
-        Command::new(dir.join("switchyard"))
-            .args(["serve", "--config"])
-            .arg(&cfg_path)
-            .args(["--listen", "127.0.0.1:0"])
-            .env("RUST_LOG", "warn,switchyard=info")
-            .envs(
-                std::env::var("BENCH_GATEWAY_THREADS")
-                    .ok()
-                    .map(|n| ("TOKIO_WORKER_THREADS", n)),
-            ),
-    );
-    let gw_pid = gw.child.id();
-    token_counting_cost();
-    println!();
-    println!(
-        "Switchyard overhead benchmark: {secs} s per scenario, {} CPUs",
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
-    );
-    println!(
-        "mock at {}, gateway at {} (pid {gw_pid}), idle RSS {} KiB",
-        mock.addr,
-        gw.addr,
-        rss_kib(gw_pid, "VmRSS:")
-    );
-    println!();
-    println!("| scenario | clients | direct p50 µs | bare proxy p50 µs | Switchyard p50 µs | added p50 µs (vs direct / vs bare proxy) | direct p99 µs | Switchyard p99 µs | added p99 µs | direct req/s | bare proxy req/s | Switchyard req/s | throughput ratio (vs direct / vs bare proxy) | in-band overhead p50 / p99 µs | errors |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    let prompt = r#"[{"role":"user","content":"Summarise the plot of a short story about a lighthouse keeper in two sentences."}]"#;
-    let chat_url = |addr: &str| format!("http://{addr}/v1/chat/completions");
-    for (name, stream) in [("JSON", false), ("stream (20 chunks)", true)] {
-        for c in [1usize, 64] {
-            let (direct_model, via_model) = if stream {
-                ("mock;chunks=20", "bench-stream")
-            } else {
-                ("mock", "bench")
-            };
-            let s = if stream { ",\"stream\":true" } else { "" };
-            let direct_body = format!(r#"{{"model":"{direct_model}","messages":{prompt}{s}}}"#);
-            let via_body = format!(r#"{{"model":"{via_model}","messages":{prompt}{s}}}"#);
-            let d = closed_loop(&chat_url(&mock.addr), &direct_body, stream, c, secs).await;
-            let b = closed_loop(&chat_url(&bare.addr), &direct_body, stream, c, secs).await;
-            let v = closed_loop(&chat_url(&gw.addr), &via_body, stream, c, secs).await;
-            row(name, c, &d, Some(&b), &v);
-        }
-    }
-
-    // Switchyard answering from its in-process mock: its own server-side cost, no upstream hop.
-    for c in [1usize, 64] {
-        let direct_body = format!(r#"{{"model":"mock","messages":{prompt}}}"#);
-        let via_body = format!(r#"{{"model":"bench-inproc","messages":{prompt}}}"#);
-        let d = closed_loop(&chat_url(&mock.addr), &direct_body, false, c, secs).await;
-        let v = closed_loop(&chat_url(&gw.addr), &via_body, false, c, secs).await;
-        row(
-            "JSON, Switchyard answering from its in-process mock (no upstream hop)",
-            c,
-            &d,
-            None,
-            &v,
-        );
-    }
-
-    // Many slow streams at once: memory must stay flat.
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(streams)
-        .build()
-        .expect("client");
-    let body = format!(r#"{{"model":"bench-slow","messages":{prompt},"stream":true}}"#);
-    let url = format!("http://{}/v1/chat/completions", gw.addr);
-    let before = rss_kib(gw_pid, "VmRSS:");
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..streams {
-        let (client, url, body) = (client.clone(), url.clone(), body.clone());
-        tasks.push(tokio::spawn(
-            async move { one_request(&client, &url, &body, true).await },
-        ));
-    }
-    let mut peak = 0;
-    let sampler = async {
-        loop {
-            peak = peak.max(rss_kib(gw_pid, "VmRSS:"));
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    let wait_all = async {
-        let mut ok = 0;
-        for t in tasks {
-            if matches!(t.await, Ok(Ok(_))) {
-                ok += 1;
-            }
-        }
-        ok
-    };
-    let ok = tokio::select! {
-        ok = wait_all => ok,
-        _ = sampler => unreachable!("the sampler never ends"),
-    };
-    println!();
-    println!(
-        "{streams} concurrent slow streams (20 chunks, 100 ms apart) through the gateway: {ok} completed in {:.1} s; gateway RSS before {} KiB, peak {} KiB ({:.1} MB), high-water mark {} KiB",
-        started.elapsed().as_secs_f64(),
-        before,
-        peak,
-        peak as f64 / 1024.0,
-        rss_kib(gw_pid, "VmHWM:")
-    );
-    let _ = std::fs::remove_file(cfg_path);
 }

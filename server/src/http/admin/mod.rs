@@ -24,9 +24,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 
+use crate::access::keys::digest;
 use crate::clock::{iso8601, parse_time};
 use crate::error::ApiError;
-use crate::http::access::{bearer, constant_time_eq};
+use crate::http::access::bearer;
 use crate::http::{json_response, read_json_body, AppState};
 use crate::money::pricing::Nanos;
 use crate::records::limits::{Budget, Limits, Period};
@@ -76,7 +77,7 @@ pub(crate) async fn require_master(
         .into_response();
     };
     match bearer(req.headers()) {
-        Some(t) if constant_time_eq(t.as_bytes(), master.expose().as_bytes()) => next.run(req).await,
+        Some(t) if master.matches(&digest(t)) => next.run(req).await,
         _ => ApiError::admin_unauthorized("The admin API needs the master key as `Authorization: Bearer …`.")
             .into_response(),
     }
