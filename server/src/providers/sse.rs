@@ -1,9 +1,15 @@
 //! The one server-sent-events reader for upstream streams: bounded event size, idle timeout.
+//!
+//! The parser follows the HTML standard's event-stream rules (lines ending in LF, CRLF or CR;
+//! `data` lines joined with newlines; `event` names; comments and unknown fields ignored; a
+//! leading byte-order mark dropped; an unfinished event at the end discarded). It is written
+//! here rather than taken from `eventsource-stream` because that parser measured about 10,000
+//! instructions per event under callgrind, almost half of what relaying a stream chunk costs;
+//! this one scans each line once and copies each event's data once.
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use eventsource_stream::{Event, Eventsource};
+use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 
 use super::{map_reqwest, UpstreamError};
@@ -12,46 +18,153 @@ use super::{map_reqwest, UpstreamError};
 /// instead of buffering without bound.
 pub const MAX_EVENT_BYTES: usize = 8 * 1024 * 1024;
 
-/// Tracks the bytes since the last blank line so a never-ending event cannot grow memory.
-fn guard_event_size(
-    bytes: impl Stream<Item = Result<Bytes, reqwest::Error>> + Send + 'static,
-) -> impl Stream<Item = Result<Bytes, UpstreamError>> + Send + 'static {
-    let mut since_boundary = 0usize;
-    bytes.map(move |part| {
-        let part = part.map_err(map_reqwest)?;
-        match last_boundary(&part) {
-            Some(end) => since_boundary = part.len() - end,
-            None => since_boundary += part.len(),
-        }
-        if since_boundary > MAX_EVENT_BYTES {
-            return Err(UpstreamError::Protocol(
-                "an upstream event exceeded the size limit".into(),
-            ));
-        }
-        Ok(part)
-    })
+/// One event of a stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Event {
+    /// The `event` field (empty for the default `message` type).
+    pub event: String,
+    /// The `data` lines, joined with newlines.
+    pub data: String,
 }
 
-/// Position just past the last `\n\n` (or `\r\n\r\n`) in `b`.
-fn last_boundary(b: &[u8]) -> Option<usize> {
-    let lf = b.windows(2).rposition(|w| w == b"\n\n").map(|i| i + 2);
-    let crlf = b.windows(3).rposition(|w| w == b"\n\r\n").map(|i| i + 3);
-    lf.max(crlf)
+/// An incremental event-stream parser: feed it bytes, take whole events out.
+#[derive(Default)]
+pub struct Parser {
+    buf: BytesMut,
+    data: Vec<u8>,
+    event: String,
+    /// Some `data` field was seen for the event being read.
+    has_data: bool,
+    /// The stream's first bytes are not yet past a possible byte-order mark.
+    started: bool,
+    /// The last line ended in CR: a following LF belongs to it.
+    after_cr: bool,
 }
 
-/// Parses an upstream response as SSE, failing an event that takes longer than `idle` to arrive.
+impl Parser {
+    pub fn feed(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Bytes held that do not yet make an event (what the size bound applies to).
+    pub fn pending(&self) -> usize {
+        self.buf.len() + self.data.len()
+    }
+
+    /// The next complete event, if the bytes fed so far hold one.
+    pub fn next_event(&mut self) -> Option<Event> {
+        if !self.started {
+            if self.buf.len() < 3 && b"\xEF\xBB\xBF".starts_with(&self.buf) {
+                return None;
+            }
+            if self.buf.starts_with(b"\xEF\xBB\xBF") {
+                self.buf.advance(3);
+            }
+            self.started = true;
+        }
+        loop {
+            if self.after_cr && !self.buf.is_empty() {
+                if self.buf[0] == b'\n' {
+                    self.buf.advance(1);
+                }
+                self.after_cr = false;
+            }
+            let end = self.buf.iter().position(|&b| b == b'\n' || b == b'\r')?;
+            if self.buf[end] == b'\r' {
+                if end + 1 < self.buf.len() {
+                    if self.buf[end + 1] == b'\n' {
+                        let line = self.buf.split_to(end + 2);
+                        if let Some(ev) = self.line(&line[..end]) {
+                            return Some(ev);
+                        }
+                        continue;
+                    }
+                } else {
+                    self.after_cr = true;
+                }
+            }
+            let line = self.buf.split_to(end + 1);
+            if let Some(ev) = self.line(&line[..end]) {
+                return Some(ev);
+            }
+        }
+    }
+
+    /// Handles one line (without its ending); an empty line ends an event.
+    fn line(&mut self, line: &[u8]) -> Option<Event> {
+        if line.is_empty() {
+            if !self.has_data {
+                self.event.clear();
+                return None;
+            }
+            self.has_data = false;
+            if self.data.last() == Some(&b'\n') {
+                self.data.pop();
+            }
+            let data = std::mem::take(&mut self.data);
+            let data = String::from_utf8(data).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+            return Some(Event {
+                event: std::mem::take(&mut self.event),
+                data,
+            });
+        }
+        if line[0] == b':' {
+            return None;
+        }
+        let (field, value) = match line.iter().position(|&b| b == b':') {
+            Some(i) => {
+                let v = &line[i + 1..];
+                (&line[..i], v.strip_prefix(b" ").unwrap_or(v))
+            }
+            None => (line, &b""[..]),
+        };
+        match field {
+            b"data" => {
+                self.data.extend_from_slice(value);
+                self.data.push(b'\n');
+                self.has_data = true;
+            }
+            b"event" => self.event = String::from_utf8_lossy(value).into_owned(),
+            _ => {}
+        }
+        None
+    }
+}
+
+/// Parses an upstream response as SSE, failing an event that takes longer than `idle` to arrive
+/// or grows past [`MAX_EVENT_BYTES`].
 pub fn events(
     resp: reqwest::Response,
     idle: Duration,
 ) -> impl Stream<Item = Result<Event, UpstreamError>> + Send + 'static {
-    let inner = guard_event_size(resp.bytes_stream()).eventsource();
-    futures_util::stream::unfold(Box::pin(inner), move |mut inner| async move {
-        match tokio::time::timeout(idle, inner.next()).await {
-            Err(_) => Some((Err(UpstreamError::Timeout), inner)),
-            Ok(None) => None,
-            Ok(Some(Ok(ev))) => Some((Ok(ev), inner)),
-            Ok(Some(Err(eventsource_stream::EventStreamError::Transport(e)))) => Some((Err(e), inner)),
-            Ok(Some(Err(e))) => Some((Err(UpstreamError::Protocol(format!("bad event stream: {e}"))), inner)),
+    parse(resp.bytes_stream().map(|p| p.map_err(map_reqwest)), idle)
+}
+
+/// [`events`] over any stream of bytes.
+pub fn parse(
+    bytes: impl Stream<Item = Result<Bytes, UpstreamError>> + Send + 'static,
+    idle: Duration,
+) -> impl Stream<Item = Result<Event, UpstreamError>> + Send + 'static {
+    let state = (Box::pin(bytes), Parser::default(), false);
+    futures_util::stream::unfold(state, move |(mut bytes, mut parser, done)| async move {
+        if done {
+            return None;
+        }
+        loop {
+            if let Some(ev) = parser.next_event() {
+                return Some((Ok(ev), (bytes, parser, false)));
+            }
+            if parser.pending() > MAX_EVENT_BYTES {
+                let e = UpstreamError::Protocol("an upstream event exceeded the size limit".into());
+                return Some((Err(e), (bytes, parser, true)));
+            }
+            match tokio::time::timeout(idle, bytes.next()).await {
+                Err(_) => return Some((Err(UpstreamError::Timeout), (bytes, parser, true))),
+                // The end: an unfinished event is dropped, as the standard says.
+                Ok(None) => return None,
+                Ok(Some(Err(e))) => return Some((Err(e), (bytes, parser, true))),
+                Ok(Some(Ok(part))) => parser.feed(&part),
+            }
         }
     })
 }
@@ -60,10 +173,60 @@ pub fn events(
 mod tests {
     use super::*;
 
+    fn all(input: &[u8]) -> Vec<Event> {
+        let mut p = Parser::default();
+        p.feed(input);
+        std::iter::from_fn(|| p.next_event()).collect()
+    }
+
+    fn ev(event: &str, data: &str) -> Event {
+        Event {
+            event: event.into(),
+            data: data.into(),
+        }
+    }
+
     #[test]
-    fn finds_boundaries() {
-        assert_eq!(last_boundary(b"data: a\n\ndata: b"), Some(9));
-        assert_eq!(last_boundary(b"data: a"), None);
-        assert_eq!(last_boundary(b"x\r\n\r\n"), Some(5));
+    fn reads_events_as_the_standard_says() {
+        let input = b"\xEF\xBB\xBF: a comment\ndata: one\n\ndata:two\ndata:  three\n\nevent: ping\ndata: {}\nid: 7\nretry: 5\n\nevent: lonely\n\ndata\n\nfield-only\ndata: last";
+        assert_eq!(
+            all(input),
+            vec![ev("", "one"), ev("", "two\n three"), ev("ping", "{}"), ev("", ""),]
+        );
+    }
+
+    #[test]
+    fn every_line_ending_works() {
+        for sep in ["\n", "\r\n", "\r"] {
+            let input = format!("data: a{sep}data: b{sep}{sep}data: c{sep}{sep}");
+            assert_eq!(all(input.as_bytes()), vec![ev("", "a\nb"), ev("", "c")], "{sep:?}");
+        }
+    }
+
+    #[test]
+    fn events_split_anywhere_read_the_same() {
+        let input = b"event: x\r\ndata: {\"a\":1}\r\n\r\ndata: second\r\n\r\n";
+        let whole = all(input);
+        assert_eq!(whole.len(), 2);
+        for cut in 0..input.len() {
+            let mut p = Parser::default();
+            let mut got = Vec::new();
+            p.feed(&input[..cut]);
+            got.extend(std::iter::from_fn(|| p.next_event()));
+            p.feed(&input[cut..]);
+            got.extend(std::iter::from_fn(|| p.next_event()));
+            assert_eq!(got, whole, "cut at {cut}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_endless_event_is_refused() {
+        let big = Bytes::from(vec![b'x'; 1024 * 1024]);
+        let parts = futures_util::stream::iter(
+            std::iter::once(Ok(Bytes::from_static(b"data: "))).chain(std::iter::repeat_n(Ok(big), 10)),
+        );
+        let mut s = Box::pin(parse(parts, Duration::from_secs(5)));
+        assert!(matches!(s.next().await, Some(Err(UpstreamError::Protocol(_)))));
+        assert!(s.next().await.is_none());
     }
 }
