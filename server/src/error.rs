@@ -22,17 +22,25 @@ pub struct ApiError {
     kind: &'static str,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
+/// Every failure is shaped like OpenAI's errors. All four inner fields are always present;
+/// absent values are `null`.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub(crate) struct Body<'a> {
     error: Inner<'a>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ErrorDetail)]
 struct Inner<'a> {
+    /// Human-readable explanation.
     message: &'a str,
+    /// OpenAI-style error class, e.g. `invalid_request_error` or `server_error`.
     #[serde(rename = "type")]
     error_type: &'a str,
+    /// The offending field's path, for an error about one field.
     param: Option<&'a str>,
+    /// A short machine-readable name of the error, e.g. `invalid_api_key`.
     code: Option<&'a str>,
 }
 
@@ -219,6 +227,11 @@ impl ApiError {
             message,
         )
         .with_code("service_unavailable")
+    }
+
+    /// A bug: the gateway could not do what it should have (for example write a response).
+    pub fn internal(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "server_error", message)
     }
 
     /// The change conflicts with existing data (a duplicate name, a team that still has keys).

@@ -4,7 +4,8 @@ use serde::Serialize;
 
 use super::limits::Limits;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// A key's state: `disabled` can be set back to `active`; `revoked` is permanent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum KeyStatus {
     Active,
@@ -101,7 +102,7 @@ impl Principal {
 }
 
 /// What the caller asked for in `x-switchyard-prefer`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Prefer {
     Balanced,

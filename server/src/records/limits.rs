@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 use crate::clock::{civil_from_days, days_from_civil, DAY_MS};
 use crate::money::pricing::Nanos;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// A budget period, in UTC: `daily` resets at 00:00, `weekly` on Monday 00:00 (ISO weeks),
+/// `monthly` on the 1st at 00:00, `total` never resets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Period {
     Daily,

@@ -11,7 +11,8 @@ use std::borrow::Cow;
 
 use serde::Serialize;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// How a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Success,
@@ -46,7 +47,8 @@ impl Outcome {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Where an event's token counts came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum UsageSource {
     /// The upstream reported the token counts.
@@ -107,7 +109,7 @@ impl From<Usage> for Reported {
 }
 
 /// A key's tags on its events: stored as a JSON array of strings, `NULL` when there are none.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
 pub struct Tags(pub Vec<String>);
 
@@ -353,7 +355,7 @@ macro_rules! ledger_row {
 
 ledger_row! {
     /// One accepted request as the ledger records it.
-    #[derive(Debug, Clone, PartialEq, Serialize)]
+    #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
     pub struct UsageEvent {
         /// Unique per event: the ledger's primary key and the billing transaction id.
         pub event_id: String,

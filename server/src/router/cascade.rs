@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 /// One check a cheap answer must pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Check {
     /// Some choice has no text and no tool call.
@@ -39,7 +39,7 @@ impl Check {
 }
 
 /// A route's cascade settings (`[routes.NAME.cascade]`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Cascade {
     pub checks: Vec<Check>,
     /// Escalate when an answer's mean token log-probability is below this. When set, the cheap

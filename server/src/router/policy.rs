@@ -11,7 +11,7 @@ use super::features::{Conversation, Features};
 use super::model::{Prediction, RouterModel};
 
 /// A route as configured (`[routes.NAME]`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Route {
     pub name: String,
     /// The cheap tier's logical model.
@@ -58,7 +58,7 @@ impl Route {
 }
 
 /// Splits a route's traffic between its own policy and a candidate route's.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Experiment {
     /// The route whose policy the variant uses.
     pub candidate: String,
@@ -68,7 +68,7 @@ pub struct Experiment {
     pub by: StickyBy,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StickyBy {
     Key,

@@ -222,7 +222,9 @@ impl Totals {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a usage report groups its totals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
 pub enum GroupBy {
     Hour,
     Day,

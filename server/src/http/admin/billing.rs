@@ -6,23 +6,40 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use utoipa::IntoParams;
 
-use super::{ok_json, store_err};
-use crate::clock::{iso8601, parse_time};
+use super::wire::{
+    Alert, AlertList, BillingOutbox, BillingRequeue, DeploymentPrices, Iso, OutboxTag, PricePointOut, PriceVersionOut,
+    Prices, PricesTag, RequeueTag,
+};
+use super::{reply, store_err, Time};
+use crate::clock::parse_time;
 use crate::error::ApiError;
 use crate::http::AppState;
-use crate::money::pricing::Nanos;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct AlertsQuery {
+    /// Only alerts raised at or after this time.
+    #[param(value_type = Option<Time>)]
     since: Option<String>,
+    /// At most this many alerts.
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: Option<i64>,
 }
 
-/// Stored budget alerts, newest first.
-pub(super) async fn alerts(
+/// Budget alerts
+///
+/// Stored budget alerts, newest first: at most one `soft` and one `hard` alert per scope and
+/// period.
+#[utoipa::path(get, path = "/admin/v1/alerts", tag = "billing", params(AlertsQuery),
+    responses(
+        (status = 200, description = "The alerts.", body = AlertList),
+        (status = 400, description = "A parameter is invalid; `param` names it."),
+        (status = 503, description = "The database is unavailable."),
+    ))]
+pub(super) async fn list_alerts(
     State(state): State<Arc<AppState>>,
     q: Result<Query<AlertsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -36,81 +53,98 @@ pub(super) async fn alerts(
         return Err(ApiError::invalid_param("limit", "must be 1..=1000"));
     }
     let rows = state.store.list_alerts(since, limit).await.map_err(store_err)?;
-    let data: Vec<Value> = rows
-        .iter()
-        .map(|a| {
-            json!({
-                "scope": a.scope,
-                "kind": a.kind,
-                "period_start": iso8601(a.period_start),
-                "at": iso8601(a.ts_ms),
-                "spent_usd": Nanos(a.spent_nanos).to_string(),
-                "limit_usd": Nanos(a.limit_nanos).to_string(),
-            })
-        })
-        .collect();
-    Ok(ok_json(StatusCode::OK, json!({"object": "list", "data": data})))
+    let data: Vec<Alert> = rows.iter().map(Alert::from).collect();
+    Ok(reply(StatusCode::OK, &AlertList::from(data)))
 }
 
-/// The billing outbox: pending and retained delivered events, the oldest pending, the last error.
+/// Billing outbox status
+///
+/// How many billing events wait for delivery to the webhook, how many the receiver refused for
+/// good, the oldest pending one and the last delivery error.
+#[utoipa::path(get, path = "/admin/v1/billing", tag = "billing",
+    responses(
+        (status = 200, description = "The outbox.", body = BillingOutbox),
+        (status = 503, description = "The database is unavailable."),
+    ))]
 pub(super) async fn billing_status(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let s = state.store.billing_status().await.map_err(store_err)?;
-    Ok(ok_json(
+    Ok(reply(
         StatusCode::OK,
-        json!({
-            "object": "billing.outbox",
-            "pending": s.pending,
-            "rejected": s.rejected,
-            "delivered_retained": s.delivered_retained,
-            "oldest_pending": s.oldest_pending_ms.map(iso8601),
-            "max_attempts": s.max_attempts,
-            "last_error": s.last_error,
-        }),
+        &BillingOutbox {
+            object: OutboxTag::Tag,
+            pending: s.pending,
+            rejected: s.rejected,
+            delivered_retained: s.delivered_retained,
+            oldest_pending: s.oldest_pending_ms.map(Iso::at),
+            max_attempts: s.max_attempts,
+            last_error: s.last_error,
+        },
     ))
 }
 
-/// Puts billing events the receiver refused back in the queue, after the cause was fixed.
+/// Re-queue rejected billing events
+///
+/// Puts every billing event the receiver refused for good back in the delivery queue, with its
+/// attempts reset; use it after fixing the cause (the billable metric, the customer mapping).
+/// No request body is read.
+#[utoipa::path(post, path = "/admin/v1/billing/requeue", tag = "billing",
+    responses(
+        (status = 200, description = "How many events were put back.", body = BillingRequeue),
+        (status = 503, description = "The database is unavailable; nothing was changed."),
+    ))]
 pub(super) async fn billing_requeue(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let n = state.store.requeue_rejected_billing().await.map_err(store_err)?;
     tracing::info!(events = n, "rejected billing events re-queued");
-    Ok(ok_json(
+    Ok(reply(
         StatusCode::OK,
-        json!({"object": "billing.requeue", "requeued": n}),
+        &BillingRequeue {
+            object: RequeueTag::Tag,
+            requeued: n,
+        },
     ))
 }
 
-/// The price table's versions and every deployment's prices over time.
-pub(super) async fn prices(State(state): State<Arc<AppState>>) -> Response {
-    let per_mtok = |p: crate::money::pricing::PicoPerToken| p.usd_per_mtok();
-    let deployments: Vec<Value> = state
+/// Price table
+///
+/// The price table's versions and every known deployment's prices over time.
+#[utoipa::path(get, path = "/admin/v1/prices", tag = "billing",
+    responses((status = 200, description = "The prices.", body = Prices)))]
+pub(super) async fn list_prices(State(state): State<Arc<AppState>>) -> Response {
+    let deployments = state
         .prices
         .all()
         .into_iter()
-        .map(|(d, s)| {
-            let points: Vec<Value> = s
+        .map(|(d, s)| DeploymentPrices {
+            deployment: d,
+            prices: s
                 .points()
                 .iter()
-                .map(|p| {
-                    json!({
-                        "version": &*p.version,
-                        "effective": (p.from_ms != i64::MIN).then(|| iso8601(p.from_ms)),
-                        "input_per_mtok": per_mtok(p.price.input),
-                        "output_per_mtok": per_mtok(p.price.output),
-                        "cached_input_per_mtok": per_mtok(p.price.cached_input),
-                    })
+                .map(|p| PricePointOut {
+                    version: p.version.to_string(),
+                    effective: (p.from_ms != i64::MIN).then(|| Iso::at(p.from_ms)),
+                    input_per_mtok: p.price.input.usd_per_mtok(),
+                    output_per_mtok: p.price.output.usd_per_mtok(),
+                    cached_input_per_mtok: p.price.cached_input.usd_per_mtok(),
                 })
-                .collect();
-            json!({"deployment": d, "prices": points})
+                .collect(),
         })
         .collect();
-    let versions: Vec<Value> = state
+    let versions = state
         .prices
         .versions
         .iter()
-        .map(|v| json!({"id": v.id, "effective": iso8601(v.effective_ms), "note": v.note}))
+        .map(|v| PriceVersionOut {
+            id: v.id.clone(),
+            effective: Iso::at(v.effective_ms),
+            note: v.note.clone(),
+        })
         .collect();
-    ok_json(
+    reply(
         StatusCode::OK,
-        json!({"object": "prices", "versions": versions, "deployments": deployments}),
+        &Prices {
+            object: PricesTag::Tag,
+            versions,
+            deployments,
+        },
     )
 }

@@ -10,10 +10,11 @@ use axum::extract::{Query, State};
 use axum::http::HeaderValue;
 use axum::response::Response;
 use bytes::Bytes;
-use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::store_err;
-use super::usage::{filter_of, query_of, totals_json, UsageQuery};
+use super::usage::{filter_of, query_of, UsageQuery};
+use super::wire::{ExportRow, TotalsOut, UsageExport};
 use crate::clock::iso8601;
 use crate::error::ApiError;
 use crate::http::AppState;
@@ -48,26 +49,42 @@ fn csv_rows(rows: &[UsageEvent], out: &mut Vec<u8>) -> Result<(), csv::Error> {
     Ok(())
 }
 
-/// One event in the JSON export: every stored column, plus the derived ones.
-pub(crate) fn json_row(r: &UsageEvent) -> Value {
-    let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
-    v["timestamp"] = Value::String(iso8601(r.ts_ms));
-    v["cost_usd"] = Value::String(Nanos(r.cost_nanos).to_string());
-    v
+/// The export's formats.
+#[derive(Debug, Clone, Copy, ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub(super) enum ExportFormat {
+    Csv,
+    Json,
 }
 
-/// Streams every event in range as CSV or JSON, page by page; the JSON form ends with totals.
-pub(super) async fn export(
+/// Export usage events
+///
+/// Streams every usage event matching the filters, oldest first (by time, then event id), as
+/// CSV (the default) or JSON, page by page; the JSON form ends with totals. Both forms carry
+/// every stored column plus `timestamp` and `cost_usd`; the CSV header names them in the order
+/// of the JSON row's fields. The first page is read before the response starts, so a database
+/// failure then is a clean 503; a failure later in the stream cuts the response off.
+#[utoipa::path(get, path = "/admin/v1/usage/export", tag = "usage", params(UsageQuery),
+    responses(
+        (status = 200, description = "The events.", content(
+            (String = "text/csv"),
+            (UsageExport = "application/json"),
+        )),
+        (status = 400, description = "A parameter is invalid; `param` names it."),
+        (status = 503, description = "The database is unavailable."),
+    ))]
+pub(super) async fn export_usage(
     State(state): State<Arc<AppState>>,
     q: Result<Query<UsageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let q = query_of(q)?;
     let f = filter_of(&q)?;
-    let csv = match q.format.as_deref().unwrap_or("csv") {
-        "csv" => true,
-        "json" => false,
+    let format = match q.format.as_deref().unwrap_or("csv") {
+        "csv" => ExportFormat::Csv,
+        "json" => ExportFormat::Json,
         _ => return Err(ApiError::invalid_param("format", "must be `csv` or `json`")),
     };
+    let csv = matches!(format, ExportFormat::Csv);
     // Read the first page now, so a database failure is a clean error rather than a cut stream.
     let first = state.store.usage_page(&f, None, EXPORT_PAGE).await.map_err(store_err)?;
     let stream = pages(state.store.clone(), f, first, csv);
@@ -134,7 +151,8 @@ fn pages(
             let tail = if c.csv {
                 String::new()
             } else {
-                format!("],\"totals\":{}}}\n", totals_json(&c.totals))
+                let totals = serde_json::to_string(&TotalsOut::from(&c.totals)).unwrap_or_default();
+                format!("],\"totals\":{totals}}}\n")
             };
             return Some((Ok(Bytes::from(tail)), c));
         }
@@ -151,7 +169,9 @@ fn pages(
                 if !c.first_row {
                     out.push(b',');
                 }
-                out.extend_from_slice(json_row(r).to_string().as_bytes());
+                if let Err(e) = serde_json::to_writer(&mut out, &ExportRow::from(r)) {
+                    return Some((Err(std::io::Error::other(e.to_string())), c));
+                }
                 c.first_row = false;
             }
         }

@@ -6,32 +6,46 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
 
-use super::{body, check_label, check_name, limits_json, nullable, ok_json, store_err, LimitsPatch, Time};
+use super::wire::{Key, KeyList, KeyWithSecret};
+use super::{body, check_label, check_name, limits_out, nullable, reply, store_err, LimitsPatch, Time};
 use crate::access::keys::{hash_secret, new_id, new_secret};
-use crate::clock::iso8601;
 use crate::error::ApiError;
 use crate::http::AppState;
 use crate::records::keys::{KeyRecord, KeyStatus, Prefer};
 use crate::records::limits::Limits;
 
-#[derive(Debug, Deserialize)]
+/// A key to create.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct KeyIn {
+    /// 1 to 128 characters without control characters, stored trimmed.
     name: String,
+    /// An existing team's id (an unknown id is a 400 with `param` `team_id`). Omitted or
+    /// `null`: no team.
     #[serde(default)]
     team_id: Option<String>,
+    /// A cost center label: 1 to 64 ASCII letters, digits and `-` `.` `:` `/`.
     #[serde(default)]
     cost_center: Option<String>,
+    /// At most 32 labels, each like a cost center.
     #[serde(default)]
+    #[schema(max_items = 32)]
     tags: Vec<String>,
+    /// Configured logical models or routes this key may call (an unknown name is a 400 with
+    /// `param` `allowed_models[i]`). Omitted or `null`: all.
     #[serde(default)]
     allowed_models: Option<Vec<String>>,
+    /// The routing preference for this key's requests that send no `x-switchyard-prefer`
+    /// header: `cost`, `quality` or `balanced`.
     #[serde(default)]
+    #[schema(value_type = Option<Prefer>)]
     route_prefer: Option<String>,
+    /// When the key stops working; must be in the future. Omitted or `null`: never.
     #[serde(default)]
     expires_at: Option<Time>,
+    /// Initial limits; omitted or `null` means no limits.
     #[serde(default)]
     limits: Option<LimitsPatch>,
 }
@@ -77,6 +91,16 @@ pub(super) async fn check_team_ref(state: &AppState, team: &Option<String>) -> R
     Ok(())
 }
 
+/// Create a key
+///
+/// Creates an `active` key and returns it with its secret in `key`. The secret is shown only
+/// once.
+#[utoipa::path(post, path = "/admin/v1/keys", tag = "keys", request_body = KeyIn,
+    responses(
+        (status = 201, description = "The key and its secret.", body = KeyWithSecret),
+        (status = 400, description = "A field is invalid; `param` names it."),
+        (status = 503, description = "The database is unavailable; nothing was changed."),
+    ))]
 pub(super) async fn create_key(State(state): State<Arc<AppState>>, req: Request) -> Result<Response, ApiError> {
     let k: KeyIn = body(req).await?;
     check_name("name", &k.name)?;
@@ -120,25 +144,36 @@ pub(super) async fn create_key(State(state): State<Arc<AppState>>, req: Request)
         .map_err(store_err)?;
     state.keys.invalidate_all();
     tracing::info!(key = %rec.id, prefix = %rec.prefix, "key created");
-    let mut v = key_json(&state, &rec);
-    v["key"] = Value::String(secret);
-    Ok(ok_json(StatusCode::CREATED, v))
+    let key = key_out(&state, &rec);
+    Ok(reply(StatusCode::CREATED, &KeyWithSecret { key, secret }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct KeyListQuery {
+    /// Only keys of this team (an unknown team gives an empty list).
     team_id: Option<String>,
 }
 
+/// List keys
+///
+/// Keys oldest first, optionally only one team's. Secrets are never listed. Unknown query
+/// parameters are refused (400).
+#[utoipa::path(get, path = "/admin/v1/keys", tag = "keys", params(KeyListQuery),
+    responses(
+        (status = 200, description = "The keys.", body = KeyList),
+        (status = 400, description = "An unknown query parameter."),
+        (status = 503, description = "The database is unavailable."),
+    ))]
 pub(super) async fn list_keys(
     State(state): State<Arc<AppState>>,
     q: Result<Query<KeyListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::invalid_request(e.body_text()))?;
     let keys = state.store.list_keys(q.team_id.as_deref()).await.map_err(store_err)?;
-    let data: Vec<Value> = keys.iter().map(|k| key_json(&state, k)).collect();
-    Ok(ok_json(StatusCode::OK, json!({"object": "list", "data": data})))
+    let data: Vec<Key> = keys.iter().map(|k| key_out(&state, k)).collect();
+    Ok(reply(StatusCode::OK, &KeyList::from(data)))
 }
 
 pub(super) async fn find_key(state: &AppState, id: &str) -> Result<KeyRecord, ApiError> {
@@ -150,38 +185,74 @@ pub(super) async fn find_key(state: &AppState, id: &str) -> Result<KeyRecord, Ap
         .ok_or_else(|| ApiError::not_found(format!("No key with id `{id}`.")))
 }
 
-pub(super) async fn get_key(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+/// Get a key
+#[utoipa::path(get, path = "/admin/v1/keys/{id}", tag = "keys", params(KeyId),
+    responses(
+        (status = 200, description = "The key.", body = Key),
+        (status = 404, description = "No key has this id."),
+        (status = 503, description = "The database is unavailable."),
+    ))]
+pub(super) async fn get_key(
+    State(state): State<Arc<AppState>>,
+    Path(KeyId(id)): Path<KeyId>,
+) -> Result<Response, ApiError> {
     let k = find_key(&state, &id).await?;
-    Ok(ok_json(StatusCode::OK, key_json(&state, &k)))
+    Ok(reply(StatusCode::OK, &key_out(&state, &k)))
 }
 
-#[derive(Debug, Deserialize)]
+/// Fields to change; omitted fields are left as they are.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct KeyPatch {
     #[serde(default)]
     name: Option<String>,
+    /// An existing team's id, or `null` to detach the key from its team.
     #[serde(default, deserialize_with = "nullable")]
     team_id: Option<Option<String>>,
+    /// A new cost center, or `null` to clear it.
     #[serde(default, deserialize_with = "nullable")]
     cost_center: Option<Option<String>>,
+    /// Replaces all tags.
     #[serde(default)]
+    #[schema(max_items = 32)]
     tags: Option<Vec<String>>,
+    /// Replaces the allowed models (each must be configured), or `null` to allow all.
     #[serde(default, deserialize_with = "nullable")]
     allowed_models: Option<Option<Vec<String>>>,
+    /// A new routing preference, or `null` to clear it.
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<Prefer>)]
     route_prefer: Option<Option<String>>,
+    /// A new expiry, or `null` for none. Unlike on create, a past time is accepted (it expires
+    /// the key).
     #[serde(default, deserialize_with = "nullable")]
     expires_at: Option<Option<Time>>,
-    /// `active` or `disabled`; revoking has its own endpoint and cannot be undone.
+    /// `active` or `disabled`. Revoking has its own endpoint; a revoked key's status cannot be
+    /// changed (409).
     #[serde(default)]
+    #[schema(pattern = "^(active|disabled)$")]
     status: Option<String>,
+    /// Limit changes, merged field by field into the current limits.
     #[serde(default)]
     limits: Option<LimitsPatch>,
 }
 
+/// Update a key
+///
+/// Changes only the fields given; `status` may switch between `active` and `disabled`.
+/// `limits` is merged field by field; a given `budget` replaces the current one. Takes effect
+/// at once.
+#[utoipa::path(patch, path = "/admin/v1/keys/{id}", tag = "keys", params(KeyId), request_body = KeyPatch,
+    responses(
+        (status = 200, description = "The key as changed.", body = Key),
+        (status = 400, description = "A field is invalid; `param` names it."),
+        (status = 404, description = "No key has this id."),
+        (status = 409, description = "The key is revoked."),
+        (status = 503, description = "The database is unavailable; nothing was changed."),
+    ))]
 pub(super) async fn update_key(
     State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    Path(KeyId(id)): Path<KeyId>,
     req: Request,
 ) -> Result<Response, ApiError> {
     let p: KeyPatch = body(req).await?;
@@ -243,12 +314,22 @@ pub(super) async fn update_key(
     }
     state.keys.invalidate_all();
     tracing::info!(key = %k.id, "key updated");
-    Ok(ok_json(StatusCode::OK, key_json(&state, &k)))
+    Ok(reply(StatusCode::OK, &key_out(&state, &k)))
 }
 
+/// Revoke a key
+///
+/// Sets the key's status to `revoked`, permanently. Takes effect at once. Revoking a revoked
+/// key succeeds again. No request body is read.
+#[utoipa::path(post, path = "/admin/v1/keys/{id}/revoke", tag = "keys", params(KeyId),
+    responses(
+        (status = 200, description = "The key, revoked.", body = Key),
+        (status = 404, description = "No key has this id."),
+        (status = 503, description = "The database is unavailable; nothing was changed."),
+    ))]
 pub(super) async fn revoke_key(
     State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    Path(KeyId(id)): Path<KeyId>,
 ) -> Result<Response, ApiError> {
     let mut k = find_key(&state, &id).await?;
     k.status = KeyStatus::Revoked;
@@ -256,12 +337,24 @@ pub(super) async fn revoke_key(
     state.store.update_key(&k).await.map_err(store_err)?;
     state.keys.invalidate_all();
     tracing::info!(key = %k.id, "key revoked");
-    Ok(ok_json(StatusCode::OK, key_json(&state, &k)))
+    Ok(reply(StatusCode::OK, &key_out(&state, &k)))
 }
 
+/// Rotate a key's secret
+///
+/// Replaces the secret (and so `prefix`) and sets `rotated_at`; the old secret stops working
+/// at once. Everything else, including the id, limits and usage history, is kept. No request
+/// body is read.
+#[utoipa::path(post, path = "/admin/v1/keys/{id}/rotate", tag = "keys", params(KeyId),
+    responses(
+        (status = 200, description = "The key and its new secret.", body = KeyWithSecret),
+        (status = 404, description = "No key has this id."),
+        (status = 409, description = "The key is revoked."),
+        (status = 503, description = "The database is unavailable; nothing was changed."),
+    ))]
 pub(super) async fn rotate_key(
     State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    Path(KeyId(id)): Path<KeyId>,
 ) -> Result<Response, ApiError> {
     let k = find_key(&state, &id).await?;
     if k.status == KeyStatus::Revoked {
@@ -279,26 +372,19 @@ pub(super) async fn rotate_key(
     state.keys.invalidate_all();
     let k = find_key(&state, &id).await?;
     tracing::info!(key = %k.id, prefix = %k.prefix, "key rotated");
-    let mut v = key_json(&state, &k);
-    v["key"] = Value::String(secret);
-    Ok(ok_json(StatusCode::OK, v))
+    let key = key_out(&state, &k);
+    Ok(reply(StatusCode::OK, &KeyWithSecret { key, secret }))
 }
-pub(super) fn key_json(state: &AppState, k: &KeyRecord) -> Value {
-    json!({
-        "id": k.id,
-        "object": "api_key",
-        "name": k.name,
-        "prefix": k.prefix,
-        "team_id": k.team_id,
-        "cost_center": k.cost_center,
-        "tags": k.tags,
-        "allowed_models": k.allowed_models,
-        "route_prefer": k.route_prefer.map(|p| p.as_str()),
-        "expires_at": k.expires_ms.map(iso8601),
-        "status": k.status.as_str(),
-        "limits": limits_json(state, &format!("key:{}", k.id), &k.limits),
-        "created_at": iso8601(k.created_ms),
-        "updated_at": iso8601(k.updated_ms),
-        "rotated_at": k.rotated_ms.map(iso8601),
-    })
+
+/// The path parameter of a key's routes.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(names("id"), parameter_in = Path)]
+pub(super) struct KeyId(
+    /// The key's id.
+    #[param(example = "key_a1b2c3d4e5f60718")]
+    String,
+);
+
+fn key_out(state: &AppState, k: &KeyRecord) -> Key {
+    Key::of(k, limits_out(state, &format!("key:{}", k.id), &k.limits))
 }

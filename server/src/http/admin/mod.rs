@@ -11,57 +11,40 @@ mod openapi;
 mod routing;
 mod teams;
 mod usage;
+mod wire;
 
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
+use std::borrow::Cow;
+
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer};
-use serde_json::{json, Value};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+use utoipa::openapi::{RefOr, Schema};
+use utoipa::{PartialSchema, ToSchema};
 
 use crate::access::keys::digest;
-use crate::clock::{iso8601, parse_time};
+use crate::clock::parse_time;
 use crate::error::ApiError;
 use crate::http::access::bearer;
 use crate::http::{json_response, read_json_body, AppState};
 use crate::money::pricing::Nanos;
 use crate::records::limits::{Budget, Limits, Period};
 use crate::store::StoreError;
+use wire::LimitsOut;
 
 /// Largest admin request body.
 const MAX_ADMIN_BODY: usize = 64 * 1024;
 
+/// The admin routes, made from the handlers' OpenAPI annotations (see [`openapi`]).
 pub(crate) fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/admin/v1/teams", post(teams::create_team).get(teams::list_teams))
-        .route(
-            "/admin/v1/teams/{id}",
-            get(teams::get_team)
-                .patch(teams::update_team)
-                .delete(teams::delete_team),
-        )
-        .route("/admin/v1/keys", post(keys::create_key).get(keys::list_keys))
-        .route("/admin/v1/keys/{id}", get(keys::get_key).patch(keys::update_key))
-        .route("/admin/v1/keys/{id}/revoke", post(keys::revoke_key))
-        .route("/admin/v1/keys/{id}/rotate", post(keys::rotate_key))
-        .route("/admin/v1/usage", get(usage::usage))
-        .route("/admin/v1/usage/export", get(export::export))
-        .route("/admin/v1/usage/reprice", post(usage::reprice))
-        .route("/admin/v1/prices", get(billing::prices))
-        .route(
-            "/admin/v1/routes",
-            get(routing::list_routes).put(routing::replace_routes),
-        )
-        .route("/admin/v1/routes/stats", get(routing::route_stats))
-        .route("/admin/v1/alerts", get(billing::alerts))
-        .route("/admin/v1/billing", get(billing::billing_status))
-        .route("/admin/v1/billing/requeue", post(billing::billing_requeue))
-        .route("/admin/v1/openapi.json", get(openapi::openapi))
+    openapi::routes()
 }
 
 /// Every admin route checks the master key first.
@@ -117,6 +100,32 @@ pub(super) fn nullable<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> 
 #[derive(Debug, Clone)]
 pub(super) struct Usd(Nanos);
 
+/// A schema that is a string or a number: how the amounts and times of a request are given.
+fn string_or(number: Type, description: &str, example: &str) -> RefOr<Schema> {
+    OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::String).examples([example]))
+        .item(ObjectBuilder::new().schema_type(number).minimum(Some(0)))
+        .description(Some(description))
+        .into()
+}
+
+impl PartialSchema for Usd {
+    fn schema() -> RefOr<Schema> {
+        string_or(
+            Type::Number,
+            "A non-negative USD amount, parsed exactly: a decimal string such as `\"12.50\"` \
+             (preferred) or a JSON number. At most 9 decimals and at most one billion USD.",
+            "12.50",
+        )
+    }
+}
+
+impl ToSchema for Usd {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("UsdAmount")
+    }
+}
+
 impl<'de> Deserialize<'de> for Usd {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let v = Value::deserialize(d)?;
@@ -134,18 +143,39 @@ impl<'de> Deserialize<'de> for Usd {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// A budget to set. It replaces any existing budget as a whole.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct BudgetIn {
     limit_usd: Usd,
     period: Period,
+    /// Warning threshold in percent of the limit; 80 when omitted.
     #[serde(default)]
+    #[schema(maximum = 100, default = 80)]
     soft_limit_pct: Option<u8>,
 }
 
 /// A time as RFC 3339 UTC, a date, or milliseconds since 1970.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Time(i64);
+
+impl PartialSchema for Time {
+    fn schema() -> RefOr<Schema> {
+        string_or(
+            Type::Integer,
+            "A date (`YYYY-MM-DD`, midnight UTC), an RFC 3339 UTC time \
+             (`YYYY-MM-DDTHH:MM[:SS[.fff]]` followed by `Z` or `+00:00`; a space may replace the \
+             `T`), or integer milliseconds since 1970.",
+            "2026-12-31T00:00:00Z",
+        )
+    }
+}
+
+impl ToSchema for Time {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("TimeInput")
+    }
+}
 
 impl<'de> Deserialize<'de> for Time {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -163,16 +193,25 @@ impl<'de> Deserialize<'de> for Time {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// Limits to set. An omitted field is left as it is (on create: no limit), `null` removes the
+/// limit, a value sets it.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct LimitsPatch {
+    /// A budget, or `null` to remove it.
     #[serde(default, deserialize_with = "nullable")]
     budget: Option<Option<BudgetIn>>,
+    /// Requests per minute, or `null` for no limit.
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(minimum = 1)]
     rpm: Option<Option<u64>>,
+    /// Tokens per minute, or `null` for no limit.
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(minimum = 1)]
     tpm: Option<Option<u64>>,
+    /// Requests in flight at once, or `null` for no limit.
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(minimum = 1)]
     max_concurrent: Option<Option<u32>>,
 }
 
@@ -250,28 +289,18 @@ pub(super) fn check_label(param: &str, v: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-pub(super) fn limits_json(state: &AppState, scope: &str, l: &Limits) -> Value {
-    let budget = l.budget.map(|b| {
-        let now = state.clock.now_ms();
-        let ps = b.period.start_of(now);
-        let spent = state.limiter.local_view(scope).map(|(s, _, _)| s);
-        json!({
-            "limit_usd": b.limit.to_string(),
-            "period": b.period.as_str(),
-            "soft_limit_pct": b.soft_pct,
-            "period_start": iso8601(ps),
-            "resets_at": b.period.next_start(ps).map(iso8601),
-            "spent_usd_local": spent.map(|s| Nanos(s).to_string()),
-        })
-    });
-    json!({
-        "budget": budget,
-        "rpm": l.rpm,
-        "tpm": l.tpm,
-        "max_concurrent": l.max_concurrent,
-    })
+/// A scope's limits as returned, with this process's view of its spend.
+pub(super) fn limits_out(state: &AppState, scope: &str, l: &Limits) -> LimitsOut {
+    let spent = l
+        .budget
+        .and_then(|_| state.limiter.local_view(scope).map(|(s, _, _)| s));
+    LimitsOut::of(l, state.clock.now_ms(), spent)
 }
 
-pub(super) fn ok_json(status: StatusCode, v: Value) -> Response {
-    json_response(status, Bytes::from(v.to_string()))
+/// A typed body as a JSON response.
+pub(super) fn reply<T: Serialize>(status: StatusCode, body: &T) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(v) => json_response(status, Bytes::from(v)),
+        Err(e) => ApiError::internal(format!("The response could not be written: {e}")).into_response(),
+    }
 }

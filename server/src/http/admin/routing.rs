@@ -1,27 +1,46 @@
 //! `/admin/v1/routes`: the routing table in force, replacing it, and per-route statistics.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::usage::{filter_of, query_of, UsageQuery};
-use super::{body, ok_json, store_err};
+use super::wire::{RouteList, RouteStats, RouteStatsList};
+use super::{body, reply, store_err};
 use crate::error::ApiError;
 use crate::http::AppState;
+use crate::store::RouteStat;
 
-/// The routing table in force.
+/// The routing table
+///
+/// The routes in force (from the config file, its latest valid reload, or the latest
+/// replacement through this API).
+#[utoipa::path(get, path = "/admin/v1/routes", tag = "routing",
+    responses((status = 200, description = "The routes.", body = RouteList)))]
 pub(super) async fn list_routes(State(state): State<Arc<AppState>>) -> Response {
     let router = state.router.get();
-    let data: Vec<&crate::router::policy::Route> = router.routes().collect();
-    ok_json(StatusCode::OK, json!({"object": "list", "data": data}))
+    let data: Vec<crate::router::policy::Route> = router.routes().cloned().collect();
+    reply(StatusCode::OK, &RouteList::from(data))
 }
 
-/// Per route: requests and cost by variant and by model served; for a shadow policy, how often it
-/// agreed and what its choices would have cost (the same tokens at its models' current prices).
+/// Routing statistics
+///
+/// Routed events in range (the usage filters apply): requests and cost per route, per model
+/// served and per experiment arm; for a shadow policy, how often it agreed with the live one and
+/// what its choices would have cost (the same tokens at its models' current prices); for a
+/// cascade, how its cheap answers fared.
+#[utoipa::path(get, path = "/admin/v1/routes/stats", tag = "routing", params(UsageQuery),
+    responses(
+        (status = 200, description = "Statistics per route.", body = RouteStatsList),
+        (status = 400, description = "A parameter is invalid; `param` names it."),
+        (status = 503, description = "The database is unavailable."),
+    ))]
 pub(super) async fn route_stats(
     State(state): State<Arc<AppState>>,
     q: Result<Query<UsageQuery>, axum::extract::rejection::QueryRejection>,
@@ -30,73 +49,91 @@ pub(super) async fn route_stats(
     let f = filter_of(&q)?;
     let rows = state.store.route_stats(&f).await.map_err(store_err)?;
     let now = state.clock.now_ms();
-    let price_of = |model: &str| {
+    let projected = |r: &RouteStat| {
         state
             .gateway
-            .model(model)
+            .model(&r.shadow_model)
             .and_then(|m| m.deployments.first())
-            .map(|d| d.config.prices.at_or_first(now).price)
+            .map_or(0, |d| {
+                let p = d.config.prices.at_or_first(now).price;
+                p.cost(
+                    r.prompt_tokens.max(0) as u64,
+                    r.cached_tokens.max(0) as u64,
+                    r.completion_tokens.max(0) as u64,
+                )
+                .0
+            })
     };
-    let mut routes: std::collections::BTreeMap<&str, Value> = std::collections::BTreeMap::new();
+    let mut routes: BTreeMap<&str, RouteStats> = BTreeMap::new();
     for r in &rows {
-        let e = routes.entry(&r.route).or_insert_with(|| {
-            json!({"route": r.route, "requests": 0, "cost_nanos": 0, "by_model": {}, "by_variant": {},
-                   "shadow": {"requests": 0, "agreed": 0, "actual_cost_nanos": 0, "projected_cost_nanos": 0, "by_model": {}},
-                   "cascade": {"accepted": 0, "unchecked": 0, "escalated": 0, "by_reason": {}, "escalation_cost_nanos": 0}})
+        let e = routes.entry(&r.route).or_insert_with(|| RouteStats {
+            route: r.route.clone(),
+            ..RouteStats::default()
         });
-        let add = |v: &mut Value, n: i64| *v = json!(v.as_i64().unwrap_or(0) + n);
-        add(&mut e["requests"], r.requests);
-        add(&mut e["cost_nanos"], r.cost_nanos);
-        add(&mut e["by_model"][r.model.as_str()], r.requests);
+        let n = r.requests;
+        add(&mut e.requests, n);
+        add(&mut e.cost_nanos, r.cost_nanos);
+        add(e.by_model.entry(r.model.clone()).or_default(), n);
+        let c = &mut e.cascade;
+        match r.cascade.as_str() {
+            "accepted" => add(&mut c.accepted, n),
+            "unchecked" => add(&mut c.unchecked, n),
+            "escalated" => add(&mut c.escalated, n),
+            _ => {}
+        }
         if !r.cascade.is_empty() {
-            let c = &mut e["cascade"];
-            add(&mut c[r.cascade.as_str()], r.requests);
-            add(&mut c["escalation_cost_nanos"], r.escalation_cost_nanos);
+            add(&mut c.escalation_cost_nanos, r.escalation_cost_nanos);
             if !r.escalation_reason.is_empty() {
-                add(&mut c["by_reason"][r.escalation_reason.as_str()], r.requests);
+                add(c.by_reason.entry(r.escalation_reason.clone()).or_default(), n);
             }
         }
         if !r.variant.is_empty() {
-            let v = &mut e["by_variant"][r.variant.as_str()];
-            if v.is_null() {
-                *v = json!({"requests": 0, "cost_nanos": 0});
-            }
-            add(&mut v["requests"], r.requests);
-            add(&mut v["cost_nanos"], r.cost_nanos);
+            let v = e.by_variant.entry(r.variant.clone()).or_default();
+            add(&mut v.requests, n);
+            add(&mut v.cost_nanos, r.cost_nanos);
         }
         if !r.shadow_model.is_empty() {
-            let s = &mut e["shadow"];
-            add(&mut s["requests"], r.requests);
-            add(&mut s["by_model"][r.shadow_model.as_str()], r.requests);
-            add(&mut s["actual_cost_nanos"], r.cost_nanos);
+            let s = &mut e.shadow;
+            add(&mut s.requests, n);
+            add(s.by_model.entry(r.shadow_model.clone()).or_default(), n);
+            add(&mut s.actual_cost_nanos, r.cost_nanos);
             if r.shadow_model == r.model {
-                add(&mut s["agreed"], r.requests);
-                add(&mut s["projected_cost_nanos"], r.cost_nanos);
+                add(&mut s.agreed, n);
+                add(&mut s.projected_cost_nanos, r.cost_nanos);
             } else {
-                let projected = price_of(&r.shadow_model).map_or(0, |p| {
-                    p.cost(
-                        r.prompt_tokens.max(0) as u64,
-                        r.cached_tokens.max(0) as u64,
-                        r.completion_tokens.max(0) as u64,
-                    )
-                    .0
-                });
-                add(&mut s["projected_cost_nanos"], projected);
+                add(&mut s.projected_cost_nanos, projected(r));
             }
         }
     }
-    let data: Vec<Value> = routes.into_values().collect();
-    Ok(ok_json(StatusCode::OK, json!({"object": "list", "data": data})))
+    let data: Vec<RouteStats> = routes.into_values().collect();
+    Ok(reply(StatusCode::OK, &RouteStatsList::from(data)))
 }
 
-#[derive(Debug, Deserialize)]
+fn add(total: &mut i64, n: i64) {
+    *total = total.saturating_add(n);
+}
+
+/// A routing table to put in force.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RoutesIn {
-    /// Route name → route, as in `[routes]`.
+    /// Route name → route, the same fields as `[routes.NAME]` in the config (`cheap` and
+    /// `strong` required).
+    #[schema(value_type = BTreeMap<String, Object>)]
     routes: serde_json::Map<String, Value>,
 }
 
-/// Replaces the routing table. It is validated whole first; on any problem nothing changes.
+/// Replace the routing table
+///
+/// Validates the whole table against the configured models first; on any problem nothing
+/// changes and every problem is listed (the first one's path is `param`). Requests in flight
+/// finish with the table they started with. Not written back to the config file: a later
+/// change of the file replaces it again.
+#[utoipa::path(put, path = "/admin/v1/routes", tag = "routing", request_body = RoutesIn,
+    responses(
+        (status = 200, description = "The routes now in force.", body = RouteList),
+        (status = 400, description = "The table was refused; nothing changed."),
+    ))]
 pub(super) async fn replace_routes(State(state): State<Arc<AppState>>, req: Request) -> Result<Response, ApiError> {
     let b: RoutesIn = body(req).await?;
     let table: toml::Value = serde_json::from_value(Value::Object(b.routes))

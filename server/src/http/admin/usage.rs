@@ -6,26 +6,44 @@ use axum::extract::{Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
 
-use super::{body, check_label, ok_json, store_err};
+use super::export::ExportFormat;
+use super::wire::{Dollars, Iso, RepriceOut, RepriceTag, TotalsOut, UsageGroup, UsageReport, UsageTag};
+use super::{body, check_label, reply, store_err, Time};
 use crate::clock::{iso8601, parse_time};
 use crate::error::ApiError;
 use crate::http::AppState;
-use crate::money::pricing::Nanos;
 use crate::store::{GroupBy, Totals, UsageFilter};
 
-#[derive(Debug, Deserialize)]
+/// Which usage events a report, an export or route statistics cover. Times are a date
+/// (`YYYY-MM-DD`, midnight UTC), an RFC 3339 UTC time, or integer milliseconds since 1970.
+/// Unknown parameters are refused (400).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct UsageQuery {
+    /// Inclusive start.
+    #[param(example = "2026-11-01")]
     from: Option<String>,
+    /// Exclusive end; must not be before `from`.
+    #[param(example = "2026-12-01T00:00:00Z")]
     to: Option<String>,
+    /// Only events of this key.
     key_id: Option<String>,
+    /// Only events of this team.
     team_id: Option<String>,
+    /// Only events for this logical model.
     model: Option<String>,
+    /// Only events whose key carried this tag.
     tag: Option<String>,
+    /// Only events of this cost center.
     cost_center: Option<String>,
+    /// Group the totals (usage reports only; accepted and ignored elsewhere).
+    #[param(value_type = Option<GroupBy>)]
     group_by: Option<String>,
+    /// The export's format, `csv` by default (exports only; accepted and ignored elsewhere).
+    #[param(value_type = Option<ExportFormat>)]
     pub(super) format: Option<String>,
 }
 
@@ -62,20 +80,17 @@ pub(super) fn query_of(
         .map_err(|e| ApiError::invalid_request(format!("Invalid query: {}", e.body_text())))
 }
 
-pub(super) fn totals_json(t: &Totals) -> Value {
-    json!({
-        "requests": t.requests,
-        "errors": t.errors,
-        "prompt_tokens": t.prompt_tokens,
-        "completion_tokens": t.completion_tokens,
-        "cached_tokens": t.cached_tokens,
-        "cost_usd": Nanos(t.cost_nanos).to_string(),
-        "cost_nanos": t.cost_nanos,
-    })
-}
-
-/// Usage totals, optionally grouped by `hour`, `day`, `key`, `team` or `model`.
-pub(super) async fn usage(
+/// Usage totals
+///
+/// Totals over usage events matching every filter given, optionally grouped by `hour`, `day`,
+/// `key`, `team` or `model`.
+#[utoipa::path(get, path = "/admin/v1/usage", tag = "usage", params(UsageQuery),
+    responses(
+        (status = 200, description = "The report.", body = UsageReport),
+        (status = 400, description = "A parameter is invalid; `param` names it."),
+        (status = 503, description = "The database is unavailable."),
+    ))]
+pub(super) async fn usage_report(
     State(state): State<Arc<AppState>>,
     q: Result<Query<UsageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -98,46 +113,61 @@ pub(super) async fn usage(
             }
             let groups = rows
                 .into_iter()
-                .map(|(k, r)| {
-                    let mut v = totals_json(&r);
-                    let label = match g {
+                .map(|(k, r)| UsageGroup {
+                    group: match g {
                         GroupBy::Hour | GroupBy::Day => k.parse::<i64>().map(iso8601).unwrap_or(k),
                         _ => k,
-                    };
-                    v["group"] = Value::String(label);
-                    v
+                    },
+                    totals: TotalsOut::from(&r),
                 })
                 .collect();
             (t, groups)
         }
     };
-    Ok(ok_json(
+    Ok(reply(
         StatusCode::OK,
-        json!({
-            "object": "usage",
-            "from": f.from_ms.map(iso8601),
-            "to": f.to_ms.map(iso8601),
-            "group_by": q.group_by,
-            "totals": totals_json(&totals),
-            "groups": groups,
-        }),
+        &UsageReport {
+            object: UsageTag::Tag,
+            from: f.from_ms.map(Iso::at),
+            to: f.to_ms.map(Iso::at),
+            group_by: q.group_by,
+            totals: TotalsOut::from(&totals),
+            groups,
+        },
     ))
 }
 
-#[derive(Debug, Deserialize)]
+/// Which events to re-price; every field is optional (no bounds: all history).
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RepriceIn {
+    /// Inclusive start.
+    #[schema(value_type = Option<Time>)]
     from: Option<String>,
+    /// Exclusive end.
+    #[schema(value_type = Option<Time>)]
     to: Option<String>,
     key_id: Option<String>,
     team_id: Option<String>,
     model: Option<String>,
+    /// Compute the report without changing anything.
     #[serde(default)]
     dry_run: bool,
 }
 
-/// Re-prices stored events from their tokens with the prices in force at each event's time.
-pub(super) async fn reprice(State(state): State<Arc<AppState>>, req: Request) -> Result<Response, ApiError> {
+/// Re-price stored usage
+///
+/// Recomputes the cost of every event in range from its stored tokens with the price in force
+/// at the event's time (the price table loaded at start, then inline config prices), updating
+/// events, their `price_version` and the hourly rollups. Budget spend already settled is not
+/// changed; billing events already delivered are not re-sent.
+#[utoipa::path(post, path = "/admin/v1/usage/reprice", tag = "billing", request_body = RepriceIn,
+    responses(
+        (status = 200, description = "What was found and changed.", body = RepriceOut),
+        (status = 400, description = "A field is invalid; `param` names it."),
+        (status = 503, description = "The database is unavailable; nothing was changed."),
+    ))]
+pub(super) async fn reprice_usage(State(state): State<Arc<AppState>>, req: Request) -> Result<Response, ApiError> {
     let b: RepriceIn = body(req).await?;
     let f = filter_of(&UsageQuery {
         from: b.from,
@@ -157,18 +187,18 @@ pub(super) async fn reprice(State(state): State<Arc<AppState>>, req: Request) ->
         .await
         .map_err(store_err)?;
     tracing::info!(?report, "usage re-priced");
-    Ok(ok_json(
+    Ok(reply(
         StatusCode::OK,
-        json!({
-            "object": "usage.reprice",
-            "dry_run": report.dry_run,
-            "events": report.events,
-            "changed": report.changed,
-            "unpriced": report.unpriced,
-            "cost_before_usd": Nanos(report.cost_before_nanos).to_string(),
-            "cost_after_usd": Nanos(report.cost_after_nanos).to_string(),
-            "cost_before_nanos": report.cost_before_nanos,
-            "cost_after_nanos": report.cost_after_nanos,
-        }),
+        &RepriceOut {
+            object: RepriceTag::Tag,
+            dry_run: report.dry_run,
+            events: report.events,
+            changed: report.changed,
+            unpriced: report.unpriced,
+            cost_before_usd: Dollars::of(report.cost_before_nanos),
+            cost_after_usd: Dollars::of(report.cost_after_nanos),
+            cost_before_nanos: report.cost_before_nanos,
+            cost_after_nanos: report.cost_after_nanos,
+        },
     ))
 }
