@@ -19,14 +19,9 @@ const SECRET_CHARS: usize = 40;
 /// Characters of the secret kept visible (`sk-sy-` and the first six random ones).
 const VISIBLE: usize = SECRET_PREFIX.len() + 6;
 
+/// Lower-case hex of bytes.
 pub fn hex(bytes: &[u8]) -> String {
-    const H: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(H[(b >> 4) as usize] as char);
-        s.push(H[(b & 15) as usize] as char);
-    }
-    s
+    hex::encode(bytes)
 }
 
 /// A random id such as `key_3f9a…` (16 hex digits).

@@ -2,7 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::clock::{civil_from_days, days_from_civil, DAY_MS};
+use time::{Date, Duration, Month};
+
+use crate::clock::{midnight_ms, utc, DAY_MS};
 use crate::money::pricing::Nanos;
 
 /// A budget period, in UTC: `daily` resets at 00:00, `weekly` on Monday 00:00 (ISO weeks),
@@ -40,28 +42,27 @@ impl Period {
 
     /// Start (UTC, ms) of the period that contains `now_ms`.
     pub fn start_of(self, now_ms: i64) -> i64 {
-        let days = now_ms.div_euclid(DAY_MS);
+        let day = utc(now_ms).date();
         match self {
-            Period::Daily => days * DAY_MS,
-            // 1970-01-01 was a Thursday: Monday is three days earlier in the cycle.
-            Period::Weekly => (days - (days + 3).rem_euclid(7)) * DAY_MS,
-            Period::Monthly => {
-                let (y, m, _) = civil_from_days(days);
-                days_from_civil(y, m, 1) * DAY_MS
-            }
+            Period::Daily => midnight_ms(day),
+            Period::Weekly => midnight_ms(day - Duration::days(day.weekday().number_days_from_monday().into())),
+            Period::Monthly => midnight_ms(day.replace_day(1).unwrap_or(day)),
             Period::Total => 0,
         }
     }
 
-    /// Start of the next period, or `None` for a total budget.
+    /// Start of the next period, or `None` for a total budget (or past the year 9999).
     pub fn next_start(self, start_ms: i64) -> Option<i64> {
         match self {
             Period::Daily => Some(start_ms + DAY_MS),
             Period::Weekly => Some(start_ms + 7 * DAY_MS),
             Period::Monthly => {
-                let (y, m, _) = civil_from_days(start_ms.div_euclid(DAY_MS));
-                let (y, m) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
-                Some(days_from_civil(y, m, 1) * DAY_MS)
+                let day = utc(start_ms).date();
+                let (y, m) = match day.month() {
+                    Month::December => (day.year() + 1, Month::January),
+                    m => (day.year(), m.next()),
+                };
+                Date::from_calendar_date(y, m, 1).ok().map(midnight_ms)
             }
             Period::Total => None,
         }

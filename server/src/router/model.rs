@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use super::features::{gate, Features, DENSE};
@@ -77,42 +78,13 @@ pub struct RouterModel {
     pub training: TrainingInfo,
 }
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Standard base64 with padding.
+/// Standard base64 with padding (the model file's encoding of its hashed weights).
 pub fn base64_encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for c in bytes.chunks(3) {
-        let n =
-            (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
-        for k in 0..4 {
-            if k <= c.len() {
-                out.push(B64[(n >> (18 - 6 * k) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let t = text.trim_end_matches('=').as_bytes();
-    let mut out = Vec::with_capacity(t.len() * 3 / 4);
-    let val = |c: u8| B64.iter().position(|b| *b == c).map(|v| v as u32);
-    for c in t.chunks(4) {
-        let mut n = 0u32;
-        for (k, ch) in c.iter().enumerate() {
-            n |= val(*ch)? << (18 - 6 * k);
-        }
-        if c.len() == 1 {
-            return None;
-        }
-        for k in 0..c.len() - 1 {
-            out.push((n >> (16 - 8 * k)) as u8);
-        }
-    }
-    Some(out)
+    base64::engine::general_purpose::STANDARD.decode(text.trim()).ok()
 }
 
 /// What the model says about one conversation.

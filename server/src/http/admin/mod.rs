@@ -155,7 +155,7 @@ pub(super) struct BudgetIn {
     soft_limit_pct: Option<u8>,
 }
 
-/// A time as RFC 3339 UTC, a date, or milliseconds since 1970.
+/// A time as RFC 3339, a date, or milliseconds since 1970.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Time(i64);
 
@@ -163,9 +163,9 @@ impl PartialSchema for Time {
     fn schema() -> RefOr<Schema> {
         string_or(
             Type::Integer,
-            "A date (`YYYY-MM-DD`, midnight UTC), an RFC 3339 UTC time \
-             (`YYYY-MM-DDTHH:MM[:SS[.fff]]` followed by `Z` or `+00:00`; a space may replace the \
-             `T`), or integer milliseconds since 1970.",
+            "A date (`YYYY-MM-DD`, midnight UTC), an RFC 3339 time \
+             (`YYYY-MM-DDTHH:MM[:SS[.fff]]` followed by `Z` or an offset such as `+02:00`; a \
+             space may replace the `T`), or integer milliseconds since 1970.",
             "2026-12-31T00:00:00Z",
         )
     }

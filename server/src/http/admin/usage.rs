@@ -17,7 +17,7 @@ use crate::http::AppState;
 use crate::store::{GroupBy, Totals, UsageFilter};
 
 /// Which usage events a report, an export or route statistics cover. Times are a date
-/// (`YYYY-MM-DD`, midnight UTC), an RFC 3339 UTC time, or integer milliseconds since 1970.
+/// (`YYYY-MM-DD`, midnight UTC), an RFC 3339 time (any offset), or integer milliseconds since 1970.
 /// Unknown parameters are refused (400).
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
