@@ -16,7 +16,8 @@
 //! `--upstream fast|mock`, `--tokens-only` (the token-counting cost), `--rss N` (N JSON requests
 //! at 64 clients through the gateway, nothing scraping `/metrics`, RSS printed every N/10).
 //! `BENCH_GATEWAY_THREADS=N` sets the gateway's tokio worker threads; `BENCH_GATEWAY_BIN=PATH`
-//! measures another build of the gateway.
+//! measures another build of the gateway; `BENCH_BASELINE_BIN=PATH` measures an earlier build as
+//! well, in the same run (a before/after comparison).
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -285,9 +286,10 @@ fn arg_str(name: &str) -> Option<String> {
 
 const MASTER_KEY: &str = "bench-master-key-0123456789";
 
-/// Starts the gateway on `upstream` with key auth and the SQLite ledger, and makes a key.
-async fn gateway(dir: &std::path::Path, upstream: &str, slow_upstream: &str) -> (Proc, String, PathBuf) {
-    let db = std::env::temp_dir().join(format!("switchyard-bench-{}.db", std::process::id()));
+/// Starts the gateway binary `bin` on `upstream` with key auth and the SQLite ledger (a database
+/// of its own, named after `tag`), and makes a key.
+async fn gateway(bin: PathBuf, tag: &str, upstream: &str, slow_upstream: &str) -> (Proc, String, PathBuf) {
+    let db = std::env::temp_dir().join(format!("switchyard-bench-{}-{tag}.db", std::process::id()));
     let config = format!(
         r#"
 [server]
@@ -320,10 +322,8 @@ context_window = 128000
 "#,
         db = db.display()
     );
-    let cfg_path = std::env::temp_dir().join(format!("switchyard-bench-{}.toml", std::process::id()));
+    let cfg_path = std::env::temp_dir().join(format!("switchyard-bench-{}-{tag}.toml", std::process::id()));
     std::fs::write(&cfg_path, config).expect("write bench config");
-    // `BENCH_GATEWAY_BIN` measures another build of the gateway (an allocator, say) in the same setup.
-    let bin = std::env::var_os("BENCH_GATEWAY_BIN").map_or_else(|| dir.join("switchyard"), PathBuf::from);
     let gw = start(
         Command::new(bin)
             .args(["serve", "--config"])
@@ -431,8 +431,15 @@ async fn main() {
         "--upstream",
         &format!("http://{}/v1/chat/completions", up.addr),
     ]));
-    let (gw, key, db) = gateway(&dir, &up.addr, &slow.addr).await;
+    // `BENCH_GATEWAY_BIN` measures another build of the gateway (an allocator, say) in the same setup.
+    let bin = std::env::var_os("BENCH_GATEWAY_BIN").map_or_else(|| dir.join("switchyard"), PathBuf::from);
+    let (gw, key, db) = gateway(bin, "gateway", &up.addr, &slow.addr).await;
     let gw_pid = gw.child.id();
+    // `BENCH_BASELINE_BIN` runs an earlier build beside it, measured in the same run.
+    let baseline = match std::env::var_os("BENCH_BASELINE_BIN") {
+        Some(b) => Some(gateway(PathBuf::from(b), "baseline", &up.addr, &slow.addr).await),
+        None => None,
+    };
     if let Some(n) = arg_str("--rss").and_then(|v| v.parse().ok()) {
         rss_run(&gw, &key, n).await;
         let _ = std::fs::remove_file(db);
@@ -501,6 +508,22 @@ async fn main() {
             .await;
             row(name, c, "direct (the upstream's CPU)", &d, None);
             row(name, c, "bare forwarder", &b, Some(&b));
+            if let Some((base, base_key, _)) = &baseline {
+                let target = Target {
+                    url: chat_url(&base.addr),
+                    body: &via_body,
+                    key: Some(base_key),
+                    stream,
+                    pid: base.child.id(),
+                };
+                row(
+                    name,
+                    c,
+                    "Switchyard, baseline build",
+                    &closed_loop(&target, c, secs).await,
+                    Some(&b),
+                );
+            }
             row(name, c, "Switchyard", &v, Some(&b));
         }
     }
@@ -551,6 +574,9 @@ async fn main() {
         rss_kib(gw_pid, "VmHWM:")
     );
     let _ = std::fs::remove_file(db);
+    if let Some((_, _, base_db)) = baseline {
+        let _ = std::fs::remove_file(base_db);
+    }
 }
 
 /// What exact token counting of a 2 KB prompt costs, against the free upper bound the request path uses.
