@@ -210,6 +210,14 @@ impl ChunkInfo {
             .map(ChunkInfo::from_peek)
     }
 
+    /// [`ChunkInfo::peek`] of text already known to be UTF-8 (an SSE event's data), which
+    /// spares checking every string in it again.
+    pub fn peek_str(data: &str) -> Option<ChunkInfo> {
+        serde_json::from_str::<PeekChunk<'_>>(data)
+            .ok()
+            .map(ChunkInfo::from_peek)
+    }
+
     fn from_peek(c: PeekChunk<'_>) -> ChunkInfo {
         let mut info = ChunkInfo {
             carries_usage: c.usage.is_some(),

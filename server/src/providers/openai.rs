@@ -111,8 +111,9 @@ pub fn chunk_stream(resp: reqwest::Response, limits: CallLimits, compat: Compat)
                     Some(Ok(e)) if e.data.is_empty() => continue,
                     Some(Ok(e)) if e.data.trim() == "[DONE]" => return None,
                     Some(Ok(e)) => {
+                        let info = ChunkInfo::peek_str(&e.data);
                         let data = Bytes::from(e.data);
-                        let item = match ChunkInfo::peek(&data) {
+                        let item = match info {
                             Some(info) => match names.as_mut().filter(|_| info.tool_calls) {
                                 Some(n) => Ok(n.once(data, info)),
                                 None => Ok(Chunk { data, info }),

@@ -5,7 +5,7 @@
 //! leading byte-order mark dropped; an unfinished event at the end discarded). It is written
 //! here rather than taken from `eventsource-stream` because that parser measured about 10,000
 //! instructions per event under callgrind, almost half of what relaying a stream chunk costs;
-//! this one scans each line once and copies each event's data once.
+//! this one finds line ends with `memchr`, scans each byte once and copies each event's data once.
 
 use std::time::Duration;
 
@@ -39,6 +39,9 @@ pub struct Parser {
     started: bool,
     /// The last line ended in CR: a following LF belongs to it.
     after_cr: bool,
+    /// How far `buf` is known to hold no line ending (so a long line arriving in pieces is
+    /// scanned once, not once a piece).
+    scanned: usize,
 }
 
 impl Parser {
@@ -69,7 +72,11 @@ impl Parser {
                 }
                 self.after_cr = false;
             }
-            let end = self.buf.iter().position(|&b| b == b'\n' || b == b'\r')?;
+            let Some(end) = memchr::memchr2(b'\n', b'\r', &self.buf[self.scanned..]).map(|i| i + self.scanned) else {
+                self.scanned = self.buf.len();
+                return None;
+            };
+            self.scanned = 0;
             if self.buf[end] == b'\r' {
                 if end + 1 < self.buf.len() {
                     if self.buf[end + 1] == b'\n' {
@@ -111,7 +118,7 @@ impl Parser {
         if line[0] == b':' {
             return None;
         }
-        let (field, value) = match line.iter().position(|&b| b == b':') {
+        let (field, value) = match memchr::memchr(b':', line) {
             Some(i) => {
                 let v = &line[i + 1..];
                 (&line[..i], v.strip_prefix(b" ").unwrap_or(v))
@@ -120,6 +127,8 @@ impl Parser {
         };
         match field {
             b"data" => {
+                // One allocation for the usual one-line event (the data is handed out whole).
+                self.data.reserve(value.len() + 1);
                 self.data.extend_from_slice(value);
                 self.data.push(b'\n');
                 self.has_data = true;
@@ -217,6 +226,16 @@ mod tests {
             got.extend(std::iter::from_fn(|| p.next_event()));
             assert_eq!(got, whole, "cut at {cut}");
         }
+        // A byte at a time, with a long line in the middle.
+        let input = format!("data: {}\r\n\rdata: b\n\n", "x".repeat(300));
+        let mut p = Parser::default();
+        let mut got = Vec::new();
+        for b in input.as_bytes() {
+            p.feed(std::slice::from_ref(b));
+            got.extend(std::iter::from_fn(|| p.next_event()));
+        }
+        assert_eq!(got, all(input.as_bytes()));
+        assert_eq!(got, vec![ev("", &"x".repeat(300)), ev("", "b")]);
     }
 
     #[tokio::test]
