@@ -136,7 +136,50 @@ pub struct Chunk {
     pub info: ChunkInfo,
 }
 
+/// Whether a chunk, as compact JSON, is certainly one whose only news is content: an object with
+/// choices, every `finish_reason` null, and no `usage`, `tool_calls`, `function_call` or `error`
+/// anywhere. Inside a JSON string a quote is escaped, so these quoted names can appear unescaped
+/// only as keys (or as a whole string value, which makes this answer no and the chunk is parsed):
+/// the test can refuse a plain chunk, never accept one that carries more.
+pub fn is_plain_content(data: &str) -> bool {
+    use memchr::memmem::Finder;
+    // Built once: making a searcher costs more than searching a chunk with it.
+    static FINDERS: std::sync::OnceLock<[Finder<'static>; 7]> = std::sync::OnceLock::new();
+    let [choices, usage, tool_calls, function_call, error, finish, finish_null] = FINDERS.get_or_init(|| {
+        [
+            Finder::new(b"\"choices\":[{"),
+            Finder::new(b"\"usage\""),
+            Finder::new(b"\"tool_calls\""),
+            Finder::new(b"\"function_call\""),
+            Finder::new(b"\"error\""),
+            Finder::new(b"\"finish_reason\""),
+            Finder::new(b"\"finish_reason\":null"),
+        ]
+    });
+    let d = data.as_bytes();
+    if d.first() != Some(&b'{') || d.last() != Some(&b'}') || choices.find(d).is_none() {
+        return false;
+    }
+    if [usage, tool_calls, function_call, error]
+        .iter()
+        .any(|f| f.find(d).is_some())
+    {
+        return false;
+    }
+    finish.find_iter(d).count() == finish_null.find_iter(d).count()
+}
+
 impl Chunk {
+    /// The generated text of this chunk (content and tool-call arguments), read now if
+    /// [`ChunkInfo::text_later`].
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
+        if self.info.text_later {
+            ChunkInfo::peek(&self.data).map(|i| i.text).unwrap_or_default().into()
+        } else {
+            self.info.text.as_str().into()
+        }
+    }
+
     /// A chunk a provider built itself: serialized once, its info read from the value, not re-parsed.
     pub fn from_value(v: &serde_json::Value) -> Chunk {
         let info = PeekChunk::deserialize(v).map(ChunkInfo::from_peek).unwrap_or_default();
@@ -162,6 +205,9 @@ pub struct ChunkInfo {
     pub text: String,
     /// Some choice's delta has tool calls.
     pub tool_calls: bool,
+    /// `text` was not read: the chunk was recognised as plain content without parsing it
+    /// (see [`ChunkInfo::peek_str`]); [`Chunk::text`] reads it when it is needed.
+    pub text_later: bool,
 }
 
 #[derive(Deserialize)]
@@ -211,8 +257,16 @@ impl ChunkInfo {
     }
 
     /// [`ChunkInfo::peek`] of text already known to be UTF-8 (an SSE event's data), which
-    /// spares checking every string in it again.
+    /// spares checking every string in it again. A chunk that is plainly content (see
+    /// [`is_plain_content`]) is not parsed at all: its text is read only if an estimate needs it,
+    /// and most streams report their usage.
     pub fn peek_str(data: &str) -> Option<ChunkInfo> {
+        if is_plain_content(data) {
+            return Some(ChunkInfo {
+                text_later: true,
+                ..ChunkInfo::default()
+            });
+        }
         serde_json::from_str::<PeekChunk<'_>>(data)
             .ok()
             .map(ChunkInfo::from_peek)
@@ -226,6 +280,7 @@ impl ChunkInfo {
             no_choices: c.choices.is_empty(),
             text: String::new(),
             tool_calls: false,
+            text_later: false,
         };
         for ch in c.choices {
             info.finish |= ch.finish_reason.is_some();
@@ -526,6 +581,50 @@ pub fn http_client(connect_timeout: Duration) -> reqwest::Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_plain_content_skips_parsing() {
+        let plain = [
+            r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"Hi"},"logprobs":null,"finish_reason":null}]}"#,
+            r#"{"id":"c","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":"a \"quoted\" word"}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":"x"},"finish_reason":null},{"index":1,"delta":{"content":"y"},"finish_reason":null}]}"#,
+        ];
+        let not_plain = [
+            r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+            r#"{"choices":[{"index":0,"delta":{},"finish_reason": null}]}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":"x"}}],"usage":null}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{}"}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"function_call":{"arguments":"{}"}}}]}"#,
+            r#"{"error":{"message":"overloaded"}}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":"usage"}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":"x"},"finish_reason":null},{"index":1,"delta":{},"finish_reason":"length"}]}"#,
+            r#"{"choices": [{"index":0,"delta":{"content":"spaced"}}]}"#,
+            r#"not json {"choices":[{"#,
+        ];
+        for c in plain {
+            assert!(is_plain_content(c), "{c}");
+            let info = ChunkInfo::peek_str(c).unwrap();
+            assert!(info.text_later, "{c}");
+            // What the skipped parse would have found: nothing but text.
+            let full = ChunkInfo::peek(c.as_bytes()).unwrap();
+            assert!(
+                !full.finish && !full.carries_usage && !full.no_choices && !full.tool_calls,
+                "{c}"
+            );
+            let chunk = Chunk {
+                data: Bytes::copy_from_slice(c.as_bytes()),
+                info,
+            };
+            assert_eq!(chunk.text(), full.text, "{c}");
+        }
+        for c in not_plain {
+            assert!(!is_plain_content(c), "{c}");
+        }
+        let parsed = ChunkInfo::peek_str(not_plain[0]).unwrap();
+        assert!(parsed.finish && !parsed.text_later);
+    }
 
     #[test]
     fn peeks_chunks() {

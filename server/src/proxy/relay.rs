@@ -24,6 +24,60 @@ use crate::records::usage::{Outcome, Reported, Usage, UsageSource};
 /// Generated text kept for estimates when an upstream reports no usage; beyond it, counting stops growing.
 const MAX_TEXT_FOR_ESTIMATE: usize = 1024 * 1024;
 
+/// Chunks whose text is not yet read are kept up to this many bytes, then read.
+const MAX_UNREAD_BYTES: usize = 256 * 1024;
+
+/// The generated text of a stream, for estimates: what was read, and chunks kept unread (their
+/// text is read only if an estimate needs it; most streams report usage, and then none is).
+#[derive(Default)]
+struct Generated {
+    text: String,
+    unread: Vec<Bytes>,
+    unread_bytes: usize,
+}
+
+impl Generated {
+    fn add(&mut self, c: &Chunk) {
+        if self.text.len() + self.unread_bytes >= MAX_TEXT_FOR_ESTIMATE {
+            return;
+        }
+        if !c.info.text_later {
+            self.text.push_str(&c.info.text);
+            return;
+        }
+        self.unread.push(c.data.clone());
+        self.unread_bytes += c.data.len();
+        if self.unread_bytes > MAX_UNREAD_BYTES {
+            self.read_unread();
+        }
+    }
+
+    fn read_unread(&mut self) {
+        for data in std::mem::take(&mut self.unread) {
+            if let Some(info) = crate::providers::ChunkInfo::peek(&data) {
+                self.text.push_str(&info.text);
+            }
+        }
+        self.unread_bytes = 0;
+    }
+
+    /// At least the length of the text (unread chunks count whole).
+    fn len_bound(&self) -> usize {
+        self.text.len() + self.unread_bytes
+    }
+
+    /// All the text, reading what is unread.
+    fn text(&mut self) -> &str {
+        self.read_unread();
+        &self.text
+    }
+
+    fn take_text(&mut self) -> String {
+        self.read_unread();
+        std::mem::take(&mut self.text)
+    }
+}
+
 /// Chunks already waiting are sent together up to this size.
 const COALESCE_BYTES: usize = 64 * 1024;
 
@@ -33,7 +87,7 @@ struct Relay {
     include_usage: bool,
     held: Option<Chunk>,
     usage: Option<Reported>,
-    text: String,
+    generated: Generated,
     /// An estimate counted ahead on a blocking thread, for when the report is not believed.
     estimated: Option<Usage>,
     /// An item taken off the stream that needs the estimate above before it can be handled.
@@ -129,9 +183,7 @@ impl Relay {
         if let Some(u) = c.info.usage {
             self.usage = Some(u);
         }
-        if self.text.len() < MAX_TEXT_FOR_ESTIMATE {
-            self.text.push_str(&c.info.text);
-        }
+        self.generated.add(&c);
         if c.info.no_choices && c.info.carries_usage {
             // The usage chunk: the stream's last data chunk.
             if self.include_usage {
@@ -175,11 +227,11 @@ impl Relay {
         let Some(meter) = self.meter.as_mut() else {
             return "{}".into();
         };
-        let (estimated, text) = (self.estimated.take(), &self.text);
+        let (estimated, generated) = (self.estimated.take(), &mut self.generated);
         let enc = meter.encoding();
         let prompt = meter.prompt().cloned();
         let a = meter.account(self.usage.as_ref(), || {
-            estimated.unwrap_or_else(|| accounting::estimate_chat(prompt.as_deref(), text, enc))
+            estimated.unwrap_or_else(|| accounting::estimate_chat(prompt.as_deref(), generated.text(), enc))
         });
         let ext = extension_json(a.cost, &a.usage, a.source, &self.deployment);
         self.settled = Some(ext.clone());
@@ -202,7 +254,7 @@ impl Relay {
             .prompt()
             .filter(|p| !p.is_counted(enc))
             .map_or(0, |p| p.text.len());
-        prompt + self.text.len() > COUNT_INLINE_BYTES
+        prompt + self.generated.len_bound() > COUNT_INLINE_BYTES
     }
 
     /// Counts the estimate on a blocking thread, so settling does not.
@@ -210,7 +262,8 @@ impl Relay {
         if let Some(meter) = self.meter.as_ref() {
             let prompt = meter.prompt().cloned();
             let enc = meter.encoding();
-            self.estimated = Some(accounting::estimate_chat_off_executor(prompt, self.text.as_str().into(), enc).await);
+            let text = self.generated.text().into();
+            self.estimated = Some(accounting::estimate_chat_off_executor(prompt, text, enc).await);
         }
     }
 
@@ -259,7 +312,7 @@ impl Relay {
         };
         frame(out, &api.to_json());
         if let Some(mut m) = self.meter.take() {
-            m.account_later(self.usage.as_ref(), std::mem::take(&mut self.text));
+            m.account_later(self.usage.as_ref(), self.generated.take_text());
             m.finish(200, Outcome::UpstreamError, Some(e.kind()));
         }
     }
@@ -348,7 +401,7 @@ impl Drop for Relay {
     fn drop(&mut self) {
         if self.settled.is_none() {
             if let Some(m) = self.meter.as_mut() {
-                m.account_later(self.usage.as_ref(), std::mem::take(&mut self.text));
+                m.account_later(self.usage.as_ref(), self.generated.take_text());
             }
         }
     }
@@ -371,7 +424,7 @@ pub fn sse_body(
         include_usage,
         held: None,
         usage: None,
-        text: String::new(),
+        generated: Generated::default(),
         estimated: None,
         deferred: None,
         meter: Some(meter),

@@ -142,7 +142,7 @@ pub async fn run(
                         bytes += c.data.len();
                         view.add_chunk(&c.data);
                         partial.usage = c.info.usage.or(partial.usage);
-                        partial.text.push_str(&c.info.text);
+                        partial.text.push_str(&c.text());
                         held.push(strip(c));
                         if bytes > cfg.max_buffer_bytes {
                             break None;

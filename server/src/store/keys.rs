@@ -18,12 +18,7 @@ impl Store {
         .bind(t.id.clone())
         .bind(t.name.clone())
         .bind(t.cost_center.clone())
-        .bind(l.budget_nanos)
-        .bind(l.budget_period)
-        .bind(l.soft_pct)
-        .bind(l.rpm)
-        .bind(l.tpm)
-        .bind(l.max_concurrent)
+        .bind_limits(&l)
         .bind(t.created_ms)
         .bind(t.updated_ms)
         .execute(&self.pool)
@@ -39,12 +34,7 @@ impl Store {
         )
         .bind(t.name.clone())
         .bind(t.cost_center.clone())
-        .bind(l.budget_nanos)
-        .bind(l.budget_period)
-        .bind(l.soft_pct)
-        .bind(l.rpm)
-        .bind(l.tpm)
-        .bind(l.max_concurrent)
+        .bind_limits(&l)
         .bind(t.updated_ms)
         .bind(t.id.clone())
         .execute(&self.pool)
@@ -102,12 +92,7 @@ impl Store {
         .bind(k.allowed_models.as_deref().map(json_list))
         .bind(k.expires_ms)
         .bind(k.status.as_str())
-        .bind(l.budget_nanos)
-        .bind(l.budget_period)
-        .bind(l.soft_pct)
-        .bind(l.rpm)
-        .bind(l.tpm)
-        .bind(l.max_concurrent)
+        .bind_limits(&l)
         .bind(k.created_ms)
         .bind(k.updated_ms)
         .bind(k.rotated_ms)
@@ -132,12 +117,7 @@ impl Store {
         .bind(k.allowed_models.as_deref().map(json_list))
         .bind(k.expires_ms)
         .bind(k.status.as_str())
-        .bind(l.budget_nanos)
-        .bind(l.budget_period)
-        .bind(l.soft_pct)
-        .bind(l.rpm)
-        .bind(l.tpm)
-        .bind(l.max_concurrent)
+        .bind_limits(&l)
         .bind(k.updated_ms)
         .bind(k.id.clone())
         .bind(k.route_prefer.map(|p| p.as_str()))
@@ -205,6 +185,7 @@ fn parse_list(text: Option<String>) -> Result<Option<Vec<String>>> {
 
 /// Limit columns as stored.
 /// Limit columns as stored.
+/// The six limit columns of a team or a key, in the order every statement here binds them.
 struct LimitCols {
     budget_nanos: Option<i64>,
     budget_period: Option<&'static str>,
@@ -212,6 +193,22 @@ struct LimitCols {
     rpm: Option<i64>,
     tpm: Option<i64>,
     max_concurrent: Option<i64>,
+}
+
+/// Binds a [`LimitCols`] in one call, in their column order.
+trait BindLimits {
+    fn bind_limits(self, l: &LimitCols) -> Self;
+}
+
+impl<'q> BindLimits for sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    fn bind_limits(self, l: &LimitCols) -> Self {
+        self.bind(l.budget_nanos)
+            .bind(l.budget_period)
+            .bind(l.soft_pct)
+            .bind(l.rpm)
+            .bind(l.tpm)
+            .bind(l.max_concurrent)
+    }
 }
 
 impl LimitCols {
