@@ -10,10 +10,9 @@ use axum::extract::{Query, State};
 use axum::http::HeaderValue;
 use axum::response::Response;
 use bytes::Bytes;
-use utoipa::ToSchema;
 
 use super::store_err;
-use super::usage::{filter_of, query_of, UsageQuery};
+use super::usage::{filter_of, query_of, ExportFormat, UsageQuery};
 use super::wire::{ExportRow, TotalsOut, UsageExport};
 use crate::clock::iso8601;
 use crate::error::ApiError;
@@ -47,14 +46,6 @@ fn csv_rows(rows: &[UsageEvent], out: &mut Vec<u8>) -> Result<(), csv::Error> {
     }
     w.flush()?;
     Ok(())
-}
-
-/// The export's formats.
-#[derive(Debug, Clone, Copy, ToSchema)]
-#[schema(rename_all = "lowercase")]
-pub(super) enum ExportFormat {
-    Csv,
-    Json,
 }
 
 /// Export usage events

@@ -43,7 +43,7 @@ unknown path is a 404 and a wrong method a 405, with the same shape. Every respo
     ),
     servers((url = "/", description = "The gateway itself")),
     security(("masterKey" = [])),
-    components(schemas(crate::store::GroupBy, export::ExportFormat)),
+    components(schemas(crate::store::GroupBy, usage::ExportFormat)),
     tags(
         (name = "teams", description = "Teams group keys and carry their own limits and budget."),
         (name = "keys", description = "Virtual API keys for the `/v1` API."),

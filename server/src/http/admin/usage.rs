@@ -8,13 +8,20 @@ use axum::response::Response;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::export::ExportFormat;
 use super::wire::{Dollars, Iso, RepriceOut, RepriceTag, TotalsOut, UsageGroup, UsageReport, UsageTag};
 use super::{body, check_label, reply, store_err, Time};
 use crate::clock::{iso8601, parse_time};
 use crate::error::ApiError;
 use crate::http::AppState;
 use crate::store::{GroupBy, Totals, UsageFilter};
+
+/// The export's formats.
+#[derive(Debug, Clone, Copy, ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub(super) enum ExportFormat {
+    Csv,
+    Json,
+}
 
 /// Which usage events a report, an export or route statistics cover. Times are a date
 /// (`YYYY-MM-DD`, midnight UTC), an RFC 3339 time (any offset), or integer milliseconds since 1970.
