@@ -16,25 +16,8 @@ gateway=${GATEWAY:-target/release/switchyard}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 port_up=$((20000 + RANDOM % 10000)); port_gw=$((port_up + 1))
-cat > "$work/cfg.toml" <<EOF
-[server]
-listen = "127.0.0.1:$port_gw"
-[auth]
-required = true
-[database]
-url = "sqlite://$work/ledger.db"
-[providers.up]
-kind = "openai"
-base_url = "http://127.0.0.1:$port_up/v1"
-[models.bench]
-[[models.bench.deployments]]
-provider = "up"
-model = "bench"
-input_per_mtok = "0.15"
-output_per_mtok = "0.60"
-context_window = 128000
-max_output_tokens = 16384
-EOF
+# The benchmark's own gateway config, so both measure the same setup.
+target/release/switchyard-bench --print-config "127.0.0.1:$port_up" --db "$work/ledger.db" > "$work/cfg.toml"
 cat > "$work/load.py" <<'EOF'
 import http.client, json, sys
 port, n, key, stream = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4] == "stream"
@@ -62,7 +45,7 @@ run() {
       --listen "127.0.0.1:$port_gw" --upstream "http://127.0.0.1:$port_up/v1/chat/completions" > /dev/null 2>&1 &
   else
     SWITCHYARD_MASTER_KEY=callgrind-master-key-0123 RUST_LOG=warn valgrind --tool=callgrind \
-      --callgrind-out-file="$out" "$gateway" serve --config "$work/cfg.toml" > /dev/null 2>&1 &
+      --callgrind-out-file="$out" "$gateway" serve --config "$work/cfg.toml" --listen "127.0.0.1:$port_gw" > /dev/null 2>&1 &
   fi
   local pid=$!
   for _ in $(seq 1 240); do

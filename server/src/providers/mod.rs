@@ -169,12 +169,17 @@ pub fn is_plain_content(data: &str) -> bool {
     finish.find_iter(d).count() == finish_null.find_iter(d).count()
 }
 
+/// The generated text of a chunk's JSON (content and tool-call arguments); empty if it is not one.
+pub fn text_of(data: &[u8]) -> String {
+    ChunkInfo::peek(data).map(|i| i.text).unwrap_or_default()
+}
+
 impl Chunk {
     /// The generated text of this chunk (content and tool-call arguments), read now if
     /// [`ChunkInfo::text_later`].
     pub fn text(&self) -> std::borrow::Cow<'_, str> {
         if self.info.text_later {
-            ChunkInfo::peek(&self.data).map(|i| i.text).unwrap_or_default().into()
+            text_of(&self.data).into()
         } else {
             self.info.text.as_str().into()
         }

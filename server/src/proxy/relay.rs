@@ -54,9 +54,7 @@ impl Generated {
 
     fn read_unread(&mut self) {
         for data in std::mem::take(&mut self.unread) {
-            if let Some(info) = crate::providers::ChunkInfo::peek(&data) {
-                self.text.push_str(&info.text);
-            }
+            self.text.push_str(&crate::providers::text_of(&data));
         }
         self.unread_bytes = 0;
     }

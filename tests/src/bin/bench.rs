@@ -13,7 +13,8 @@
 //!
 //! Usage: `scripts/bench.sh` (builds in release, raises the open-file limit, runs this).
 //! Options: `--seconds N` per scenario (default 5), `--streams N` (default 1000),
-//! `--upstream fast|mock`, `--tokens-only` (the token-counting cost), `--rss N` (N JSON requests
+//! `--upstream fast|mock`, `--tokens-only` (the token-counting cost), `--print-config HOST:PORT
+//! [--db PATH]` (only print the gateway config the benchmark uses, for that upstream), `--rss N` (N JSON requests
 //! at 64 clients through the gateway, nothing scraping `/metrics`, RSS printed every N/10).
 //! `BENCH_GATEWAY_THREADS=N` sets the gateway's tokio worker threads; `BENCH_GATEWAY_BIN=PATH`
 //! measures another build of the gateway; `BENCH_BASELINE_BIN=PATH` measures an earlier build as
@@ -286,11 +287,11 @@ fn arg_str(name: &str) -> Option<String> {
 
 const MASTER_KEY: &str = "bench-master-key-0123456789";
 
-/// Starts the gateway binary `bin` on `upstream` with key auth and the SQLite ledger (a database
-/// of its own, named after `tag`), and makes a key.
-async fn gateway(bin: PathBuf, tag: &str, upstream: &str, slow_upstream: &str) -> (Proc, String, PathBuf) {
-    let db = std::env::temp_dir().join(format!("switchyard-bench-{}-{tag}.db", std::process::id()));
-    let config = format!(
+/// The gateway's config for every measurement here (this benchmark and `scripts/callgrind.sh`,
+/// through `--print-config`): key auth, the SQLite ledger at `db`, the model `bench` on
+/// `upstream` and `bench-slow` on `slow_upstream`.
+fn bench_config(db: &std::path::Path, upstream: &str, slow_upstream: &str) -> String {
+    format!(
         r#"
 [server]
 listen = "127.0.0.1:0"
@@ -321,7 +322,14 @@ output_per_mtok = "0.60"
 context_window = 128000
 "#,
         db = db.display()
-    );
+    )
+}
+
+/// Starts the gateway binary `bin` on `upstream` with key auth and the SQLite ledger (a database
+/// of its own, named after `tag`), and makes a key.
+async fn gateway(bin: PathBuf, tag: &str, upstream: &str, slow_upstream: &str) -> (Proc, String, PathBuf) {
+    let db = std::env::temp_dir().join(format!("switchyard-bench-{}-{tag}.db", std::process::id()));
+    let config = bench_config(&db, upstream, slow_upstream);
     let cfg_path = std::env::temp_dir().join(format!("switchyard-bench-{}-{tag}.toml", std::process::id()));
     std::fs::write(&cfg_path, config).expect("write bench config");
     let gw = start(
@@ -410,6 +418,11 @@ const PROMPT: &str =
 
 #[tokio::main]
 async fn main() {
+    if let Some(upstream) = arg_str("--print-config") {
+        let db = arg_str("--db").unwrap_or_else(|| "switchyard-bench.db".into());
+        print!("{}", bench_config(std::path::Path::new(&db), &upstream, &upstream));
+        return;
+    }
     if std::env::args().any(|a| a == "--tokens-only") {
         token_counting_cost();
         return;
