@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::access::keys::{Keys, MasterKey};
 use crate::access::limits::{LedgerSettings, Limiter};
+use crate::cache::Cache;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::money::meter::UsageSink;
@@ -40,6 +41,8 @@ pub struct App {
     pub config: Arc<Config>,
     /// Answers known already, looked up before dispatch (none: every request is dispatched).
     pub lookup: Option<Arc<dyn Lookup>>,
+    /// The response cache, when it fills the lookup slot (for its statistics and purges).
+    pub cache: Option<Cache>,
 }
 
 impl App {
@@ -67,7 +70,8 @@ pub fn build_state(config: &Config, usage: Arc<dyn UsageSink>, store: Store, clo
     build_state_with(config, usage, store, clock, None)
 }
 
-/// [`build_state`] with a lookup slot filled.
+/// [`build_state`] with a lookup slot filled; `None` fills it with the response cache where the
+/// configuration turns it on.
 pub fn build_state_with(
     config: &Config,
     usage: Arc<dyn UsageSink>,
@@ -85,6 +89,12 @@ pub fn build_state_with(
             ..LedgerSettings::default()
         },
     );
+    let cache = lookup
+        .is_none()
+        .then(|| config.cache.enabled || config.cache.models.values().any(|r| r.enabled == Some(true)))
+        .filter(|on| *on)
+        .map(|_| Cache::new(&config.cache, clock.clone()));
+    let lookup = lookup.or_else(|| cache.clone().map(|c| Arc::new(c) as Arc<dyn Lookup>));
     Arc::new(App {
         gateway: Gateway::new(config),
         usage,
@@ -100,5 +110,6 @@ pub fn build_state_with(
         router: RouterHandle::new(Router::new(router_model(config), config.routes.iter().cloned())),
         config: Arc::new(config.clone()),
         lookup,
+        cache,
     })
 }

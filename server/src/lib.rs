@@ -8,6 +8,7 @@
 //!   up, dispatch or cascade, meter) without knowing HTTP; [`proxy::request`] validates bodies,
 //!   [`proxy::gateway`] balances, retries and falls back, [`proxy::relay`] streams.
 //! - [`providers`]: one file per upstream protocol (OpenAI-compatible, Anthropic, mock).
+//! - [`cache`]: the response cache that fills the pipeline's lookup slot: exact and semantic.
 //! - [`router`]: features, the trained model, routes and decisions, cascades, training, metrics.
 //! - [`access`]: virtual keys and their cached lookup; rate, concurrency and budget limits.
 //! - [`money`]: tokens, prices, accounting (done once), metering, the ledger writer, billing.
@@ -23,6 +24,7 @@
 pub mod access;
 pub mod admin_client;
 pub mod app;
+pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod error;

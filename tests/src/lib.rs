@@ -268,6 +268,9 @@ api_key_env = "MOCK_KEY"
     );
     let entries = vec![
         model("chat", "", vec![dep("oa", "mock", "")]),
+        model("cached", "", vec![dep("oa", "mock", "")]),
+        model("cached-tools", "", vec![dep("oa", "mock", "")]),
+        model("cached-cut", "", vec![dep("oa", "mock;cut=3", "")]),
         model("chat-nousage", "", vec![dep("oa", "mock;usage=off", "")]),
         model("slow-json", "", vec![dep("oa", "mock;latency=200", "")]),
         model("rate-limited", "", vec![dep("oa", "mock;error=429;retry_after=3", "")]),
@@ -317,6 +320,13 @@ api_key_env = "MOCK_KEY"
     out.push_str("[routes.auto]\ncheap = \"chat\"\nstrong = \"claude\"\n");
     // A cascade whose cheap model refuses everything: every answer comes from `chat`.
     out.push_str("[routes.careful]\ncheap = \"refuses\"\nstrong = \"chat\"\nstrong_share = 0\ncascade = {}\n");
+    // The response cache, on for the `cached*` models only (their answers are the mock's).
+    out.push_str(
+        "[cache]\nenabled = false\n\
+         [cache.models.cached]\nenabled = true\n\
+         [cache.models.cached-tools]\nenabled = true\nallow_tool_calls = true\n\
+         [cache.models.cached-cut]\nenabled = true\n",
+    );
     out
 }
 

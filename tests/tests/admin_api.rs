@@ -469,6 +469,40 @@ async fn every_admin_answer_fits_the_openapi_document() {
     assert_eq!(s, 200);
     assert!(!stats["data"].as_array().unwrap().is_empty(), "{stats}");
 
+    // The cache: an answer kept, then its figures and a purge.
+    for _ in 0..2 {
+        let r = client
+            .post(gw.url("/v1/chat/completions"))
+            .json(&json!({"model": "cached", "messages": [{"role": "user", "content": "cache me for the admin api"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let (s, stats) = api
+        .go("get", "/admin/v1/cache/stats", "/admin/v1/cache/stats", None)
+        .await;
+    assert_eq!(s, 200, "{stats}");
+    assert_eq!(stats["data"][0]["hits"], 1, "{stats}");
+    let (s, v) = api
+        .go(
+            "post",
+            "/admin/v1/cache/purge",
+            "/admin/v1/cache/purge",
+            Some(json!({"route": "cached"})),
+        )
+        .await;
+    assert_eq!((s, &v["purged"]), (200, &json!(1)), "{v}");
+    let (s, e) = api
+        .go(
+            "post",
+            "/admin/v1/cache/purge",
+            "/admin/v1/cache/purge",
+            Some(json!({"scoop": "x"})),
+        )
+        .await;
+    assert_eq!(s, 400, "{e}");
+
     // Errors have the documented shape too.
     let missing = "/admin/v1/keys/key_0000000000000000";
     assert_eq!(api.go("get", "/admin/v1/keys/{id}", missing, None).await.0, 404);

@@ -11,10 +11,10 @@ use switchyard::app::{build_state_with, App};
 use switchyard::clock::SystemClock;
 use switchyard::config::Config;
 use switchyard::money::meter::{MemorySink, UsageSink};
-use switchyard::proxy::lookup::Lookup;
+use switchyard::money::pricing::Nanos;
+use switchyard::proxy::lookup::{Answer, Finding, Found, Hit, HitKind, Lookup, Query};
 use switchyard::proxy::pipeline::{self, ChatCall, ServedBody};
 use switchyard::proxy::request::ChatRequest;
-use switchyard::records::keys::Principal;
 use switchyard::records::usage::{Outcome, UsageSource};
 use switchyard_tests::{parse_config, temp_sqlite_url, Admin, TestGateway};
 
@@ -79,6 +79,7 @@ fn call(request: ChatRequest) -> ChatCall {
         request_bytes: 0,
         path_route: None,
         prefer: None,
+        directives: Default::default(),
     }
 }
 
@@ -167,16 +168,31 @@ async fn an_impossible_max_tokens_is_refused_without_counting() {
 struct Known;
 
 impl Lookup for Known {
-    fn find(&self, model: &str, request: &ChatRequest, _: Option<&Principal>) -> Option<Bytes> {
-        let asked = request.body["messages"][0]["content"].as_str() == Some("known question");
-        (model == "small" && asked).then(|| {
-            Bytes::from(
-                json!({"id": "chatcmpl-known", "object": "chat.completion", "model": "small",
-                       "choices": [{"index": 0, "message": {"role": "assistant", "content": "known answer"},
-                                    "finish_reason": "stop"}]})
-                .to_string(),
-            )
-        })
+    fn find<'a>(&'a self, q: Query<'a>) -> Finding<'a> {
+        let asked = q.request.body["messages"][0]["content"].as_str() == Some("known question");
+        let found = if q.model == "small" && asked {
+            let body = json!({"id": "chatcmpl-known", "object": "chat.completion", "model": "small",
+                   "choices": [{"index": 0, "message": {"role": "assistant", "content": "known answer"},
+                                "finish_reason": "stop"}]});
+            Found::Hit(Hit {
+                answer: Arc::new(Answer {
+                    body: Bytes::from(body.to_string()),
+                    model: "small".into(),
+                    usage: Default::default(),
+                    cost: Nanos(5),
+                    tool_calls: false,
+                }),
+                kind: HitKind::Exact,
+                entry: "ce_known".into(),
+                age_secs: 3,
+            })
+        } else {
+            Found::Miss {
+                keep: None,
+                why: "not known",
+            }
+        };
+        Box::pin(std::future::ready(found))
     }
 }
 
@@ -201,6 +217,14 @@ async fn the_lookup_slot_answers_before_dispatch_and_is_metered_once() {
     assert_eq!(events.len(), 1);
     assert_eq!((events[0].outcome, events[0].cost_nanos), (Outcome::Success, 0));
     assert_eq!(events[0].deployment, None);
+    assert_eq!(
+        (
+            events[0].cache.as_deref(),
+            events[0].cache_entry.as_deref(),
+            events[0].cache_saved_nanos
+        ),
+        (Some("hit"), Some("ce_known"), 5)
+    );
     // Anything else goes upstream.
     let reply = pipeline::chat(
         &app,

@@ -99,6 +99,7 @@ pub struct Config {
     pub source: Option<std::path::PathBuf>,
     pub providers: BTreeMap<String, ProviderConfig>,
     pub models: BTreeMap<String, ModelConfig>,
+    pub cache: CacheConfig,
 }
 
 impl Config {

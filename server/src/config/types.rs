@@ -353,3 +353,111 @@ pub struct DeploymentConfig {
     pub capabilities: Vec<Capability>,
     pub timeout_ms: Option<u64>,
 }
+
+/// Whose cached answers a request may see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ScopeBy {
+    /// Each virtual key has its own entries.
+    Key,
+    /// A team's keys share entries (a key without a team keeps its own).
+    Team,
+}
+
+/// Which embedder the semantic tier uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmbedderKind {
+    /// all-MiniLM-L6-v2, run in-process from `model_dir`.
+    Local,
+    /// A configured embedding model (`deployment`), called like any embeddings request.
+    Remote,
+    /// Word and character n-grams hashed into a vector: no model, least paraphrase-aware.
+    Lexical,
+}
+
+/// The response cache (`[cache]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Whether answers are cached at all (per model or route: `[cache.models.NAME]`).
+    pub enabled: bool,
+    /// Memory the exact tier's entries may use, in bytes.
+    pub max_bytes: u64,
+    /// Answers larger than this are not kept.
+    pub max_entry_bytes: usize,
+    /// How long an entry answers.
+    pub ttl_secs: u64,
+    /// Per key or per team.
+    pub scope: ScopeBy,
+    /// Reuse answers that call tools (an agent's next step): off unless a route opts in.
+    pub allow_tool_calls: bool,
+    pub semantic: SemanticConfig,
+    /// Overrides per model or route name.
+    pub models: BTreeMap<String, CacheRule>,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            enabled: false,
+            max_bytes: 256 * 1024 * 1024,
+            max_entry_bytes: 1024 * 1024,
+            ttl_secs: 3600,
+            scope: ScopeBy::Key,
+            allow_tool_calls: false,
+            semantic: SemanticConfig::default(),
+            models: BTreeMap::new(),
+        }
+    }
+}
+
+/// The semantic tier (`[cache.semantic]`): a reworded last user message answered from the cache.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SemanticConfig {
+    /// Opt-in; per model or route with `[cache.models.NAME] semantic`.
+    pub enabled: bool,
+    pub embedder: EmbedderKind,
+    /// The folder with `model.safetensors`, `tokenizer.json` and `config.json` (`local`);
+    /// relative to the config file.
+    pub model_dir: Option<std::path::PathBuf>,
+    /// The embedding model to call (`remote`).
+    pub model: Option<String>,
+    /// Cosine similarity a neighbour needs.
+    pub threshold: f32,
+    /// Requests sampled hotter than this are not answered semantically.
+    pub max_temperature: f64,
+    /// Entries per scope in the index; the oldest go first.
+    pub max_entries_per_scope: usize,
+    /// Memory the index may use across scopes, in bytes.
+    pub max_bytes: u64,
+}
+
+impl Default for SemanticConfig {
+    fn default() -> Self {
+        SemanticConfig {
+            enabled: false,
+            embedder: EmbedderKind::Local,
+            model_dir: None,
+            model: None,
+            threshold: 0.9,
+            max_temperature: 0.5,
+            max_entries_per_scope: 10_000,
+            max_bytes: 128 * 1024 * 1024,
+        }
+    }
+}
+
+/// A model's or route's own cache settings; what is not set comes from `[cache]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheRule {
+    pub enabled: Option<bool>,
+    pub ttl_secs: Option<u64>,
+    pub scope: Option<ScopeBy>,
+    pub allow_tool_calls: Option<bool>,
+    pub semantic: Option<bool>,
+    pub threshold: Option<f32>,
+    pub max_temperature: Option<f64>,
+}

@@ -8,8 +8,8 @@ use serde::Deserialize;
 
 use super::routes::{validate_router, validate_routes};
 use super::types::{
-    AuthConfig, Balance, BillingConfig, Capability, Compat, DatabaseConfig, DeploymentConfig, LedgerConfig,
-    ModelConfig, ModelKind, PricingConfig, ProviderConfig, ProviderKind, ServerConfig,
+    AuthConfig, Balance, BillingConfig, CacheConfig, Capability, Compat, DatabaseConfig, DeploymentConfig,
+    EmbedderKind, LedgerConfig, ModelConfig, ModelKind, PricingConfig, ProviderConfig, ProviderKind, ServerConfig,
 };
 use super::{as_table, take, Config, Problem, Secret};
 use crate::money::pricing::{Price, PriceSchedule, PriceTable};
@@ -25,6 +25,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "routes",
     "providers",
     "models",
+    "cache",
 ];
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -202,6 +203,11 @@ pub(super) fn validate(
     let models = validate_models(table.remove("models"), &providers, &pricing.table, problems);
     let (router_model, intents) = validate_router(table.remove("router"), base, problems);
     let routes = validate_routes(table.remove("routes"), &models, &intents, problems);
+    let cache = match table.remove("cache") {
+        Some(v) => take::<CacheConfig>(v, "cache", problems).unwrap_or_default(),
+        None => CacheConfig::default(),
+    };
+    let cache = validate_cache(cache, base, &models, &routes, problems);
 
     Config {
         server,
@@ -215,7 +221,70 @@ pub(super) fn validate(
         source: None,
         providers,
         models,
+        cache,
     }
+}
+
+fn validate_cache(
+    mut c: CacheConfig,
+    base: Option<&Path>,
+    models: &BTreeMap<String, ModelConfig>,
+    routes: &[crate::router::policy::Route],
+    problems: &mut Vec<Problem>,
+) -> CacheConfig {
+    let mut problem = |path: &str, message: &str| {
+        problems.push(Problem {
+            path: format!("cache{path}"),
+            message: message.into(),
+        })
+    };
+    if c.max_bytes == 0 || c.max_entry_bytes == 0 || c.ttl_secs == 0 {
+        problem("", "max_bytes, max_entry_bytes and ttl_secs must be at least 1");
+    }
+    let s = &c.semantic;
+    if !(s.threshold > 0.0 && s.threshold <= 1.0) {
+        problem(".semantic.threshold", "must be in (0, 1]");
+    }
+    if !(0.0..=2.0).contains(&s.max_temperature) {
+        problem(".semantic.max_temperature", "must be from 0 to 2");
+    }
+    if s.max_entries_per_scope == 0 || s.max_bytes == 0 {
+        problem(".semantic", "max_entries_per_scope and max_bytes must be at least 1");
+    }
+    let semantic_anywhere = s.enabled || c.models.values().any(|r| r.semantic == Some(true));
+    if semantic_anywhere && s.embedder == EmbedderKind::Remote {
+        match s.model.as_deref().map(|m| (m, models.get(m))) {
+            None => problem(
+                ".semantic.model",
+                "the remote embedder needs an embedding model to call",
+            ),
+            Some((m, None)) => problem(".semantic.model", &format!("unknown model `{m}`")),
+            Some((m, Some(mc))) if mc.kind != ModelKind::Embedding => {
+                problem(".semantic.model", &format!("`{m}` is not an embedding model"))
+            }
+            Some(_) => {}
+        }
+    }
+    for (name, rule) in &c.models {
+        if !models.contains_key(name) && !routes.iter().any(|r| &r.name == name) {
+            problem(&format!(".models.{name}"), "not a model or route name");
+        }
+        if rule.ttl_secs == Some(0) {
+            problem(&format!(".models.{name}.ttl_secs"), "must be at least 1");
+        }
+        if rule.threshold.is_some_and(|t| !(t > 0.0 && t <= 1.0)) {
+            problem(&format!(".models.{name}.threshold"), "must be in (0, 1]");
+        }
+        if rule.max_temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
+            problem(&format!(".models.{name}.max_temperature"), "must be from 0 to 2");
+        }
+    }
+    if let (Some(dir), Some(base)) = (c.semantic.model_dir.as_mut(), base) {
+        if dir.is_relative() {
+            *dir = base.join(&*dir);
+        }
+    }
+    c
 }
 
 fn validate_billing(b: &mut BillingConfig, env: &dyn Fn(&str) -> Option<String>, problems: &mut Vec<Problem>) {

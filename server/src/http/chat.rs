@@ -10,9 +10,12 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::Extension;
 
-use super::headers::{decision_headers, failure_response, routing_headers, standing_headers, usage_headers, H_CASCADE};
+use super::headers::{
+    cache_headers, decision_headers, failure_response, routing_headers, standing_headers, usage_headers, H_CASCADE,
+};
 use super::{access, hv, read_json_body, AppState, Received, RequestId};
 use crate::error::ApiError;
+use crate::proxy::lookup::Directives;
 use crate::proxy::pipeline::{self, ChatCall, ServedBody};
 use crate::proxy::request::{parse_object, ChatRequest};
 
@@ -46,6 +49,16 @@ async fn chat(
 ) -> Result<Response, ApiError> {
     let principal = access::authenticate(&state, req.headers()).await?;
     let prefer = access::prefer_header(req.headers())?;
+    let directives = req
+        .headers()
+        .get_all(http::header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(Directives::parse)
+        .fold(Directives::default(), |a, b| Directives {
+            no_cache: a.no_cache || b.no_cache,
+            no_store: a.no_store || b.no_store,
+        });
     let (_headers, bytes) = read_json_body(req, state.max_body_bytes).await?;
     let request_bytes = bytes.len();
     let request = ChatRequest::from_body(parse_object(&bytes)?)?;
@@ -60,6 +73,7 @@ async fn chat(
             request_bytes,
             path_route,
             prefer,
+            directives,
         },
     )
     .await;
@@ -112,6 +126,9 @@ async fn chat(
     }
     if let Some(d) = &reply.decision {
         decision_headers(h, d);
+    }
+    if let Some(c) = &reply.cache {
+        cache_headers(h, c);
     }
     Ok(resp)
 }

@@ -10,6 +10,7 @@ use crate::access::admission::Standing;
 use crate::access::limits::RateHeaders;
 use crate::money::accounting::Accounted;
 use crate::proxy::gateway::Deployment;
+use crate::proxy::lookup::CacheNote;
 use crate::proxy::pipeline::Failure;
 use crate::records::usage::UsageSource;
 use crate::router::policy::Decision;
@@ -35,6 +36,12 @@ pub(crate) const H_VARIANT: HeaderName = HeaderName::from_static("x-switchyard-v
 pub(crate) const H_CASCADE: HeaderName = HeaderName::from_static("x-switchyard-cascade");
 pub(crate) const H_USAGE_FLAG: HeaderName = HeaderName::from_static("x-switchyard-usage-flag");
 pub(crate) const H_BUDGET_REMAINING: HeaderName = HeaderName::from_static("x-switchyard-budget-remaining");
+pub(crate) const H_CACHE: HeaderName = HeaderName::from_static("x-switchyard-cache");
+pub(crate) const H_CACHE_SIMILARITY: HeaderName = HeaderName::from_static("x-switchyard-cache-similarity");
+pub(crate) const H_CACHE_AGE: HeaderName = HeaderName::from_static("x-switchyard-cache-age");
+pub(crate) const H_CACHE_ENTRY: HeaderName = HeaderName::from_static("x-switchyard-cache-entry");
+pub(crate) const H_CACHE_DETAIL: HeaderName = HeaderName::from_static("x-switchyard-cache-detail");
+pub(crate) const H_CACHE_SAVED: HeaderName = HeaderName::from_static("x-switchyard-cache-saved-usd");
 pub(crate) const H_BUDGET_WARNING: HeaderName = HeaderName::from_static("x-switchyard-budget-warning");
 
 /// Headers every answered request carries. `upstream` is the time spent waiting on the
@@ -89,6 +96,24 @@ pub(crate) fn decision_headers(h: &mut HeaderMap, d: &Decision) {
     h.insert(H_REASON, hv(&d.reason));
     if let Some(v) = &d.variant {
         h.insert(H_VARIANT, hv(v));
+    }
+}
+
+/// What the response cache did: `x-switchyard-cache` (`hit`, `semantic-hit`, `miss`, `bypass`)
+/// and, for a hit, the similarity, the entry's age (also as `age`), the entry and the saving.
+pub(crate) fn cache_headers(h: &mut HeaderMap, c: &CacheNote) {
+    h.insert(H_CACHE, HeaderValue::from_static(c.status));
+    h.insert(H_CACHE_DETAIL, hv(&c.detail));
+    if let Some(s) = c.similarity {
+        h.insert(H_CACHE_SIMILARITY, hv(format!("{s:.4}")));
+    }
+    if let Some(a) = c.age_secs {
+        h.insert(H_CACHE_AGE, HeaderValue::from(a));
+        h.insert(axum::http::header::AGE, HeaderValue::from(a));
+    }
+    if let Some(e) = &c.entry {
+        h.insert(H_CACHE_ENTRY, hv(&**e));
+        h.insert(H_CACHE_SAVED, hv(c.saved.to_string()));
     }
 }
 

@@ -359,6 +359,35 @@ impl Meter {
         ev.usage_source = UsageSource::None;
     }
 
+    /// What the response cache did for this request: `miss` or `bypass` (a hit is
+    /// [`Meter::answered_from_cache`]).
+    pub fn set_cache(&mut self, status: &'static str) {
+        self.ev().cache = Some(Cow::Borrowed(status));
+    }
+
+    /// The cache answered: no model was called, so nothing was used and nothing is owed; the
+    /// event names the entry and what its answer cost when it was made (the saving).
+    pub fn answered_from_cache(&mut self, status: &'static str, entry: &str, saved: Nanos) -> Accounted {
+        let m = self.metered();
+        let ev = &mut m.event;
+        ev.cache = Some(Cow::Borrowed(status));
+        ev.cache_entry = Some(entry.to_string());
+        ev.cache_saved_nanos = saved.0.max(0);
+        ev.prompt_tokens = 0;
+        ev.completion_tokens = 0;
+        ev.cached_tokens = 0;
+        ev.cost_nanos = 0;
+        ev.usage_source = UsageSource::None;
+        ev.usage_flag = None;
+        m.estimate = None;
+        Accounted {
+            usage: Usage::default(),
+            source: UsageSource::None,
+            cost: Nanos(0),
+            flag: None,
+        }
+    }
+
     /// Attributes the event to a caller.
     pub fn set_principal(&mut self, p: &Principal) {
         let ev = self.ev();

@@ -38,7 +38,9 @@ use crate::money::tokens::Encoding;
 use crate::providers::completion_text_of_body;
 use crate::proxy::gateway::{ChatAnswer, Deployment, DispatchError, LogicalModel, Routed};
 pub use crate::proxy::lookup::Lookup;
+use crate::proxy::lookup::{Answer, CacheNote, Directives, Found, Hit, HitKind, Keep, Query, OFF};
 use crate::proxy::relay;
+use crate::proxy::replay;
 use crate::proxy::request::{ChatRequest, EmbeddingsRequest};
 use crate::records::keys::{Prefer, Principal};
 use crate::records::usage::{Outcome, Usage};
@@ -58,6 +60,8 @@ pub struct ChatCall {
     pub path_route: Option<String>,
     /// The caller's `x-switchyard-prefer`, when sent.
     pub prefer: Option<Prefer>,
+    /// The caller's `Cache-Control`.
+    pub directives: Directives,
 }
 
 /// An SSE body: chunks as the client should receive them, pulled by its connection.
@@ -114,6 +118,8 @@ pub struct ChatReply {
     pub standing: Option<Standing>,
     /// A cascade's outcome: `accepted`, `unchecked` or `escalated:REASON`.
     pub cascade: Option<String>,
+    /// What the response cache did, where one is configured.
+    pub cache: Option<CacheNote>,
     pub outcome: Result<Served, Failure>,
 }
 
@@ -123,6 +129,7 @@ impl ChatReply {
             decision,
             standing: None,
             cascade: None,
+            cache: None,
             outcome: Err(f.into()),
         }
     }
@@ -179,6 +186,7 @@ pub async fn chat(app: &Arc<App>, call: ChatCall) -> ChatReply {
         request_bytes,
         path_route,
         prefer,
+        directives,
     } = call;
     count_ahead(app, &request, path_route.as_deref()).await;
 
@@ -286,25 +294,52 @@ pub async fn chat(app: &Arc<App>, call: ChatCall) -> ChatReply {
     let mut meter = metered.expect("an admitted request keeps its meter");
 
     // 3. Look up.
+    let mut keep = None;
+    let mut cache = None;
     if let Some(lookup) = &app.lookup {
-        if !request.stream {
-            if let Some(body) = lookup.find(&model.name, &request, principal.as_deref()) {
-                meter.add_response_bytes(body.len());
-                let accounted = meter.account(None, Usage::default);
-                meter.finish(200, Outcome::Success, None);
-                return ChatReply {
-                    decision,
-                    standing,
-                    cascade: None,
-                    outcome: Ok(Served {
-                        model,
-                        deployment: None,
-                        attempts: 0,
-                        upstream: Duration::ZERO,
-                        body: ServedBody::Json { body, accounted },
-                    }),
-                };
-            }
+        let query = Query {
+            target: path_route.as_deref().unwrap_or(&request.model),
+            model: &model.name,
+            request: &request,
+            principal: principal.as_deref(),
+            directives,
+        };
+        let (status, k, why) = match lookup.find(query).await {
+            Found::Hit(hit) => match from_cache(hit, &request, &mut meter) {
+                Ok((body, note)) => {
+                    meter.finish(200, Outcome::Success, None);
+                    return ChatReply {
+                        decision,
+                        standing,
+                        cascade: None,
+                        cache: Some(note),
+                        outcome: Ok(Served {
+                            model,
+                            deployment: None,
+                            attempts: 0,
+                            upstream: Duration::ZERO,
+                            body,
+                        }),
+                    };
+                }
+                // An entry that cannot be replayed answers nothing; the model does.
+                Err(why) => ("miss", None, why),
+            },
+            Found::Miss { keep, why } => ("miss", keep, why),
+            Found::Bypass { keep, why } => ("bypass", keep, why),
+        };
+        keep = k;
+        // A model or route the cache is off for: as if there were no cache.
+        if why != OFF {
+            meter.set_cache(status);
+            cache = Some(CacheNote {
+                status,
+                similarity: None,
+                age_secs: None,
+                entry: None,
+                detail: why.to_string(),
+                saved: Nanos::ZERO,
+            });
         }
     }
 
@@ -337,15 +372,72 @@ pub async fn chat(app: &Arc<App>, call: ChatCall) -> ChatReply {
 
     // 5. Meter and settle.
     let outcome = match dispatched {
-        Ok(routed) => Ok(serve(routed, &request, model, meter).await),
+        Ok(routed) => Ok(serve(routed, &request, model, meter, keep).await),
         Err(de) => Err(dispatch_failed(de, meter)),
     };
     ChatReply {
         decision,
         standing,
         cascade: cascaded,
+        cache,
         outcome,
     }
+}
+
+/// Serves a cache hit in the shape the client asked for (a JSON answer or its SSE replay),
+/// metered at no cost with what it saved. `Err` when the entry cannot be replayed.
+fn from_cache(hit: Hit, request: &ChatRequest, meter: &mut Meter) -> Result<(ServedBody, CacheNote), &'static str> {
+    let (status, ledger, similarity, detail) = match &hit.kind {
+        HitKind::Exact => ("hit", "hit", None, "exact".to_string()),
+        HitKind::Semantic { similarity, verdict } => {
+            ("semantic-hit", "semantic_hit", Some(*similarity), verdict.clone())
+        }
+    };
+    let saved = hit.answer.cost;
+    let body = if request.stream {
+        let ext = serde_json::json!({
+            "cost_usd": Nanos::ZERO.to_string(),
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+            "cached_tokens": 0,
+            "usage_source": "none",
+            "cache": status,
+            "cache_entry": &*hit.entry,
+            "saved_usd": saved.to_string(),
+        })
+        .to_string();
+        let chunks = replay::chunks_of(&hit.answer.body, request.include_usage, &ext).ok_or("unreadable entry")?;
+        let mut events: Vec<Result<Bytes, Infallible>> = Vec::with_capacity(chunks.len() + 1);
+        let mut bytes = 0;
+        for c in chunks {
+            let mut framed = Vec::with_capacity(c.len() + 8);
+            framed.extend_from_slice(b"data: ");
+            framed.extend_from_slice(&c);
+            framed.extend_from_slice(b"\n\n");
+            bytes += framed.len();
+            events.push(Ok(Bytes::from(framed)));
+        }
+        events.push(Ok(Bytes::from_static(b"data: [DONE]\n\n")));
+        meter.answered_from_cache(ledger, &hit.entry, saved);
+        meter.add_response_bytes(bytes + 14);
+        ServedBody::Stream(Box::pin(futures_util::stream::iter(events)))
+    } else {
+        let accounted = meter.answered_from_cache(ledger, &hit.entry, saved);
+        meter.add_response_bytes(hit.answer.body.len());
+        ServedBody::Json {
+            body: hit.answer.body.clone(),
+            accounted,
+        }
+    };
+    let note = CacheNote {
+        status,
+        similarity,
+        age_secs: Some(hit.age_secs),
+        entry: Some(hit.entry.clone()),
+        detail,
+        saved,
+    };
+    Ok((body, note))
 }
 
 /// Records a dispatch that found no answer.
@@ -371,6 +463,7 @@ async fn serve(
     request: &ChatRequest,
     model: Arc<LogicalModel>,
     mut meter: Meter,
+    keep: Option<Box<dyn Keep>>,
 ) -> Served {
     let deployment = routed.deployment.clone();
     meter.set_deployment(&deployment, routed.attempts);
@@ -393,6 +486,15 @@ async fn serve(
             meter.add_response_bytes(c.body.len());
             drop(routed.guard);
             meter.finish(200, Outcome::Success, None);
+            if let Some(k) = keep {
+                k.keep(Answer {
+                    body: c.body.clone(),
+                    model: model.name.clone(),
+                    usage: accounted.usage,
+                    cost: accounted.cost,
+                    tool_calls: false,
+                });
+            }
             ServedBody::Json {
                 body: c.body,
                 accounted,
@@ -404,6 +506,7 @@ async fn serve(
             meter,
             routed.guard,
             deployment.config.id.clone(),
+            keep.map(|k| relay::Keeper::new(k, model.name.clone())),
         ))),
     };
     Served {

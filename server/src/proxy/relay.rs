@@ -19,6 +19,8 @@ use crate::money::meter::Meter;
 use crate::money::pricing::Nanos;
 use crate::providers::{Chunk, ChunkStream, UpstreamError};
 use crate::proxy::gateway::{InflightGuard, StartedStream};
+use crate::proxy::lookup::{Answer, Keep};
+use crate::proxy::replay::Assembler;
 use crate::records::usage::{Outcome, Reported, Usage, UsageSource};
 
 /// Generated text kept for estimates when an upstream reports no usage; beyond it, counting stops growing.
@@ -102,6 +104,28 @@ struct Relay {
     usage_sent: bool,
     /// The stream's first chunk, for the `id`, `created` and `model` of a chunk made here.
     first_data: Bytes,
+    /// The cost settled.
+    settled_cost: Nanos,
+    /// Where the complete answer goes, if it is to be kept (a cut stream keeps nothing).
+    keeper: Option<Keeper>,
+}
+
+/// Assembles a stream's answer for the cache as it passes.
+pub struct Keeper {
+    assembler: Assembler,
+    keep: Box<dyn Keep>,
+    model: String,
+}
+
+impl Keeper {
+    /// Keeps the answer of a stream from `model` through `keep`, once it has ended well.
+    pub fn new(keep: Box<dyn Keep>, model: String) -> Keeper {
+        Keeper {
+            assembler: Assembler::new(keep.max_bytes()),
+            keep,
+            model,
+        }
+    }
 }
 
 /// Frames one SSE `data:` event.
@@ -178,6 +202,9 @@ pub fn extension_json(cost: Nanos, usage: &Usage, source: UsageSource, deploymen
 
 impl Relay {
     fn take_chunk(&mut self, c: Chunk, out: &mut BytesMut) {
+        if let Some(k) = self.keeper.as_mut() {
+            k.assembler.add(&c.data);
+        }
         if let Some(u) = c.info.usage {
             self.usage = Some(u);
         }
@@ -234,6 +261,7 @@ impl Relay {
         let ext = extension_json(a.cost, &a.usage, a.source, &self.deployment);
         self.settled = Some(ext.clone());
         self.settled_usage = a.usage;
+        self.settled_cost = a.cost;
         ext
     }
 
@@ -296,6 +324,17 @@ impl Relay {
         out.put_slice(b"data: [DONE]\n\n");
         if let Some(m) = self.meter.take() {
             m.finish(200, Outcome::Success, None);
+        }
+        if let Some(k) = self.keeper.take() {
+            if let Some(body) = k.assembler.finish() {
+                k.keep.keep(Answer {
+                    body,
+                    model: k.model,
+                    usage: self.settled_usage,
+                    cost: self.settled_cost,
+                    tool_calls: false,
+                });
+            }
         }
     }
 
@@ -413,6 +452,7 @@ pub fn sse_body(
     mut meter: Meter,
     guard: InflightGuard,
     deployment: String,
+    keeper: Option<Keeper>,
 ) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static {
     meter.mark_first_token();
     let first_data = started.first.data.clone();
@@ -433,6 +473,8 @@ pub fn sse_body(
         settled_usage: Usage::default(),
         usage_sent: false,
         first_data,
+        settled_cost: Nanos(0),
+        keeper,
     };
     futures_util::stream::unfold(relay, |mut r| async move { r.step().await.map(|b| (Ok(b), r)) })
 }

@@ -416,6 +416,13 @@ ledger_row! {
         /// (`prompt_over_window`, `completion_over_cap`, `cached_over_prompt`, `malformed`), or
         /// when the estimate had to be approximated from sizes (`approximate`).
         pub usage_flag: Option<Cow<'static, str>>,
+        /// The response cache's part: `hit`, `semantic_hit`, `miss` or `bypass`; empty where
+        /// the cache is off.
+        pub cache: Option<Cow<'static, str>>,
+        /// The entry a hit was answered from.
+        pub cache_entry: Option<String>,
+        /// What a hit saved: what its answer cost when it was made.
+        pub cache_saved_nanos: i64,
     }
 }
 
@@ -460,6 +467,9 @@ impl UsageEvent {
             escalation_completion_tokens: 0,
             escalation_cost_nanos: 0,
             usage_flag: None,
+            cache: None,
+            cache_entry: None,
+            cache_saved_nanos: 0,
         }
     }
 
@@ -488,6 +498,9 @@ mod tests {
         e.cascade = Some(Cow::Borrowed("escalated"));
         e.escalation_prompt_tokens = 3;
         e.usage_flag = Some(Cow::Borrowed("prompt_over_window"));
+        e.cache = Some(Cow::Borrowed("semantic_hit"));
+        e.cache_entry = Some("ce_1".into());
+        e.cache_saved_nanos = 99;
         e
     }
 

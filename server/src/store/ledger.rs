@@ -119,9 +119,9 @@ impl Store {
         for chunk in shaped(&agg, rows) {
             let mut sql = String::from(
                 "INSERT INTO usage_hourly (hour_ms, key_id, team_id, model, requests, errors, prompt_tokens, \
-                 completion_tokens, cached_tokens, cost_nanos) VALUES ",
+                 completion_tokens, cached_tokens, cost_nanos, cache_hits, saved_nanos) VALUES ",
             );
-            push_placeholders(&mut sql, chunk.len(), 10, self.backend);
+            push_placeholders(&mut sql, chunk.len(), 12, self.backend);
             sql.push_str(
                 " ON CONFLICT (hour_ms, key_id, team_id, model) DO UPDATE SET \
                  requests = usage_hourly.requests + excluded.requests, \
@@ -129,7 +129,9 @@ impl Store {
                  prompt_tokens = usage_hourly.prompt_tokens + excluded.prompt_tokens, \
                  completion_tokens = usage_hourly.completion_tokens + excluded.completion_tokens, \
                  cached_tokens = usage_hourly.cached_tokens + excluded.cached_tokens, \
-                 cost_nanos = usage_hourly.cost_nanos + excluded.cost_nanos",
+                 cost_nanos = usage_hourly.cost_nanos + excluded.cost_nanos, \
+                 cache_hits = usage_hourly.cache_hits + excluded.cache_hits, \
+                 saved_nanos = usage_hourly.saved_nanos + excluded.saved_nanos",
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for (k, r) in chunk {
@@ -143,7 +145,9 @@ impl Store {
                     .bind(r.prompt_tokens)
                     .bind(r.completion_tokens)
                     .bind(r.cached_tokens)
-                    .bind(r.cost_nanos);
+                    .bind(r.cost_nanos)
+                    .bind(r.cache_hits)
+                    .bind(r.saved_nanos);
             }
             q.execute(&mut *tx).await?;
         }
@@ -197,6 +201,8 @@ struct Rollup {
     completion_tokens: i64,
     cached_tokens: i64,
     cost_nanos: i64,
+    cache_hits: i64,
+    saved_nanos: i64,
 }
 
 /// Rollups in key order, so concurrent writers lock rows in the same order (no deadlocks).
@@ -219,6 +225,9 @@ fn rollup(events: &[&UsageEvent]) -> BTreeMap<RollupKey, Rollup> {
         r.completion_tokens = r.completion_tokens.saturating_add(count(e.completion_tokens));
         r.cached_tokens = r.cached_tokens.saturating_add(count(e.cached_tokens));
         r.cost_nanos = r.cost_nanos.saturating_add(e.cost_nanos);
+        let hit = matches!(e.cache.as_deref(), Some("hit" | "semantic_hit"));
+        r.cache_hits = r.cache_hits.saturating_add(i64::from(hit));
+        r.saved_nanos = r.saved_nanos.saturating_add(e.cache_saved_nanos);
     }
     m
 }

@@ -5,6 +5,7 @@
 //! exchanged as decimal USD strings (`"12.50"`), never as floating point.
 
 mod billing;
+mod cache;
 mod export;
 mod keys;
 mod openapi;

@@ -17,7 +17,7 @@ use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{billing, export, keys, routing, teams, usage, MAX_ADMIN_BODY};
+use super::{billing, cache, export, keys, routing, teams, usage, MAX_ADMIN_BODY};
 use crate::error::Body as ErrorBody;
 use crate::http::{json_response, AppState};
 
@@ -50,6 +50,7 @@ unknown path is a 404 and a wrong method a 405, with the same shape. Every respo
         (name = "usage", description = "Usage reports and exports from the ledger."),
         (name = "billing", description = "Prices, re-pricing, budget alerts and the billing outbox."),
         (name = "routing", description = "Routes: virtual models that pick a model per request."),
+        (name = "cache", description = "The response cache: statistics and purges."),
         (name = "meta", description = "This document."),
     ),
 )]
@@ -73,6 +74,8 @@ fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(billing::list_alerts))
         .routes(routes!(billing::billing_status))
         .routes(routes!(billing::billing_requeue))
+        .routes(routes!(cache::cache_stats))
+        .routes(routes!(cache::purge_cache))
         .routes(routes!(openapi_document))
 }
 
