@@ -208,3 +208,46 @@ test("a json_schema answer fits its schema", async () => {
   assert.equal(typeof v.name, "string");
   assert.ok(Number.isInteger(v.age));
 });
+
+// The response cache: answers replayed as streams the SDK parses, tool calls included.
+const unique = (text) => [{ role: "user", content: `${text} ${Math.random().toString(36).slice(2)}` }];
+
+test("a cached answer replays as a stream, with and without usage", async () => {
+  const messages = unique("node cache replay");
+  const first = await client.chat.completions.create({ model: "cached", messages });
+  for (const includeUsage of [false, true]) {
+    const { data: stream, response } = await client.chat.completions
+      .create({
+        model: "cached",
+        messages,
+        stream: true,
+        ...(includeUsage ? { stream_options: { include_usage: true } } : {}),
+      })
+      .withResponse();
+    assert.equal(response.headers.get("x-switchyard-cache"), "hit");
+    const chunks = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    assert.ok(chunks.length > 3);
+    const text = chunks.map((c) => (c.choices.length ? c.choices[0].delta.content ?? "" : "")).join("");
+    assert.equal(text, first.choices[0].message.content);
+    const last = chunks[chunks.length - 1];
+    if (includeUsage) {
+      assert.deepEqual(last.choices, []);
+      assert.equal(last.usage.total_tokens, first.usage.total_tokens);
+    } else {
+      assert.equal(last.choices[0].finish_reason, "stop");
+    }
+  }
+});
+
+test("a cached tool call assembles once in the stream helper", async () => {
+  const messages = unique("node cached weather");
+  const first = await client.chat.completions.create({ model: "cached-tools", messages, tools: [weatherTool] });
+  const runner = client.chat.completions.stream({ model: "cached-tools", messages, tools: [weatherTool] });
+  const final = await runner.finalChatCompletion();
+  const call = final.choices[0].message.tool_calls[0];
+  assert.equal(call.function.name, "get_weather");
+  assert.equal(call.id, first.choices[0].message.tool_calls[0].id);
+  assert.deepEqual(JSON.parse(call.function.arguments), JSON.parse(first.choices[0].message.tool_calls[0].function.arguments));
+  assert.equal(final.choices[0].finish_reason, "tool_calls");
+});
