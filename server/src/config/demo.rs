@@ -6,6 +6,10 @@ pub const DEMO_CONFIG: &str = r#"
 # The demo answers without a key; keys created through the admin API are still enforced.
 required = false
 
+# Answers are cached (exactly repeated requests, per caller): a repeat costs nothing.
+[cache]
+enabled = true
+
 [providers.demo]
 kind = "mock"
 latency_ms = 20

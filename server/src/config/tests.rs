@@ -343,3 +343,36 @@ fn float_prices_are_read_exactly() {
     assert_eq!(p.output.0, 600_000);
     assert_eq!(p.cached_input, p.input);
 }
+
+#[test]
+fn cache_settings_are_checked() {
+    let text = r#"
+        [cache]
+        ttl_secs = 0
+        scope = "planet"
+    "#;
+    assert!(load(text).unwrap_err().to_string().contains("cache"));
+    let text = r#"
+        [cache]
+        ttl_secs = 0
+        [cache.semantic]
+        threshold = 1.5
+        max_temperature = 3
+        embedder = "remote"
+        [cache.models.nowhere]
+        ttl_secs = 0
+    "#;
+    let err = load(text).unwrap_err().to_string();
+    for want in [
+        "cache: max_bytes, max_entry_bytes and ttl_secs",
+        "cache.semantic.threshold",
+        "cache.semantic.max_temperature",
+        "cache.models.nowhere: not a model or route",
+        "cache.models.nowhere.ttl_secs",
+    ] {
+        assert!(err.contains(want), "missing {want} in {err}");
+    }
+    let demo = Config::demo();
+    assert!(demo.cache.enabled, "the demo caches");
+    assert!(!load("").unwrap().cache.enabled, "off unless configured");
+}
