@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use crate::access::keys::{Keys, MasterKey};
 use crate::access::limits::{LedgerSettings, Limiter};
+use crate::cache::embed::{self, Embedder};
 use crate::cache::Cache;
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, EmbedderKind};
 use crate::money::meter::UsageSink;
 use crate::money::pricing::PriceBook;
 use crate::proxy::gateway::Gateway;
@@ -65,6 +66,29 @@ pub fn router_model(config: &Config) -> Arc<RouterModel> {
     }
 }
 
+/// The semantic tier's embedder, where some rule turns the tier on. A local model that cannot
+/// be loaded falls back to the lexical embedder, loudly: the gateway still serves.
+fn semantic_embedder(config: &Config, gateway: &Gateway) -> Option<Arc<dyn Embedder>> {
+    let c = &config.cache;
+    if !(c.semantic.enabled || c.models.values().any(|r| r.semantic == Some(true))) {
+        return None;
+    }
+    match embed::from_config(&c.semantic, gateway) {
+        Ok(e) => {
+            tracing::info!(embedder = e.name(), "the cache's semantic tier is on");
+            Some(e)
+        }
+        Err(err) if c.semantic.embedder == EmbedderKind::Local => {
+            tracing::error!(error = %err, "cannot load the local embedding model (scripts/fetch-model.sh fetches it); the semantic tier uses the lexical embedder");
+            Some(Arc::new(embed::lexical::Lexical))
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "no embedder: the cache answers exact repeats only");
+            None
+        }
+    }
+}
+
 /// Builds the shared state for `config` on an open store, sending usage events to `usage`.
 pub fn build_state(config: &Config, usage: Arc<dyn UsageSink>, store: Store, clock: Arc<dyn Clock>) -> Arc<App> {
     build_state_with(config, usage, store, clock, None)
@@ -89,14 +113,15 @@ pub fn build_state_with(
             ..LedgerSettings::default()
         },
     );
+    let gateway = Gateway::new(config);
     let cache = lookup
         .is_none()
         .then(|| config.cache.enabled || config.cache.models.values().any(|r| r.enabled == Some(true)))
         .filter(|on| *on)
-        .map(|_| Cache::new(&config.cache, clock.clone()));
+        .map(|_| Cache::new(&config.cache, clock.clone(), semantic_embedder(config, &gateway)));
     let lookup = lookup.or_else(|| cache.clone().map(|c| Arc::new(c) as Arc<dyn Lookup>));
     Arc::new(App {
-        gateway: Gateway::new(config),
+        gateway,
         usage,
         max_body_bytes: config.server.max_body_bytes,
         draining: AtomicBool::new(false),

@@ -52,12 +52,44 @@ enum Command {
         #[command(subcommand)]
         command: RouterCommand,
     },
+    /// Evaluate the response cache.
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
     /// Export or re-price usage through a running gateway's admin API.
     Usage {
         #[command(flatten)]
         admin: AdminArgs,
         #[command(subcommand)]
         command: UsageCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CacheCommand {
+    /// How often the cache serves pairs that should hit and traps that must not, on a
+    /// labelled JSON-lines file (tests/data/cache_eval/pairs.jsonl).
+    Eval {
+        file: PathBuf,
+        /// Which pairs: `heldout`, `tune` or `all`.
+        #[arg(long, default_value = "heldout")]
+        split: String,
+        /// `local` (all-MiniLM-L6-v2), `lexical`, or `remote` (with --config naming the model).
+        #[arg(long, default_value = "local")]
+        embedder: String,
+        /// The local model's folder.
+        #[arg(long)]
+        model_dir: Option<PathBuf>,
+        /// Similarity a neighbour needs (default: the embedder's).
+        #[arg(long)]
+        threshold: Option<f32>,
+        /// A configuration whose `[cache]` section (and models, for `remote`) to use.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -237,6 +269,13 @@ fn main() -> ExitCode {
         listen: None,
     }) {
         Command::Router { command } => match router_command(command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Cache { command } => match cache_command(command) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -557,6 +596,51 @@ fn router_command(command: RouterCommand) -> Result<(), String> {
                 std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
             }
         }
+    }
+    Ok(())
+}
+
+fn cache_command(command: CacheCommand) -> Result<(), String> {
+    let CacheCommand::Eval {
+        file,
+        split,
+        embedder,
+        model_dir,
+        threshold,
+        config,
+        json,
+    } = command;
+    let mut cfg = match config {
+        Some(path) => load(Some(&path)).map_err(|e| e.to_string())?,
+        None => switchyard::config::Config::from_toml("", &|_| None, std::iter::empty()).map_err(|e| e.to_string())?,
+    };
+    let s = &mut cfg.cache.semantic;
+    s.embedder = match embedder.as_str() {
+        "local" => switchyard::config::EmbedderKind::Local,
+        "lexical" => switchyard::config::EmbedderKind::Lexical,
+        "remote" => switchyard::config::EmbedderKind::Remote,
+        other => return Err(format!("unknown embedder `{other}`: local, lexical or remote")),
+    };
+    if model_dir.is_some() {
+        s.model_dir = model_dir;
+    }
+    if threshold.is_some() {
+        s.threshold = threshold;
+    }
+    let pairs = switchyard::cache::eval::read_pairs(&file)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let report = runtime.block_on(async {
+        let gateway = switchyard::proxy::gateway::Gateway::new(&cfg);
+        let e = switchyard::cache::embed::from_config(&cfg.cache.semantic, &gateway)?;
+        switchyard::cache::eval::run(&pairs, &split, &cfg.cache, e).await
+    })?;
+    if json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{report}");
     }
     Ok(())
 }

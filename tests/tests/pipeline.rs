@@ -189,7 +189,7 @@ impl Lookup for Known {
         } else {
             Found::Miss {
                 keep: None,
-                why: "not known",
+                why: "not known".into(),
             }
         };
         Box::pin(std::future::ready(found))

@@ -424,8 +424,8 @@ pub struct SemanticConfig {
     pub model_dir: Option<std::path::PathBuf>,
     /// The embedding model to call (`remote`).
     pub model: Option<String>,
-    /// Cosine similarity a neighbour needs.
-    pub threshold: f32,
+    /// Cosine similarity a neighbour needs; unset, the embedder's own default.
+    pub threshold: Option<f32>,
     /// Requests sampled hotter than this are not answered semantically.
     pub max_temperature: f64,
     /// Entries per scope in the index; the oldest go first.
@@ -441,8 +441,8 @@ impl Default for SemanticConfig {
             embedder: EmbedderKind::Local,
             model_dir: None,
             model: None,
-            threshold: 0.9,
-            max_temperature: 0.5,
+            threshold: None,
+            max_temperature: 1.0,
             max_entries_per_scope: 10_000,
             max_bytes: 128 * 1024 * 1024,
         }

@@ -242,7 +242,7 @@ fn validate_cache(
         problem("", "max_bytes, max_entry_bytes and ttl_secs must be at least 1");
     }
     let s = &c.semantic;
-    if !(s.threshold > 0.0 && s.threshold <= 1.0) {
+    if s.threshold.is_some_and(|t| !(t > 0.0 && t <= 1.0)) {
         problem(".semantic.threshold", "must be in (0, 1]");
     }
     if !(0.0..=2.0).contains(&s.max_temperature) {

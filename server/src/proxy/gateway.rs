@@ -74,6 +74,15 @@ pub struct Deployment {
 }
 
 impl Deployment {
+    /// One embeddings call to this deployment, without the gateway's retries (the cache's
+    /// remote embedder calls it for its own lookups).
+    pub fn embed(
+        &self,
+        req: &EmbeddingsRequest,
+    ) -> futures_util::future::BoxFuture<'static, Result<Complete, UpstreamError>> {
+        self.provider.embeddings(&self.config, req, self.limits)
+    }
+
     pub fn inflight(&self) -> u32 {
         self.inflight.load(Ordering::Relaxed)
     }

@@ -103,12 +103,12 @@ pub enum Found {
     /// Not found. A kept answer goes to `keep`, when this answer may be kept.
     Miss {
         keep: Option<Box<dyn Keep>>,
-        why: &'static str,
+        why: String,
     },
     /// Not looked up (the route does not cache, or the client said `no-cache`); `keep` as above.
     Bypass {
         keep: Option<Box<dyn Keep>>,
-        why: &'static str,
+        why: String,
     },
 }
 

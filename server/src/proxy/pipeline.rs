@@ -323,7 +323,7 @@ pub async fn chat(app: &Arc<App>, call: ChatCall) -> ChatReply {
                     };
                 }
                 // An entry that cannot be replayed answers nothing; the model does.
-                Err(why) => ("miss", None, why),
+                Err(why) => ("miss", None, why.to_string()),
             },
             Found::Miss { keep, why } => ("miss", keep, why),
             Found::Bypass { keep, why } => ("bypass", keep, why),
@@ -337,7 +337,7 @@ pub async fn chat(app: &Arc<App>, call: ChatCall) -> ChatReply {
                 similarity: None,
                 age_secs: None,
                 entry: None,
-                detail: why.to_string(),
+                detail: why,
                 saved: Nanos::ZERO,
             });
         }
