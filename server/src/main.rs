@@ -263,6 +263,14 @@ fn load(path: Option<&std::path::Path>) -> Result<Config, switchyard::config::Co
 }
 
 fn main() -> ExitCode {
+    // The local embedding model computes on one thread per embedding unless told otherwise:
+    // embeddings run one per blocking thread, and two threads for one small input measured
+    // slower than one here. Set before any thread starts.
+    for var in ["RAYON_NUM_THREADS", "CANDLE_NUM_THREADS"] {
+        if std::env::var_os(var).is_none() {
+            std::env::set_var(var, "1");
+        }
+    }
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve {
         config: std::env::var_os("SWITCHYARD_CONFIG").map(PathBuf::from),

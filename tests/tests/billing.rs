@@ -154,7 +154,7 @@ async fn chat(client: &reqwest::Client, gw: &TestGateway, key: &str, i: usize) -
             "model": "cheap",
             "messages": [{"role": "user", "content": format!("question number {i}")}],
             "max_tokens": 20,
-            "stream": i % 2 == 0,
+            "stream": i.is_multiple_of(2),
         }))
         .send()
         .await

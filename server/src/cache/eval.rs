@@ -55,6 +55,8 @@ pub struct Report {
     pub rows: BTreeMap<(String, String), (usize, usize)>,
     /// Ids of traps that were served.
     pub traps_served: Vec<String>,
+    /// Pairs that should have been served and were not, with why.
+    pub missed: Vec<(String, String)>,
 }
 
 impl Report {
@@ -86,6 +88,7 @@ impl Report {
             "should_hit_served": rate(self.kind("paraphrase")), "traps_served": rate(self.kind("trap")),
             "multi_turn_traps_served": self.category("multi_turn_trap").1,
             "rows": rows, "trap_ids_served": self.traps_served,
+            "missed": self.missed.iter().map(|(id, why)| json!({"id": id, "why": why})).collect::<Vec<_>>(),
         })
     }
 }
@@ -171,12 +174,16 @@ pub async fn run(
             Found::Miss { keep: Some(k), .. } => k.keep(answer()),
             _ => return Err(format!("{}: the first request was not a plain miss", p.id)),
         }
-        let served = matches!(
-            cache
-                .look_in(scope(&p.scope_b), "eval", &b, Directives::default(), &rule)
-                .await,
-            Found::Hit(_)
-        );
+        let (served, why) = match cache
+            .look_in(scope(&p.scope_b), "eval", &b, Directives::default(), &rule)
+            .await
+        {
+            Found::Hit(_) => (true, String::new()),
+            Found::Miss { why, .. } | Found::Bypass { why, .. } => (false, why),
+        };
+        if !served && p.kind == "paraphrase" {
+            report.missed.push((p.id.clone(), why));
+        }
         let row = report.rows.entry((p.kind.clone(), p.category.clone())).or_default();
         row.0 += 1;
         row.1 += usize::from(served);

@@ -26,7 +26,7 @@ fn event(i: usize) -> UsageEvent {
     );
     e.deployment = Some("d1".into());
     e.provider = Some("openai".into());
-    e.stream = i % 2 == 0;
+    e.stream = i.is_multiple_of(2);
     e.status = 200;
     e.outcome = Outcome::Success;
     e.prompt_tokens = 120;

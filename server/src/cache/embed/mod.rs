@@ -6,6 +6,7 @@
 //! synchronous; the remote embedder waits for its HTTP call there.
 
 pub mod lexical;
+pub mod local;
 pub mod remote;
 
 use std::path::PathBuf;
@@ -24,7 +25,7 @@ pub fn from_config(s: &SemanticConfig, gateway: &Gateway) -> Result<Arc<dyn Embe
         EmbedderKind::Lexical => Ok(Arc::new(lexical::Lexical)),
         EmbedderKind::Local => {
             let dir = s.model_dir.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_MODEL_DIR));
-            Err(format!("the local embedder is not available ({})", dir.display()))
+            Ok(Arc::new(local::Local::load(&dir)?))
         }
         EmbedderKind::Remote => {
             let name = s
