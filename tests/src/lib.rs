@@ -271,6 +271,7 @@ api_key_env = "MOCK_KEY"
         model("cached", "", vec![dep("oa", "mock", "")]),
         model("cached-tools", "", vec![dep("oa", "mock", "")]),
         model("cached-cut", "", vec![dep("oa", "mock;cut=3", "")]),
+        model("cached-semantic", "", vec![dep("oa", "mock", "")]),
         model("chat-nousage", "", vec![dep("oa", "mock;usage=off", "")]),
         model("slow-json", "", vec![dep("oa", "mock;latency=200", "")]),
         model("rate-limited", "", vec![dep("oa", "mock;error=429;retry_after=3", "")]),
@@ -325,7 +326,9 @@ api_key_env = "MOCK_KEY"
         "[cache]\nenabled = false\n\
          [cache.models.cached]\nenabled = true\n\
          [cache.models.cached-tools]\nenabled = true\nallow_tool_calls = true\n\
-         [cache.models.cached-cut]\nenabled = true\n",
+         [cache.models.cached-cut]\nenabled = true\n\
+         [cache.models.cached-semantic]\nenabled = true\nsemantic = true\n\
+         [cache.semantic]\nembedder = \"lexical\"\n",
     );
     out
 }
@@ -381,5 +384,25 @@ impl Admin {
             v["id"].as_str().unwrap().to_string(),
             v["key"].as_str().unwrap().to_string(),
         )
+    }
+}
+
+/// The local embedding model's folder (`SWITCHYARD_TEST_MODEL_DIR`, set by `scripts/test.sh`
+/// after it fetched the model), or `None` to skip: a test that needs the model says so. With
+/// `SWITCHYARD_REQUIRE_MODEL=1` (the full suite) a missing model is a failure.
+pub fn model_dir(what: &str) -> Option<std::path::PathBuf> {
+    let dir = std::env::var_os("SWITCHYARD_TEST_MODEL_DIR").map(std::path::PathBuf::from);
+    match dir.filter(|d| d.join("model.safetensors").is_file()) {
+        Some(d) => Some(d),
+        None => {
+            assert!(
+                std::env::var("SWITCHYARD_REQUIRE_MODEL").as_deref() != Ok("1"),
+                "{what}: the embedding model is missing; run scripts/fetch-model.sh and set SWITCHYARD_TEST_MODEL_DIR"
+            );
+            eprintln!(
+                "SKIPPED {what}: no embedding model (scripts/test.sh fetches it and sets SWITCHYARD_TEST_MODEL_DIR)"
+            );
+            None
+        }
     }
 }

@@ -6,9 +6,14 @@ pub const DEMO_CONFIG: &str = r#"
 # The demo answers without a key; keys created through the admin API are still enforced.
 required = false
 
-# Answers are cached (exactly repeated requests, per caller): a repeat costs nothing.
+# Answers are cached: an exact repeat, or the same conversation with its last question
+# reworded (all-MiniLM-L6-v2 from models/, fetched by scripts/fetch-model.sh; without it, the
+# lexical embedder), per caller. A hit costs nothing.
 [cache]
 enabled = true
+[cache.semantic]
+enabled = true
+embedder = "local"
 
 [providers.demo]
 kind = "mock"
