@@ -21,6 +21,12 @@ pub(super) struct CacheStats {
     /// Entries held, and their bytes, in all.
     entries: u64,
     bytes: u64,
+    /// The semantic tier's embedder (`local:all-MiniLM-L6-v2`, `remote:MODEL`, `lexical`), if
+    /// the tier is on anywhere.
+    embedder: Option<String>,
+    /// Questions in the semantic index, and their bytes.
+    semantic_entries: u64,
+    semantic_bytes: u64,
     /// Per scope (`key:ID`, `team:ID`, `anonymous`) and route or model, ordered by both.
     data: Vec<ScopeStats>,
 }
@@ -41,10 +47,14 @@ pub(super) async fn cache_stats(State(state): State<Arc<AppState>>) -> Response 
     let stats = match &state.cache {
         Some(c) => {
             let (entries, bytes) = c.size();
+            let (semantic_entries, semantic_bytes) = c.semantic_size();
             CacheStats {
                 enabled: true,
                 entries,
                 bytes,
+                embedder: c.embedder().map(str::to_string),
+                semantic_entries: semantic_entries as u64,
+                semantic_bytes: semantic_bytes as u64,
                 data: c.stats(),
             }
         }
@@ -52,6 +62,9 @@ pub(super) async fn cache_stats(State(state): State<Arc<AppState>>) -> Response 
             enabled: false,
             entries: 0,
             bytes: 0,
+            embedder: None,
+            semantic_entries: 0,
+            semantic_bytes: 0,
             data: Vec::new(),
         },
     };
