@@ -273,15 +273,7 @@ async fn the_exports_carry_every_column_of_the_event() {
         let stored = wait_for_events(&store, 2).await;
         assert_eq!(stored.len(), 2);
 
-        let csv = c
-            .get(gw.url("/admin/v1/usage/export?format=csv"))
-            .bearer_auth(switchyard_tests::TEST_MASTER_KEY)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let csv = common::admin_text(&gw, "/admin/v1/usage/export?format=csv").await;
         let mut r = csv::Reader::from_reader(csv.as_bytes());
         let header: Vec<String> = r.headers().unwrap().iter().map(str::to_string).collect();
         let mut want: Vec<&str> = vec!["timestamp", "cost_usd"];

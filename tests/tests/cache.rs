@@ -313,15 +313,7 @@ async fn hits_and_savings_reach_the_ledger_and_the_export() {
         assert!(hits
             .iter()
             .all(|h| h.cache_saved_nanos == miss.cost_nanos && h.cost_nanos == 0));
-        let csv = common::client()
-            .get(gw.url("/admin/v1/usage/export?format=csv&model=cached"))
-            .bearer_auth(switchyard_tests::TEST_MASTER_KEY)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let csv = common::admin_text(&gw, "/admin/v1/usage/export?format=csv&model=cached").await;
         let mut r = csv::Reader::from_reader(csv.as_bytes());
         let head: Vec<String> = r.headers().unwrap().iter().map(str::to_string).collect();
         let col = |n: &str| {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use switchyard::records::usage::Outcome;
 use switchyard::store::{Store, UsageFilter};
+mod common;
 use switchyard_tests::{parse_config, test_databases, Admin, TestGateway, TEST_MASTER_KEY};
 
 /// An in-process mock model with large prices, so costs are easy to reason about:
@@ -552,16 +553,7 @@ async fn ledger_survives_restart_and_reports_agree() {
             .call(reqwest::Method::GET, "/usage?tag=batch&group_by=day", None)
             .await;
         assert_eq!(by_tag["totals"]["cost_nanos"].as_i64(), Some(total_nanos), "{by_tag}");
-        let c = reqwest::Client::new();
-        let csv = c
-            .get(gw.url(&format!("/admin/v1/usage/export?format=csv&key_id={key_id}")))
-            .bearer_auth(TEST_MASTER_KEY)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let csv = common::admin_text(&gw, &format!("/admin/v1/usage/export?format=csv&key_id={key_id}")).await;
         let mut lines = csv.lines();
         let header: Vec<&str> = lines.next().unwrap().split(',').collect();
         let col = header.iter().position(|h| *h == "cost_nanos").unwrap();

@@ -52,6 +52,19 @@ pub async fn stream(gw: &TestGateway, body: Value) -> (u16, HeaderMap, Vec<Value
     (status, headers, events, done)
 }
 
+/// GETs an admin API path (`/admin/v1/…`) with the test master key and returns the body's text.
+pub async fn admin_text(gw: &TestGateway, path: &str) -> String {
+    client()
+        .get(gw.url(path))
+        .bearer_auth(switchyard_tests::TEST_MASTER_KEY)
+        .send()
+        .await
+        .expect("request sent")
+        .text()
+        .await
+        .expect("body read")
+}
+
 pub fn user(text: &str) -> Value {
     serde_json::json!([{"role": "user", "content": text}])
 }
