@@ -62,7 +62,8 @@ pub struct Answer {
     /// What producing it used and cost: what a hit saves.
     pub usage: Usage,
     pub cost: Nanos,
-    /// Whether it calls tools (such answers are reused only where a route allows it).
+    /// Whether it calls tools (such answers are reused only where a route allows it). Whoever
+    /// keeps an answer reads this from the body itself; callers of [`Keep::keep`] may pass false.
     pub tool_calls: bool,
 }
 
