@@ -198,6 +198,25 @@ pub async fn run_with(
             Duration::from_secs(5),
         ))
     });
+    let (cache_stop, cache_stopped) = tokio::sync::oneshot::channel::<()>();
+    let cache_writer = match (&state.cache, config.cache.persist) {
+        (Some(cache), true) => {
+            let rx = cache.persist_to(store.clone());
+            match cache.warm_from(&store).await {
+                Ok(n) => tracing::info!(entries = n, "the cache starts warm from the database"),
+                Err(e) => tracing::warn!(error = %e, "cannot load the persisted cache entries; the cache starts cold"),
+            }
+            Some(tokio::spawn(cache::persist::write_behind(
+                store.clone(),
+                rx,
+                state.clock.clone(),
+                async move {
+                    let _ = cache_stopped.await;
+                },
+            )))
+        }
+        _ => None,
+    };
     let watcher = config
         .source
         .clone()
@@ -226,6 +245,13 @@ pub async fn run_with(
     }
     if let Some(u) = upkeep {
         u.abort();
+    }
+    // Entries still queued for the database are written before it closes.
+    let _ = cache_stop.send(());
+    if let Some(w) = cache_writer {
+        if tokio::time::timeout(Duration::from_secs(10), w).await.is_err() {
+            tracing::warn!("cache entries were not all persisted within 10 s");
+        }
     }
     drop(state);
     if let Some(consumer) = consumer {

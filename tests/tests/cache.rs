@@ -333,6 +333,55 @@ async fn hits_and_savings_reach_the_ledger_and_the_export() {
 }
 
 #[tokio::test]
+async fn persisted_entries_survive_a_restart_in_both_tiers() {
+    let mock = MockUpstream::start().await;
+    for (backend, url) in test_databases().await {
+        let text = format!(
+            "[database]\nurl = \"{url}\"\n[auth]\nrequired = false\nmaster_key_env = \"TEST_MASTER_KEY\"\n{}",
+            standard_config(&mock.base_url()).replace(
+                "[cache]\nenabled = false\n",
+                "[cache]\nenabled = false\npersist = true\n"
+            )
+        );
+        let cfg = parse_config(&text);
+        let (exact_q, semantic_q) = (unique("kept across a restart"), unique("How do I export my invoices"));
+        let exact = json!({"model": "cached", "messages": user(&exact_q)});
+        let semantic = |t: &str| json!({"model": "cached-semantic", "messages": user(t)});
+        let gw = TestGateway::start_config(cfg.clone()).await;
+        let (_, _, first) = chat(&gw, exact.clone()).await;
+        chat(&gw, semantic(&semantic_q)).await;
+        gw.stop().await.unwrap();
+
+        let gw = TestGateway::start_config(cfg.clone()).await;
+        let (_, h, again) = chat(&gw, exact.clone()).await;
+        assert_eq!(
+            header(&h, "x-switchyard-cache"),
+            "hit",
+            "{backend}: warm after the restart"
+        );
+        assert_eq!(again, first);
+        let (_, h, _) = chat(&gw, semantic(&format!("{}??", semantic_q.to_lowercase()))).await;
+        assert_eq!(
+            header(&h, "x-switchyard-cache"),
+            "semantic-hit",
+            "{backend}: the question's vector came back"
+        );
+        // A purge reaches the database too.
+        let (s, v) = Admin::new(&gw).post("/cache/purge", json!({"route": "cached"})).await;
+        assert_eq!(s, 200, "{v}");
+        assert!(v["purged"].as_u64() >= Some(1), "{v}");
+        gw.stop().await.unwrap();
+
+        let gw = TestGateway::start_config(cfg).await;
+        let (_, h, _) = chat(&gw, exact).await;
+        assert_eq!(header(&h, "x-switchyard-cache"), "miss", "{backend}: purged for good");
+        let (_, h, _) = chat(&gw, semantic(&semantic_q)).await;
+        assert_eq!(header(&h, "x-switchyard-cache"), "hit", "{backend}: the rest stays");
+        gw.stop().await.unwrap();
+    }
+}
+
+#[tokio::test]
 async fn a_restarted_gateway_starts_cold() {
     let mock = MockUpstream::start().await;
     let text = standard_config(&mock.base_url());
@@ -343,9 +392,84 @@ async fn a_restarted_gateway_starts_cold() {
     let (_, h, _) = chat(&gw, json!({"model": "cached", "messages": user(&q)})).await;
     assert_eq!(header(&h, "x-switchyard-cache"), "hit");
     gw.stop().await.unwrap();
-    // Entries live in memory: the same database, a new process, no entry.
+    // Unless persisted, entries live in memory: the same database, a new process, no entry.
     let gw = TestGateway::start_config(cfg).await;
     let (_, h, _) = chat(&gw, json!({"model": "cached", "messages": user(&q)})).await;
     assert_eq!(header(&h, "x-switchyard-cache"), "miss");
     gw.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn stored_entries_expire_replace_and_purge_on_both_backends() {
+    use switchyard::records::cache::StoredEntry;
+    use switchyard::store::EntryFilter;
+    let row = |key: &str, scope: &str, created_ms: i64, expires_ms: i64| StoredEntry {
+        key: key.into(),
+        id: format!("ce_{key}"),
+        scope: scope.into(),
+        target: "t".into(),
+        model: "m".into(),
+        body: "{}".into(),
+        cost_nanos: 5,
+        prompt_tokens: 1,
+        completion_tokens: 2,
+        tool_calls: false,
+        created_ms,
+        expires_ms,
+        group: None,
+        question: None,
+        embedder: None,
+        vector: None,
+    };
+    for (backend, url) in test_databases().await {
+        let store = Store::connect(&url, 2).await.unwrap();
+        let now = 1_000_000;
+        store
+            .put_cache_entries(
+                &[
+                    row("a", "key:1", 10, now + 60_000),
+                    row("b", "key:2", 20, now + 60_000),
+                    row("gone", "key:1", 0, now - 1),
+                ],
+                now,
+            )
+            .await
+            .unwrap();
+        let keys = |rows: Vec<StoredEntry>| rows.into_iter().map(|r| r.key).collect::<Vec<_>>();
+        assert_eq!(
+            keys(store.live_cache_entries(now, 100).await.unwrap()),
+            ["a", "b"],
+            "{backend}: expired rows are not live"
+        );
+        // The same key again replaces its row.
+        let mut newer = row("a", "key:1", 30, now + 60_000);
+        newer.body = "{\"newer\":true}".into();
+        store.put_cache_entries(&[newer], now).await.unwrap();
+        let live = store.live_cache_entries(now, 100).await.unwrap();
+        assert_eq!(live.len(), 2, "{backend}");
+        assert!(
+            live.iter().any(|r| r.key == "a" && r.body.contains("newer")),
+            "{backend}"
+        );
+        let f = EntryFilter {
+            scope: Some("key:2"),
+            ..EntryFilter::default()
+        };
+        assert_eq!(store.delete_cache_entries(&f).await.unwrap(), 1, "{backend}");
+        let f = EntryFilter {
+            created_before_ms: Some(30),
+            ..EntryFilter::default()
+        };
+        assert_eq!(
+            store.delete_cache_entries(&f).await.unwrap(),
+            0,
+            "{backend}: a is newer"
+        );
+        assert_eq!(
+            store.delete_cache_entries(&EntryFilter::default()).await.unwrap(),
+            1,
+            "{backend}"
+        );
+        assert!(store.live_cache_entries(now, 100).await.unwrap().is_empty());
+    }
 }

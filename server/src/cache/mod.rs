@@ -6,6 +6,7 @@
 //! - [`embed`]: the embedders behind one trait (local model, remote deployment, lexical);
 //! - [`guard`]: the deterministic checks a semantic hit must also pass;
 //! - [`stats`]: counts per scope and route, for the admin API and metrics;
+//! - [`persist`]: entries kept in the database across restarts, when configured;
 //! - [`eval`]: `switchyard cache eval`, hits and traps served on a labelled set of pairs.
 //!
 //! Every lookup stays inside one scope: the scope is part of every key, so one tenant can never
@@ -17,18 +18,22 @@ pub mod eval;
 pub mod exact;
 pub mod guard;
 pub mod key;
+pub mod persist;
 pub mod semantic;
 pub mod stats;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde_json::Value;
+use tokio::sync::mpsc;
 
 use crate::clock::Clock;
 use crate::config::{CacheConfig, ScopeBy};
 use crate::proxy::lookup::{Answer, Directives, Finding, Found, Hit, HitKind, Keep, Lookup, Query, OFF};
 use crate::proxy::request::ChatRequest;
+use crate::records::cache::StoredEntry;
+use crate::store::{EntryFilter, Store};
 use embed::Embedder;
 use exact::{Entry, Exact};
 use key::{fingerprint, scope_of, scoped, Digest256};
@@ -102,6 +107,8 @@ struct Inner {
     stats: Stats,
     clock: Arc<dyn Clock>,
     max_entry_bytes: usize,
+    /// Where kept entries are also written, and the database they are in (`cache.persist`).
+    persist: OnceLock<(mpsc::Sender<StoredEntry>, Store)>,
 }
 
 /// Neighbours checked by the guard at most, best first.
@@ -135,8 +142,36 @@ impl Cache {
                 stats: Stats::default(),
                 clock,
                 max_entry_bytes: config.max_entry_bytes,
+                persist: OnceLock::new(),
             }),
         }
+    }
+
+    /// Writes every entry kept from now on to `store` too, through the returned queue (which
+    /// [`persist::write_behind`] drains).
+    pub fn persist_to(&self, store: Store) -> mpsc::Receiver<StoredEntry> {
+        let (tx, rx) = mpsc::channel(persist::QUEUE);
+        let _ = self.inner.persist.set((tx, store));
+        rx
+    }
+
+    /// [`Cache::purge`], and the same entries from the database when they are persisted.
+    pub async fn purge_everywhere(&self, p: &Purge) -> Result<u64, String> {
+        let n = self.purge(p);
+        let Some((_, store)) = self.inner.persist.get() else {
+            return Ok(n);
+        };
+        let now = self.inner.clock.now_ms();
+        let f = EntryFilter {
+            scope: p.scope.as_deref(),
+            target: p.target.as_deref(),
+            model: p.model.as_deref(),
+            created_before_ms: p
+                .older_than_secs
+                .map(|s| now.saturating_sub((s as i64).saturating_mul(1000)) + 1),
+        };
+        let stored = store.delete_cache_entries(&f).await.map_err(|e| e.to_string())?;
+        Ok(n.max(stored))
     }
 
     /// Counts and sizes per scope and route.
@@ -322,14 +357,24 @@ impl Keep for Keeper {
         if answer.tool_calls && !self.rule.allow_tool_calls {
             return;
         }
-        let entry = Entry::new(
+        let entry = Arc::new(Entry::new(
             self.scope.clone(),
             self.target.clone(),
             Arc::new(answer),
             inner.clock.now_ms(),
             self.rule.ttl,
-        );
-        inner.exact.insert(self.key, Arc::new(entry));
+        ));
+        inner.exact.insert(self.key, entry.clone());
+        if let Some((tx, _)) = inner.persist.get() {
+            let part = self
+                .semantic
+                .as_ref()
+                .map(|p| (&p.group, &*p.text, p.vector.as_slice()));
+            let row = persist::row_of(&self.key, &entry, part, inner.embedder.as_deref().map(|e| e.name()));
+            if tx.try_send(row).is_err() {
+                metrics::counter!("switchyard_cache_persist_dropped_total").increment(1);
+            }
+        }
         if let Some(p) = self.semantic {
             let item = semantic::Item {
                 key: self.key,

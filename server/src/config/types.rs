@@ -393,6 +393,9 @@ pub struct CacheConfig {
     /// Reuse answers that call tools (an agent's next step): off unless a route opts in.
     pub allow_tool_calls: bool,
     pub semantic: SemanticConfig,
+    /// Keep entries in the database too, so a restarted gateway starts warm (the in-process
+    /// tiers still answer first; writes happen behind the request path).
+    pub persist: bool,
     /// Overrides per model or route name.
     pub models: BTreeMap<String, CacheRule>,
 }
@@ -407,6 +410,7 @@ impl Default for CacheConfig {
             scope: ScopeBy::Key,
             allow_tool_calls: false,
             semantic: SemanticConfig::default(),
+            persist: false,
             models: BTreeMap::new(),
         }
     }

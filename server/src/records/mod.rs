@@ -5,8 +5,10 @@
 //! - [`limits`]: budgets, rate and concurrency limits, budget alerts.
 //! - [`usage`]: the usage event, one ledger row per accepted request, its columns defined once.
 //! - [`billing`]: the billing outbox's rows and status.
+//! - [`cache`]: a response-cache entry as the database keeps it.
 
 pub mod billing;
+pub mod cache;
 pub mod keys;
 pub mod limits;
 pub mod usage;

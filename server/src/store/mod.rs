@@ -14,6 +14,7 @@
 //! - [`leases`]: budget spend, leases and alerts;
 //! - [`reprice`]: recomputing stored costs with corrected prices.
 
+mod cache;
 mod keys;
 mod leases;
 mod ledger;
@@ -21,6 +22,7 @@ mod outbox;
 mod reports;
 mod reprice;
 
+pub use cache::EntryFilter;
 pub use reports::{GroupBy, RouteStat, Totals, UsageFilter};
 pub use reprice::RepriceReport;
 

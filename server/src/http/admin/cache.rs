@@ -79,9 +79,16 @@ pub(super) async fn cache_stats(State(state): State<Arc<AppState>>) -> Response 
     responses(
         (status = 200, description = "How many entries went.", body = Purged),
         (status = 400, description = "The body is invalid; `param` names the field."),
+        (status = 503, description = "Persisted entries could not be deleted: the database is unavailable."),
     ))]
 pub(super) async fn purge_cache(State(state): State<Arc<AppState>>, req: Request) -> Result<Response, ApiError> {
     let purge: Purge = body(req).await?;
-    let purged = state.cache.as_ref().map_or(0, |c| c.purge(&purge));
+    let purged = match &state.cache {
+        Some(c) => c
+            .purge_everywhere(&purge)
+            .await
+            .map_err(ApiError::service_unavailable)?,
+        None => 0,
+    };
     Ok(reply(StatusCode::OK, &Purged { purged }))
 }
