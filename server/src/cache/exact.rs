@@ -11,13 +11,28 @@ use std::time::{Duration, Instant};
 use moka::policy::EvictionPolicy;
 use moka::sync::Cache as Moka;
 use moka::Expiry;
+use serde::Deserialize;
 
 use super::key::Digest256;
-use super::stats::Purge;
 use crate::proxy::lookup::Answer;
 
 /// What an entry costs beyond its body: the entry, its names and the map's own bookkeeping.
 pub const ENTRY_OVERHEAD_BYTES: usize = 256;
+
+/// Which entries a purge removes: all that match every given field.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Purge {
+    /// A scope: `key:ID`, `team:ID` or `anonymous`.
+    pub scope: Option<String>,
+    /// The route or model the requests asked for.
+    #[serde(alias = "route")]
+    pub target: Option<String>,
+    /// The logical model that produced the answer.
+    pub model: Option<String>,
+    /// Only entries at least this old.
+    pub older_than_secs: Option<u64>,
+}
 
 /// One kept answer.
 #[derive(Debug)]

@@ -35,11 +35,12 @@ use crate::proxy::request::ChatRequest;
 use crate::records::cache::StoredEntry;
 use crate::store::{EntryFilter, Store};
 use embed::Embedder;
+pub use exact::Purge;
 use exact::{Entry, Exact};
 use key::{fingerprint, scope_of, scoped, Digest256};
 use semantic::Index;
+pub use stats::ScopeStats;
 use stats::{Event, Stats};
-pub use stats::{Purge, ScopeStats};
 
 /// The settings that apply to one model or route.
 #[derive(Debug, Clone, PartialEq)]

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::exact::Exact;
 use crate::money::pricing::Nanos;
@@ -39,21 +39,6 @@ type Pair = (Arc<str>, Arc<str>);
 #[derive(Default)]
 pub struct Stats {
     pairs: Mutex<HashMap<Pair, Counts>>,
-}
-
-/// Which entries a purge removes: all that match every given field.
-#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Purge {
-    /// A scope: `key:ID`, `team:ID` or `anonymous`.
-    pub scope: Option<String>,
-    /// The route or model the requests asked for.
-    #[serde(alias = "route")]
-    pub target: Option<String>,
-    /// The logical model that produced the answer.
-    pub model: Option<String>,
-    /// Only entries at least this old.
-    pub older_than_secs: Option<u64>,
 }
 
 /// The cache's figures for one scope and route.

@@ -20,7 +20,7 @@ use crate::money::pricing::Nanos;
 use crate::providers::{Chunk, ChunkStream, UpstreamError};
 use crate::proxy::gateway::{InflightGuard, StartedStream};
 use crate::proxy::lookup::{Answer, Keep};
-use crate::proxy::replay::Assembler;
+use crate::proxy::replay::{with_extension, Assembler};
 use crate::records::usage::{Outcome, Reported, Usage, UsageSource};
 
 /// Generated text kept for estimates when an upstream reports no usage; beyond it, counting stops growing.
@@ -134,28 +134,6 @@ fn frame(out: &mut BytesMut, data: &[u8]) {
     out.put_slice(b"data: ");
     out.put_slice(data);
     out.put_slice(b"\n\n");
-}
-
-/// Adds `"switchyard":{…}` as the last member of a JSON object without re-serializing the rest.
-pub fn with_extension(data: &[u8], ext: &str) -> Bytes {
-    let trimmed = match data.iter().rposition(|b| !b.is_ascii_whitespace()) {
-        Some(i) => &data[..=i],
-        None => data,
-    };
-    if trimmed.last() != Some(&b'}') {
-        return Bytes::copy_from_slice(data);
-    }
-    let body = &trimmed[..trimmed.len() - 1];
-    let empty = body.iter().rev().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-    let mut out = Vec::with_capacity(trimmed.len() + ext.len() + 16);
-    out.extend_from_slice(body);
-    if !empty {
-        out.push(b',');
-    }
-    out.extend_from_slice(b"\"switchyard\":");
-    out.extend_from_slice(ext.as_bytes());
-    out.push(b'}');
-    Bytes::from(out)
 }
 
 /// A usage-only chunk as OpenAI sends it last when asked (`choices` empty), with the `id`,

@@ -9,7 +9,27 @@
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use crate::proxy::relay::with_extension;
+/// Adds `"switchyard":{…}` as the last member of a JSON object without re-serializing the rest.
+pub fn with_extension(data: &[u8], ext: &str) -> Bytes {
+    let trimmed = match data.iter().rposition(|b| !b.is_ascii_whitespace()) {
+        Some(i) => &data[..=i],
+        None => data,
+    };
+    if trimmed.last() != Some(&b'}') {
+        return Bytes::copy_from_slice(data);
+    }
+    let body = &trimmed[..trimmed.len() - 1];
+    let empty = body.iter().rev().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let mut out = Vec::with_capacity(trimmed.len() + ext.len() + 16);
+    out.extend_from_slice(body);
+    if !empty {
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"switchyard\":");
+    out.extend_from_slice(ext.as_bytes());
+    out.push(b'}');
+    Bytes::from(out)
+}
 
 /// Content is replayed in pieces of about this many bytes, cut after whitespace.
 const PIECE_BYTES: usize = 16;
