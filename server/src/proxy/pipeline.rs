@@ -408,18 +408,14 @@ fn from_cache(hit: Hit, request: &ChatRequest, meter: &mut Meter) -> Result<(Ser
         .to_string();
         let chunks = replay::chunks_of(&hit.answer.body, request.include_usage, &ext).ok_or("unreadable entry")?;
         let mut events: Vec<Result<Bytes, Infallible>> = Vec::with_capacity(chunks.len() + 1);
-        let mut bytes = 0;
         for c in chunks {
-            let mut framed = Vec::with_capacity(c.len() + 8);
-            framed.extend_from_slice(b"data: ");
-            framed.extend_from_slice(&c);
-            framed.extend_from_slice(b"\n\n");
-            bytes += framed.len();
-            events.push(Ok(Bytes::from(framed)));
+            let mut framed = bytes::BytesMut::new();
+            relay::frame(&mut framed, &c);
+            events.push(Ok(framed.freeze()));
         }
-        events.push(Ok(Bytes::from_static(b"data: [DONE]\n\n")));
+        events.push(Ok(Bytes::from_static(relay::DONE)));
         meter.answered_from_cache(ledger, &hit.entry, saved);
-        meter.add_response_bytes(bytes + 14);
+        meter.add_response_bytes(events.iter().flatten().map(Bytes::len).sum());
         ServedBody::Stream(Box::pin(futures_util::stream::iter(events)))
     } else {
         let accounted = meter.answered_from_cache(ledger, &hit.entry, saved);

@@ -128,8 +128,11 @@ impl Keeper {
     }
 }
 
+/// The SSE event that ends an OpenAI stream.
+pub const DONE: &[u8] = b"data: [DONE]\n\n";
+
 /// Frames one SSE `data:` event.
-fn frame(out: &mut BytesMut, data: &[u8]) {
+pub fn frame(out: &mut BytesMut, data: &[u8]) {
     out.reserve(data.len() + 8);
     out.put_slice(b"data: ");
     out.put_slice(data);
@@ -299,7 +302,7 @@ impl Relay {
         } else {
             let _ = self.settle_extension();
         }
-        out.put_slice(b"data: [DONE]\n\n");
+        out.put_slice(DONE);
         if let Some(m) = self.meter.take() {
             m.finish(200, Outcome::Success, None);
         }

@@ -38,7 +38,7 @@ impl Embedder for Remote {
         let Value::Object(body) = json!({"model": self.model, "input": text}) else {
             unreachable!("a JSON object literal is an object")
         };
-        let req = EmbeddingsRequest::from_body(body).map_err(|e| e.message.to_string())?;
+        let req = EmbeddingsRequest::from_body(body).map_err(|e| e.message)?;
         let call = self.deployment.embed(&req);
         // On a blocking thread of the runtime: wait here for the call.
         let handle = tokio::runtime::Handle::try_current().map_err(|e| e.to_string())?;
