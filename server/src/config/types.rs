@@ -376,6 +376,33 @@ pub enum EmbedderKind {
     Lexical,
 }
 
+/// The admin dashboard (`[dashboard]`), served at `/ui`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DashboardConfig {
+    pub enabled: bool,
+    /// How long a sign-in lasts.
+    pub session_ttl_secs: u64,
+    /// Mark the session cookie `Secure`. Unset: when the request came over TLS, as a proxy in
+    /// front says with `X-Forwarded-Proto: https`.
+    pub secure_cookie: Option<bool>,
+    /// Where the password of the first admin user goes: on a gateway with neither a master key
+    /// nor dashboard users, the user `admin` is made with a random password written here
+    /// (readable by its owner only).
+    pub first_password_file: std::path::PathBuf,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        DashboardConfig {
+            enabled: true,
+            session_ttl_secs: 8 * 3600,
+            secure_cookie: None,
+            first_password_file: "switchyard-admin-password".into(),
+        }
+    }
+}
+
 /// The response cache (`[cache]`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]

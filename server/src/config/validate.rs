@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::routes::{validate_router, validate_routes};
 use super::types::{
-    AuthConfig, Balance, BillingConfig, CacheConfig, Capability, Compat, DatabaseConfig, DeploymentConfig,
+    AuthConfig, Balance, BillingConfig, CacheConfig, Capability, DashboardConfig, Compat, DatabaseConfig, DeploymentConfig,
     EmbedderKind, LedgerConfig, ModelConfig, ModelKind, PricingConfig, ProviderConfig, ProviderKind, ServerConfig,
 };
 use super::{as_table, take, Config, Problem, Secret};
@@ -26,6 +26,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "providers",
     "models",
     "cache",
+    "dashboard",
 ];
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -208,6 +209,16 @@ pub(super) fn validate(
         None => CacheConfig::default(),
     };
     let cache = validate_cache(cache, base, &models, &routes, problems);
+    let dashboard = match table.remove("dashboard") {
+        Some(v) => take::<DashboardConfig>(v, "dashboard", problems).unwrap_or_default(),
+        None => DashboardConfig::default(),
+    };
+    if dashboard.session_ttl_secs == 0 {
+        problems.push(Problem {
+            path: "dashboard.session_ttl_secs".into(),
+            message: "must be at least 1".into(),
+        });
+    }
 
     Config {
         server,
@@ -222,6 +233,7 @@ pub(super) fn validate(
         providers,
         models,
         cache,
+        dashboard,
     }
 }
 

@@ -9,6 +9,7 @@
 //! - `access`: the bearer key and the preference header; `headers`: every response header.
 //! - `chat`, `route`, `embeddings`, `models`, `ops`: the `/v1` handlers and health.
 //! - `admin`: the `/admin/v1` API, one file per resource.
+//! - `ui`: the dashboard at `/ui`: sign-in, sessions, its pages, server functions and bundle.
 
 mod access;
 mod admin;
@@ -19,6 +20,7 @@ mod models;
 mod ops;
 mod route;
 pub mod serve;
+mod ui;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -53,6 +55,10 @@ impl std::ops::Deref for AppState {
 /// The request id, as sent by the client or made here.
 #[derive(Clone, Debug)]
 pub struct RequestId(pub Arc<str>);
+
+/// The address the request's connection came from.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub std::net::SocketAddr);
 
 /// When the request reached the gateway.
 #[derive(Clone, Copy, Debug)]
@@ -252,6 +258,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .merge(admin::routes().route_layer(middleware::from_fn_with_state(state.clone(), admin::require_master)))
+        .merge(ui::routes(&state))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), request_context))

@@ -6,9 +6,11 @@
 //! - [`usage`]: the usage event, one ledger row per accepted request, its columns defined once.
 //! - [`billing`]: the billing outbox's rows and status.
 //! - [`cache`]: a response-cache entry as the database keeps it.
+//! - [`dashboard`]: the dashboard's users and sessions.
 
 pub mod billing;
 pub mod cache;
+pub mod dashboard;
 pub mod keys;
 pub mod limits;
 pub mod usage;

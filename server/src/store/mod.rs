@@ -15,6 +15,7 @@
 //! - [`reprice`]: recomputing stored costs with corrected prices.
 
 mod cache;
+mod dashboard;
 mod keys;
 mod leases;
 mod ledger;

@@ -12,6 +12,7 @@ mod openapi;
 mod routing;
 mod teams;
 mod usage;
+mod users;
 mod wire;
 
 use std::sync::Arc;

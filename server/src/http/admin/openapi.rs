@@ -17,7 +17,7 @@ use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{billing, cache, export, keys, routing, teams, usage, MAX_ADMIN_BODY};
+use super::{billing, cache, export, keys, routing, teams, usage, users, MAX_ADMIN_BODY};
 use crate::error::Body as ErrorBody;
 use crate::http::{json_response, AppState};
 
@@ -51,6 +51,7 @@ unknown path is a 404 and a wrong method a 405, with the same shape. Every respo
         (name = "billing", description = "Prices, re-pricing, budget alerts and the billing outbox."),
         (name = "routing", description = "Routes: virtual models that pick a model per request."),
         (name = "cache", description = "The response cache: statistics and purges."),
+        (name = "users", description = "The dashboard's users: admins, and viewers who read only."),
         (name = "meta", description = "This document."),
     ),
 )]
@@ -76,6 +77,8 @@ fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(billing::billing_requeue))
         .routes(routes!(cache::cache_stats))
         .routes(routes!(cache::purge_cache))
+        .routes(routes!(users::create_user, users::list_users))
+        .routes(routes!(users::delete_user))
         .routes(routes!(openapi_document))
 }
 

@@ -102,6 +102,8 @@ list_of! {
     RouteList of crate::router::policy::Route,
     /// Statistics per route, by route name.
     RouteStatsList of RouteStats,
+    /// Dashboard users, by name.
+    UserList of super::users::User,
 }
 
 /// A spending limit, as returned.

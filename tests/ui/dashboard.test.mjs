@@ -1,0 +1,160 @@
+// The dashboard in real headless Chromium, with JavaScript on (hydrated) or off (plain forms),
+// as SWITCHYARD_UI_JS says. Started by tests/tests/browser.rs against a fresh gateway:
+// SWITCHYARD_URL, SWITCHYARD_MASTER_KEY, SWITCHYARD_VIEWER ("name:password"), SWITCHYARD_SCREENSHOTS.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+import { chromium } from "playwright-core";
+
+const base = process.env.SWITCHYARD_URL;
+const master = process.env.SWITCHYARD_MASTER_KEY;
+const [viewerName, viewerPassword] = (process.env.SWITCHYARD_VIEWER || ":").split(":");
+const js = process.env.SWITCHYARD_UI_JS !== "off";
+const shots = `${process.env.SWITCHYARD_SCREENSHOTS || "target/ui-screenshots"}/${js ? "js" : "nojs"}`;
+mkdirSync(shots, { recursive: true });
+
+let browser;
+let page;
+const state = {};
+
+before(async () => {
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+  const context = await browser.newContext({ javaScriptEnabled: js, viewport: { width: 1280, height: 900 } });
+  page = await context.newPage();
+  page.on("pageerror", (e) => {
+    state.pageErrors = (state.pageErrors || []).concat(String(e));
+  });
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+/// With JavaScript on, waits until the bundle has hydrated the page.
+async function ready() {
+  if (js) {
+    await page.waitForSelector("body[data-hydrated=true]", { timeout: 20000 });
+  }
+}
+
+async function signIn(user, password) {
+  await page.goto(`${base}/ui/keys`);
+  assert.match(page.url(), /\/ui\/login\?next=/, "a page without a session sends to the sign-in page");
+  await page.fill("#user", user);
+  await page.fill("#password", password);
+  await Promise.all([page.waitForURL(/\/ui\/keys$/), page.click("button[type=submit]")]);
+  await ready();
+}
+
+async function chat(key, content) {
+  const r = await fetch(`${base}/v1/chat/completions`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+    body: JSON.stringify({ model: "chat", messages: [{ role: "user", content }] }),
+  });
+  await r.text();
+  return r.status;
+}
+
+test("a wrong password is refused next to the form", async () => {
+  await page.goto(`${base}/ui/login`);
+  await page.screenshot({ path: `${shots}/login.png` });
+  await page.fill("#password", "not the master key");
+  await Promise.all([page.waitForURL(/error=/), page.click("button[type=submit]")]);
+  assert.match(await page.textContent("#login-error"), /Wrong user or password/);
+});
+
+test("sign in with the master key", async () => {
+  await signIn("", master);
+  assert.equal(await page.textContent("h1"), "Keys");
+  assert.match(await page.textContent("header.top"), /master key · admin/);
+});
+
+test("create a key with a budget and see its secret once", async () => {
+  await page.click("details summary");
+  await page.fill("#new-name", "browser-key");
+  await page.fill("#new-budget", "5.00");
+  await page.selectOption("#new-period", "monthly");
+  const before = page.url();
+  await page.click("form button:has-text('Create key')");
+  await page.waitForSelector("#new-secret", { timeout: 15000 });
+  const secret = await page.inputValue("#new-secret");
+  assert.match(secret, /^sk-sy-[A-Za-z0-9]{20,}$/);
+  state.secret = secret;
+  if (js) {
+    assert.equal(page.url(), before, "with JavaScript the form is sent without leaving the page");
+    await page.click("button:has-text('Copy')").catch(() => {});
+  }
+  const row = page.locator("tr", { hasText: "browser-key" });
+  await row.waitFor({ timeout: 15000 });
+  assert.match(await row.textContent(), /of \$5\.00 monthly/);
+  await page.screenshot({ path: `${shots}/keys-created.png`, fullPage: true });
+  await page.goto(`${base}/ui/keys`);
+  await ready();
+  assert.equal(await page.locator("#new-secret").count(), 0, "the secret is not shown again");
+});
+
+test("traffic with the key shows up as spend on the overview", async () => {
+  for (let i = 0; i < 3; i++) {
+    assert.equal(await chat(state.secret, `hello ${i}`), 200);
+  }
+  let requests = 0;
+  for (let tries = 0; tries < 40 && requests < 3; tries++) {
+    await page.goto(`${base}/ui?period=24h`);
+    requests = Number(await page.textContent("#stat-requests"));
+    if (requests < 3) await new Promise((r) => setTimeout(r, 250));
+  }
+  assert.equal(requests, 3);
+  await ready();
+  assert.notEqual(await page.textContent("#stat-spend"), "$0.00");
+  assert.ok((await page.locator("svg.chart rect").count()) >= 1, "a bar for the spend");
+  assert.match(await page.textContent("section.card:has(h2:text('Top keys'))"), /browser-key/);
+  await page.screenshot({ path: `${shots}/overview.png`, fullPage: true });
+});
+
+test("revoke the key and see its requests refused", async () => {
+  await page.goto(`${base}/ui/keys`);
+  await ready();
+  const row = page.locator("tr", { hasText: "browser-key" });
+  await row.locator("button:has-text('Revoke')").click();
+  await page.locator("tr", { hasText: "browser-key" }).locator(".badge.revoked").waitFor({ timeout: 15000 });
+  let status = 200;
+  for (let tries = 0; tries < 40 && status !== 401; tries++) {
+    status = await chat(state.secret, "still there?");
+    if (status !== 401) await new Promise((r) => setTimeout(r, 250));
+  }
+  assert.equal(status, 401);
+  await page.screenshot({ path: `${shots}/keys-revoked.png`, fullPage: true });
+});
+
+test("a viewer can look but not edit", async () => {
+  await page.click("button:has-text('Sign out')");
+  await page.waitForURL(/\/ui\/login/);
+  await signIn(viewerName, viewerPassword);
+  assert.match(await page.textContent("header.top"), new RegExp(`${viewerName} · viewer`));
+  assert.equal(await page.locator("text=Create a key").count(), 0);
+  assert.equal(await page.locator("button:has-text('Revoke')").count(), 0);
+  // Sent by hand, an edit is refused too.
+  const csrf = await page.getAttribute("form.who input[name=csrf]", "value");
+  const r = await page.request.post(`${base}/ui/api/create_key`, {
+    form: { csrf, name: "sneaky", team_id: "", tags: "", budget_usd: "", period: "monthly", rpm: "" },
+    headers: { accept: "application/json", origin: base },
+  });
+  assert.equal(r.status(), 403);
+  assert.match((await r.json()).message, /viewer/);
+});
+
+test("no errors in the page", () => {
+  assert.deepEqual(state.pageErrors || [], []);
+});

@@ -1,0 +1,84 @@
+//! Charts drawn as SVG text on the server: no chart library, nothing loaded from elsewhere.
+
+/// One bar: its label (shown on hover and to screen readers) and its value.
+pub struct Bar {
+    pub label: String,
+    pub value: f64,
+}
+
+const W: f64 = 640.0;
+const H: f64 = 160.0;
+
+/// A bar chart scaled to its largest value; `unit` formats the values in titles.
+pub fn bars(title: &str, bars: &[Bar], unit: impl Fn(f64) -> String) -> String {
+    let max = bars.iter().map(|b| b.value).fold(0.0_f64, f64::max);
+    let mut s = format!(
+        "<svg class=\"chart\" viewBox=\"0 0 {W} {H}\" preserveAspectRatio=\"none\" role=\"img\" aria-label=\"{}\">",
+        escape(title)
+    );
+    if bars.is_empty() || max <= 0.0 {
+        s.push_str(&format!(
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" class=\"empty\">No data in this period</text></svg>",
+            W / 2.0,
+            H / 2.0
+        ));
+        return s;
+    }
+    let step = W / bars.len() as f64;
+    let width = (step * 0.8).max(1.0);
+    for (i, b) in bars.iter().enumerate() {
+        let h = (b.value / max * (H - 4.0)).max(if b.value > 0.0 { 1.0 } else { 0.0 });
+        s.push_str(&format!(
+            "<rect x=\"{:.2}\" y=\"{:.2}\" width=\"{:.2}\" height=\"{:.2}\"><title>{}: {}</title></rect>",
+            i as f64 * step + (step - width) / 2.0,
+            H - h,
+            width,
+            h,
+            escape(&b.label),
+            escape(&unit(b.value)),
+        ));
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// Escapes text for SVG (XML) content and attributes.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bars_scale_to_the_largest_and_escape_labels() {
+        let svg = bars(
+            "spend",
+            &[Bar { label: "a<b".into(), value: 1.0 }, Bar { label: "c".into(), value: 4.0 }],
+            |v| format!("{v}"),
+        );
+        assert_eq!(svg.matches("<rect").count(), 2);
+        assert!(svg.contains("a&lt;b: 1"));
+        // The largest bar fills the height but the margin; the other is a quarter of it.
+        assert!(svg.contains("height=\"156.00\""));
+        assert!(svg.contains("height=\"39.00\""));
+    }
+
+    #[test]
+    fn empty_chart_says_so() {
+        assert!(bars("x", &[], |v| v.to_string()).contains("No data"));
+        assert!(bars("x", &[Bar { label: "a".into(), value: 0.0 }], |v| v.to_string()).contains("No data"));
+    }
+}

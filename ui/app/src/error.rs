@@ -1,0 +1,47 @@
+//! The one error every dashboard call returns: a message, and the form field it is about.
+
+use leptos::server_fn::codec::JsonEncoding;
+use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UiError {
+    pub message: String,
+    /// The field the message is about (the admin API's `param`), shown next to it.
+    pub param: Option<String>,
+    /// The HTTP status behind it (401 signs the page out).
+    pub status: u16,
+}
+
+impl UiError {
+    pub fn new(status: u16, message: impl Into<String>) -> UiError {
+        UiError {
+            message: message.into(),
+            param: None,
+            status,
+        }
+    }
+
+    /// The message when it is about `field`.
+    pub fn about(&self, field: &str) -> Option<String> {
+        (self.param.as_deref() == Some(field)).then(|| self.message.clone())
+    }
+}
+
+impl std::fmt::Display for UiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl FromServerFnError for UiError {
+    type Encoder = JsonEncoding;
+
+    fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
+        let status = match value {
+            ServerFnErrorErr::Args(_) | ServerFnErrorErr::MissingArg(_) => 400,
+            _ => 500,
+        };
+        UiError::new(status, value.to_string())
+    }
+}
