@@ -18,7 +18,13 @@ const PROFILE: &str = "wasm-release";
 
 fn main() {
     println!("cargo:rerun-if-changed=../migrations");
-    for p in ["../ui/app/src", "../ui/app/Cargo.toml", "../ui/client", "../Cargo.lock", "../Cargo.toml"] {
+    for p in [
+        "../ui/app/src",
+        "../ui/app/Cargo.toml",
+        "../ui/client",
+        "../Cargo.lock",
+        "../Cargo.toml",
+    ] {
         println!("cargo:rerun-if-changed={p}");
     }
     println!("cargo:rerun-if-env-changed=SWITCHYARD_SKIP_WASM");
@@ -27,7 +33,10 @@ fn main() {
     let listing = out.join("ui_assets.rs");
     if std::env::var("SWITCHYARD_SKIP_WASM").is_ok_and(|v| v == "1") {
         println!("cargo:warning=SWITCHYARD_SKIP_WASM=1: the dashboard is built without its browser bundle");
-        write(&listing, "/// Skipped (`SWITCHYARD_SKIP_WASM=1`).\npub const BUNDLE: Option<(&str, &[(&str, &[u8])])> = None;\n");
+        write(
+            &listing,
+            "/// Skipped (`SWITCHYARD_SKIP_WASM=1`).\npub const BUNDLE: Option<(&str, &[(&str, &[u8])])> = None;\n",
+        );
         return;
     }
     if !wasm_target_installed() {
@@ -40,7 +49,10 @@ fn main() {
             "cargo:warning=the {WASM_TARGET} target is not installed (`rustup target add {WASM_TARGET}`): \
              the dashboard is built without its browser bundle"
         );
-        write(&listing, "/// No wasm target.\npub const BUNDLE: Option<(&str, &[(&str, &[u8])])> = None;\n");
+        write(
+            &listing,
+            "/// No wasm target.\npub const BUNDLE: Option<(&str, &[(&str, &[u8])])> = None;\n",
+        );
         return;
     }
     let workspace = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("manifest dir"))
@@ -75,7 +87,10 @@ fn main() {
     collect(&pkg, &pkg, &mut files);
     files.sort();
     let mut src = String::from("/// The bundle's output name and its files (path under the package dir, bytes).\n");
-    let _ = write!(src, "pub const BUNDLE: Option<(&str, &[(&str, &[u8])])> = Some(({name:?}, &[\n");
+    let _ = write!(
+        src,
+        "pub const BUNDLE: Option<(&str, &[(&str, &[u8])])> = Some(({name:?}, &[\n"
+    );
     for (rel, abs) in &files {
         let _ = writeln!(src, "    ({rel:?}, include_bytes!({:?})),", abs.display().to_string());
     }
@@ -90,7 +105,11 @@ fn wasm_target_installed() -> bool {
         return false;
     };
     let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    Path::new(&sysroot).join("lib/rustlib").join(WASM_TARGET).join("lib").is_dir()
+    Path::new(&sysroot)
+        .join("lib/rustlib")
+        .join(WASM_TARGET)
+        .join("lib")
+        .is_dir()
 }
 
 /// Builds `switchyard-ui-client` for wasm32 and returns the `.wasm` file.
@@ -156,7 +175,11 @@ fn collect(root: &Path, dir: &Path, files: &mut Vec<(String, PathBuf)>) {
         if p.is_dir() {
             collect(root, &p, files);
         } else {
-            let rel = p.strip_prefix(root).expect("under root").to_string_lossy().replace('\\', "/");
+            let rel = p
+                .strip_prefix(root)
+                .expect("under root")
+                .to_string_lossy()
+                .replace('\\', "/");
             files.push((rel, p));
         }
     }

@@ -503,6 +503,36 @@ async fn every_admin_answer_fits_the_openapi_document() {
         .await;
     assert_eq!(s, 400, "{e}");
 
+    // Dashboard users: added, listed (never with a password), deleted.
+    let (s, u) = api
+        .go(
+            "post",
+            "/admin/v1/users",
+            "/admin/v1/users",
+            Some(json!({"name": "finance", "password": "a long passphrase", "role": "viewer"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{u}");
+    let (s, list) = api.go("get", "/admin/v1/users", "/admin/v1/users", None).await;
+    assert_eq!((s, &list["data"][0]["role"]), (200, &json!("viewer")), "{list}");
+    let (s, e) = api
+        .go(
+            "post",
+            "/admin/v1/users",
+            "/admin/v1/users",
+            Some(json!({"name": "x", "password": "short", "role": "viewer"})),
+        )
+        .await;
+    assert_eq!((s, e["error"]["param"].as_str()), (400, Some("password")), "{e}");
+    let (s, _) = api
+        .go("delete", "/admin/v1/users/{name}", "/admin/v1/users/finance", None)
+        .await;
+    assert_eq!(s, 200);
+    let (s, _) = api
+        .go("delete", "/admin/v1/users/{name}", "/admin/v1/users/finance", None)
+        .await;
+    assert_eq!(s, 404);
+
     // Errors have the documented shape too.
     let missing = "/admin/v1/keys/key_0000000000000000";
     assert_eq!(api.go("get", "/admin/v1/keys/{id}", missing, None).await.0, 404);

@@ -12,7 +12,10 @@ use serde_json::json;
 use switchyard_tests::{parse_config, standard_config, Admin, MockUpstream, TestGateway, TEST_MASTER_KEY};
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 async fn run(js: bool) {
@@ -21,7 +24,10 @@ async fn run(js: bool) {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     let required = std::env::var("SWITCHYARD_REQUIRE_SDK").is_ok_and(|v| v == "1");
     if !dir.join("node_modules/playwright-core").exists() || !Path::new(&chromium).exists() {
-        assert!(!required, "the browser test needs tests/ui/node_modules and {chromium}; run scripts/test.sh");
+        assert!(
+            !required,
+            "the browser test needs tests/ui/node_modules and {chromium}; run scripts/test.sh"
+        );
         eprintln!("SKIPPED browser test: playwright-core or {chromium} missing (scripts/test.sh installs them)");
         return;
     }
@@ -32,7 +38,10 @@ async fn run(js: bool) {
     );
     let gw = TestGateway::start_with_ledger(parse_config(&toml)).await;
     let (s, v) = Admin::new(&gw)
-        .post("/users", json!({"name": "finance", "password": "viewer password 1", "role": "viewer"}))
+        .post(
+            "/users",
+            json!({"name": "finance", "password": "viewer password 1", "role": "viewer"}),
+        )
         .await;
     assert_eq!(s, 201, "{v}");
     let out = tokio::process::Command::new("node")
@@ -48,9 +57,17 @@ async fn run(js: bool) {
         .output()
         .await
         .expect("node runs");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     println!("{text}");
-    assert!(out.status.success(), "browser test (JavaScript {}) failed:\n{text}", if js { "on" } else { "off" });
+    assert!(
+        out.status.success(),
+        "browser test (JavaScript {}) failed:\n{text}",
+        if js { "on" } else { "off" }
+    );
     assert!(text.contains("# pass 7"), "all seven steps ran:\n{text}");
 }
 

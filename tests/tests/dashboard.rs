@@ -31,9 +31,10 @@ fn location(h: &HeaderMap) -> String {
 
 /// Signs in; returns the response's headers.
 async fn sign_in_raw(gw: &TestGateway, user: &str, password: &str, extra: &[(&str, &str)]) -> (u16, HeaderMap) {
-    let mut rb = client()
-        .post(gw.url("/ui/login"))
-        .form(&[("user", user), ("password", password), ("next", "/ui/keys")]);
+    let mut rb =
+        client()
+            .post(gw.url("/ui/login"))
+            .form(&[("user", user), ("password", password), ("next", "/ui/keys")]);
     for (k, v) in extra {
         rb = rb.header(*k, *v);
     }
@@ -46,7 +47,12 @@ async fn sign_in(gw: &TestGateway, user: &str, password: &str) -> String {
     let (status, h) = sign_in_raw(gw, user, password, &[]).await;
     assert_eq!(status, 303);
     assert_eq!(location(&h), "/ui/keys", "signed in and sent where it was going");
-    let set = h.get(SET_COOKIE).expect("a session cookie").to_str().unwrap().to_string();
+    let set = h
+        .get(SET_COOKIE)
+        .expect("a session cookie")
+        .to_str()
+        .unwrap()
+        .to_string();
     set.split(';').next().unwrap().to_string()
 }
 
@@ -96,7 +102,10 @@ async fn nothing_is_reachable_without_a_session() {
     let r = client().get(gw.url("/ui/login")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(r.headers()["x-frame-options"], "DENY");
-    assert!(r.headers()["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+    assert!(r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("frame-ancestors 'none'"));
     assert!(r.text().await.unwrap().contains("Sign in to Switchyard"));
     let css = client().get(gw.url("/ui/style.css")).send().await.unwrap();
     assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
@@ -143,7 +152,10 @@ async fn repeated_failed_sign_ins_are_slowed_down() {
     let (_m, gw) = gateway("").await;
     let admin = Admin::new(&gw);
     let (s, v) = admin
-        .post("/users", json!({"name": "ops", "password": "correct horse battery", "role": "admin"}))
+        .post(
+            "/users",
+            json!({"name": "ops", "password": "correct horse battery", "role": "admin"}),
+        )
         .await;
     assert_eq!(s, 201, "{v}");
     for _ in 0..3 {
@@ -197,7 +209,11 @@ async fn changes_need_the_token_the_origin_and_the_admin_role() {
     assert_eq!(status, 200, "{v}");
     assert!(v["secret"].as_str().unwrap().starts_with("sk-sy-"));
     let (_, k) = admin
-        .call(reqwest::Method::GET, &format!("/keys/{}", v["id"].as_str().unwrap()), None)
+        .call(
+            reqwest::Method::GET,
+            &format!("/keys/{}", v["id"].as_str().unwrap()),
+            None,
+        )
         .await;
     assert_eq!(k["limits"]["budget"]["limit_usd"], "5.000000000");
     assert_eq!(k["tags"], json!(["web", "ui"]));
@@ -209,7 +225,10 @@ async fn changes_need_the_token_the_origin_and_the_admin_role() {
     assert_eq!(v["param"], "limits.budget.limit_usd", "{v}");
     // A viewer reads but cannot change.
     let (s, _) = admin
-        .post("/users", json!({"name": "finance", "password": "read only please", "role": "viewer"}))
+        .post(
+            "/users",
+            json!({"name": "finance", "password": "read only please", "role": "viewer"}),
+        )
         .await;
     assert_eq!(s, 201);
     let viewer = sign_in(&gw, "finance", "read only please").await;
@@ -222,7 +241,7 @@ async fn changes_need_the_token_the_origin_and_the_admin_role() {
     assert_eq!(v.as_array().unwrap().len(), 1);
     let (_, html) = page(&gw, &viewer, "/ui/keys").await;
     assert!(!html.contains("Create a key"), "no create form for a viewer");
-    assert!(!html.contains(">Revoke<"), "no revoke button for a viewer");
+    assert!(!html.contains("Revoke"), "no revoke button for a viewer");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -275,7 +294,12 @@ async fn sessions_expire_and_sign_out_ends_them() {
     assert_eq!(server_fn(&gw, &cookie, "whoami", NONE).await.0, 200);
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(server_fn(&gw, &cookie, "whoami", NONE).await.0, 401, "expired");
-    let r = client().get(gw.url("/ui")).header(COOKIE, &cookie).send().await.unwrap();
+    let r = client()
+        .get(gw.url("/ui"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 303);
 
     let (_m2, gw2) = gateway("").await;
@@ -309,27 +333,42 @@ async fn users_are_validated_and_deleting_one_ends_its_sessions() {
     let admin = Admin::new(&gw);
     for (body, param) in [
         (json!({"name": "x", "password": "short", "role": "admin"}), "password"),
-        (json!({"name": "bad name!", "password": "long enough pass", "role": "admin"}), "name"),
-        (json!({"name": "y", "password": "long enough pass", "role": "root"}), "role"),
+        (
+            json!({"name": "bad name!", "password": "long enough pass", "role": "admin"}),
+            "name",
+        ),
+        (
+            json!({"name": "y", "password": "long enough pass", "role": "root"}),
+            "role",
+        ),
     ] {
         let (s, v) = admin.post("/users", body).await;
         assert_eq!(s, 400, "{v}");
         assert_eq!(v["error"]["param"], param, "{v}");
     }
     let (s, _) = admin
-        .post("/users", json!({"name": "eve", "password": "long enough pass", "role": "admin"}))
+        .post(
+            "/users",
+            json!({"name": "eve", "password": "long enough pass", "role": "admin"}),
+        )
         .await;
     assert_eq!(s, 201);
     let (s, _) = admin
-        .post("/users", json!({"name": "eve", "password": "long enough pass", "role": "admin"}))
+        .post(
+            "/users",
+            json!({"name": "eve", "password": "long enough pass", "role": "admin"}),
+        )
         .await;
     assert_eq!(s, 409);
     let (_, list) = admin.call(reqwest::Method::GET, "/users", None).await;
     assert_eq!(list["data"][0]["name"], "eve");
-    assert!(list.to_string().find("password").is_none(), "no password or hash is listed");
+    assert!(
+        list.to_string().find("password").is_none(),
+        "no password or hash is listed"
+    );
     let cookie = sign_in(&gw, "eve", "long enough pass").await;
-    let (s, _) = admin.call(reqwest::Method::DELETE, "/users/eve", None).await;
-    assert_eq!(s, 204);
+    let (s, v) = admin.call(reqwest::Method::DELETE, "/users/eve", None).await;
+    assert_eq!((s, &v["deleted"]), (200, &json!(true)));
     assert_eq!(server_fn(&gw, &cookie, "whoami", NONE).await.0, 401);
 }
 

@@ -8,8 +8,9 @@ use serde::Deserialize;
 
 use super::routes::{validate_router, validate_routes};
 use super::types::{
-    AuthConfig, Balance, BillingConfig, CacheConfig, Capability, DashboardConfig, Compat, DatabaseConfig, DeploymentConfig,
-    EmbedderKind, LedgerConfig, ModelConfig, ModelKind, PricingConfig, ProviderConfig, ProviderKind, ServerConfig,
+    AuthConfig, Balance, BillingConfig, CacheConfig, Capability, Compat, DashboardConfig, DatabaseConfig,
+    DeploymentConfig, EmbedderKind, LedgerConfig, ModelConfig, ModelKind, PricingConfig, ProviderConfig, ProviderKind,
+    ServerConfig,
 };
 use super::{as_table, take, Config, Problem, Secret};
 use crate::money::pricing::{Price, PriceSchedule, PriceTable};

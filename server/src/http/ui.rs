@@ -311,7 +311,9 @@ async fn sign_out(ui: Arc<Ui>, req: Request) -> Response {
     let Some(session) = req.extensions().get::<Session>().cloned() else {
         return ui_error(StatusCode::UNAUTHORIZED, "Not signed in.");
     };
-    let form = axum::body::to_bytes(req.into_body(), MAX_FORM).await.unwrap_or_default();
+    let form = axum::body::to_bytes(req.into_body(), MAX_FORM)
+        .await
+        .unwrap_or_default();
     let form = String::from_utf8_lossy(&form);
     let token = form_urlencoded(&form)
         .into_iter()
@@ -354,8 +356,10 @@ fn over_tls(h: &HeaderMap) -> bool {
 
 async fn style() -> Response {
     let mut r = Response::new(Body::from(switchyard_ui::STYLE));
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/css; charset=utf-8"),
+    );
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=300"));
     r
@@ -374,7 +378,8 @@ async fn asset(axum::extract::Path(file): axum::extract::Path<String>) -> Respon
         "application/octet-stream"
     };
     let mut r = Response::new(Body::from(*bytes));
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
     // The bundle's name is its content hash.
     r.headers_mut().insert(
         header::CACHE_CONTROL,
@@ -463,7 +468,15 @@ mod tests {
     fn only_dashboard_paths_are_followed_after_sign_in() {
         assert_eq!(safe_next("/ui/keys?q=x"), "/ui/keys?q=x");
         assert_eq!(safe_next("/ui"), "/ui");
-        for bad in ["https://evil.example", "//evil.example", "/ui//evil", "/admin/v1/keys", "/ui\\x", "/ui/login", "/uix"] {
+        for bad in [
+            "https://evil.example",
+            "//evil.example",
+            "/ui//evil",
+            "/admin/v1/keys",
+            "/ui\\x",
+            "/ui/login",
+            "/uix",
+        ] {
             assert_eq!(safe_next(bad), "/ui", "{bad}");
         }
     }

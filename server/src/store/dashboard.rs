@@ -21,17 +21,19 @@ impl Store {
     }
 
     pub async fn get_user(&self, name: &str) -> Result<Option<UserRecord>> {
-        let row = sqlx::query("SELECT name, password_hash, role, created_ms, updated_ms FROM admin_users WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT name, password_hash, role, created_ms, updated_ms FROM admin_users WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
         row.map(|r| user_of(&r)).transpose()
     }
 
     pub async fn list_users(&self) -> Result<Vec<UserRecord>> {
-        let rows = sqlx::query("SELECT name, password_hash, role, created_ms, updated_ms FROM admin_users ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT name, password_hash, role, created_ms, updated_ms FROM admin_users ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter().map(user_of).collect()
     }
 

@@ -6,7 +6,6 @@ use leptos::prelude::*;
 use crate::error::UiError;
 use crate::types::{Created, Key, Overview, Viewer};
 
-
 #[cfg(feature = "ssr")]
 use crate::backend::{backend, call, editor, fail, get, plain_form, session};
 
@@ -39,11 +38,7 @@ pub async fn whoami() -> Result<Viewer, UiError> {
 #[server(prefix = "/ui/api", endpoint = "overview")]
 pub async fn load_overview(period: String) -> Result<Overview, UiError> {
     use crate::types::{List, UsageReport};
-    let (name, _, hours) = PERIODS
-        .iter()
-        .find(|p| p.0 == period)
-        .copied()
-        .unwrap_or(PERIODS[1]);
+    let (name, _, hours) = PERIODS.iter().find(|p| p.0 == period).copied().unwrap_or(PERIODS[1]);
     let now = now_ms();
     let from = now - hours * 3_600_000;
     let range = format!("from={from}&to={}", now + 1);
@@ -54,19 +49,42 @@ pub async fn load_overview(period: String) -> Result<Overview, UiError> {
     let models: UsageReport = get(format!("/admin/v1/usage?{range}&group_by=model")).await?;
     let all: List<Key> = get("/admin/v1/keys".into()).await?;
     let top = |mut g: Vec<crate::types::Group>| {
-        g.sort_by(|a, b| b.totals.cost_nanos.cmp(&a.totals.cost_nanos).then(b.totals.requests.cmp(&a.totals.requests)));
+        g.sort_by(|a, b| {
+            b.totals
+                .cost_nanos
+                .cmp(&a.totals.cost_nanos)
+                .then(b.totals.requests.cmp(&a.totals.requests))
+        });
         g.truncate(5);
         g
     };
     let top_keys = top(keys.groups);
     let key_names = top_keys
         .iter()
-        .filter_map(|g| all.data.iter().find(|k| k.id == g.group).map(|k| (k.id.clone(), k.name.clone())))
+        .filter_map(|g| {
+            all.data
+                .iter()
+                .find(|k| k.id == g.group)
+                .map(|k| (k.id.clone(), k.name.clone()))
+        })
         .collect();
+    // Every bucket of the period, empty ones too, so the chart's axis is time.
+    let step = if bucket == "hour" { 3_600_000 } else { 86_400_000 };
+    let mut filled = Vec::new();
+    let mut t = from - from.rem_euclid(step);
+    while t <= now {
+        let label = crate::time::iso(t);
+        let found = series.groups.iter().find(|g| g.group == label).cloned();
+        filled.push(found.unwrap_or(crate::types::Group {
+            group: label,
+            totals: Default::default(),
+        }));
+        t += step;
+    }
     Ok(Overview {
         period: name.to_string(),
         totals: series.totals,
-        series: series.groups,
+        series: filled,
         top_keys,
         top_teams: top(teams.groups),
         top_models: top(models.groups),
@@ -130,16 +148,13 @@ pub async fn create_key(
         );
     }
     if !rpm.trim().is_empty() {
-        let n: u64 = rpm
-            .trim()
-            .parse()
-            .map_err(|_| {
-                fail(UiError {
-                    message: "must be a whole number".into(),
-                    param: Some("limits.rpm".into()),
-                    status: 400,
-                })
-            })?;
+        let n: u64 = rpm.trim().parse().map_err(|_| {
+            fail(UiError {
+                message: "must be a whole number".into(),
+                param: Some("limits.rpm".into()),
+                status: 400,
+            })
+        })?;
         limits.insert("rpm".into(), n.into());
     }
     if !limits.is_empty() {

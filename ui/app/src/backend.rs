@@ -77,7 +77,10 @@ pub(crate) fn editor(csrf: &str) -> Result<Session, UiError> {
         )));
     }
     if !s.viewer.can_edit() {
-        return Err(fail(UiError::new(403, "Your role is viewer: you can look, not change.")));
+        return Err(fail(UiError::new(
+            403,
+            "Your role is viewer: you can look, not change.",
+        )));
     }
     Ok(s)
 }

@@ -66,7 +66,16 @@ mod tests {
     fn bars_scale_to_the_largest_and_escape_labels() {
         let svg = bars(
             "spend",
-            &[Bar { label: "a<b".into(), value: 1.0 }, Bar { label: "c".into(), value: 4.0 }],
+            &[
+                Bar {
+                    label: "a<b".into(),
+                    value: 1.0,
+                },
+                Bar {
+                    label: "c".into(),
+                    value: 4.0,
+                },
+            ],
             |v| format!("{v}"),
         );
         assert_eq!(svg.matches("<rect").count(), 2);
@@ -79,6 +88,14 @@ mod tests {
     #[test]
     fn empty_chart_says_so() {
         assert!(bars("x", &[], |v| v.to_string()).contains("No data"));
-        assert!(bars("x", &[Bar { label: "a".into(), value: 0.0 }], |v| v.to_string()).contains("No data"));
+        assert!(bars(
+            "x",
+            &[Bar {
+                label: "a".into(),
+                value: 0.0
+            }],
+            |v| v.to_string()
+        )
+        .contains("No data"));
     }
 }

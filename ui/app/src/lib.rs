@@ -4,7 +4,8 @@
 //! - [`types`]: what the pages show; [`error`]: the one error type of every call;
 //! - [`api`]: the server functions (session, role and anti-forgery checks, then the admin API);
 //! - `backend` (server only): what the server provides: the admin API in process, sessions;
-//! - [`chart`]: SVG charts as text; `pages`: one file per page; `layout`: the frame around them.
+//! - [`chart`]: SVG charts as text; [`time`]: UTC times as text; `pages`: one file per page;
+//!   `layout`: the frame around them.
 
 pub mod api;
 #[cfg(feature = "ssr")]
@@ -13,6 +14,7 @@ pub mod chart;
 pub mod error;
 mod layout;
 mod pages;
+pub mod time;
 pub mod types;
 
 use leptos::prelude::*;

@@ -86,7 +86,10 @@ pub(super) async fn create_user(State(state): State<Arc<AppState>>, req: Request
 pub(super) async fn list_users(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     dashboard(&state)?;
     let users = state.store.list_users().await.map_err(store_err)?;
-    Ok(reply(StatusCode::OK, &UserList::from(users.iter().map(User::of).collect::<Vec<_>>())))
+    Ok(reply(
+        StatusCode::OK,
+        &UserList::from(users.iter().map(User::of).collect::<Vec<_>>()),
+    ))
 }
 
 /// The path parameter of a user's routes.
@@ -102,7 +105,7 @@ pub(super) struct UserName(
 /// Its sessions end at once.
 #[utoipa::path(delete, path = "/admin/v1/users/{name}", tag = "users", params(UserName),
     responses(
-        (status = 204, description = "The user is gone."),
+        (status = 200, description = "The user is gone.", body = UserDeleted),
         (status = 404, description = "No user has this name."),
         (status = 503, description = "The database is unavailable; nothing was changed."),
     ))]
@@ -115,7 +118,12 @@ pub(super) async fn delete_user(
         return Err(ApiError::not_found(format!("No user named `{name}`.")));
     }
     tracing::info!(user = %name, "dashboard user deleted");
-    let mut r = Response::new(axum::body::Body::empty());
-    *r.status_mut() = StatusCode::NO_CONTENT;
-    Ok(r)
+    Ok(reply(StatusCode::OK, &UserDeleted { name, deleted: true }))
+}
+
+/// A deleted user.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct UserDeleted {
+    pub name: String,
+    pub deleted: bool,
 }

@@ -199,12 +199,17 @@ fn KeyTable(keys: Vec<Key>, csrf: String, editor: bool, revoke: ServerAction<Rev
                                 <td><span class=format!("badge {}", k.status)>{k.status.clone()}</span></td>
                                 <td><BudgetBar k=k.clone() /></td>
                                 <td>
+                                    // Revoking asks once more: the button is inside a disclosure.
                                     {(editor && live).then(|| view! {
-                                        <ActionForm action=revoke>
-                                            <input type="hidden" name="csrf" value=csrf />
-                                            <input type="hidden" name="id" value=id />
-                                            <button type="submit" class="danger" aria-label=format!("Revoke {}", k.name)>"Revoke"</button>
-                                        </ActionForm>
+                                        <details class="confirm">
+                                            <summary class="danger" aria-label=format!("Revoke {}…", k.name)>"Revoke…"</summary>
+                                            <ActionForm action=revoke>
+                                                <input type="hidden" name="csrf" value=csrf />
+                                                <input type="hidden" name="id" value=id />
+                                                <p>"Requests with this key will be refused at once. This cannot be undone."</p>
+                                                <button type="submit" class="danger">"Revoke now"</button>
+                                            </ActionForm>
+                                        </details>
                                     })}
                                 </td>
                             </tr>
@@ -224,7 +229,11 @@ fn BudgetBar(k: Key) -> impl IntoView {
         Some(b) => {
             let limit: f64 = b.limit_usd.parse().unwrap_or(0.0);
             let spent: f64 = b.spent_usd_local.as_deref().and_then(|s| s.parse().ok()).unwrap_or(0.0);
-            let pct = if limit > 0.0 { (spent / limit * 100.0).clamp(0.0, 100.0) } else { 100.0 };
+            let pct = if limit > 0.0 {
+                (spent / limit * 100.0).clamp(0.0, 100.0)
+            } else {
+                100.0
+            };
             let class = if pct >= 100.0 {
                 "bar over"
             } else if pct >= f64::from(b.soft_limit_pct) {

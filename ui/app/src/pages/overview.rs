@@ -15,6 +15,11 @@ pub fn Overview() -> impl IntoView {
     let q = use_query_map();
     let period = move || q.with(|q| q.get("period")).unwrap_or_else(|| "7d".into());
     let data = Resource::new(period, load_overview);
+    // Live numbers: with JavaScript the figures reload every 30 s (effects run only in the browser).
+    Effect::new(move |_| {
+        #[cfg(feature = "hydrate")]
+        leptos::prelude::set_interval(move || data.refetch(), std::time::Duration::from_secs(30));
+    });
     view! {
         <Frame title="Overview" children=move |_me| {
             view! {
@@ -27,14 +32,15 @@ pub fn Overview() -> impl IntoView {
                         })
                         .collect_view()}
                 </nav>
-                <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
+                <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
                     {move || Suspend::new(async move {
                         match data.await {
                             Ok(d) => view! { <Numbers d=d /> }.into_any(),
                             Err(e) => view! { <p class="error" role="alert">{e.message}</p> }.into_any(),
                         }
                     })}
-                </Suspense>
+                </Transition>
+                <p class="muted refresh">"Figures refresh every 30 s while this page is open (with JavaScript)."</p>
             }
         } />
     }
@@ -64,6 +70,19 @@ fn Numbers(d: Data) -> impl IntoView {
             value: g.totals.requests as f64,
         })
         .collect();
+    let axis = || {
+        let first = d
+            .series
+            .first()
+            .map(|g| g.group.get(..16).unwrap_or(&g.group).replace('T', " "))
+            .unwrap_or_default();
+        let last = d
+            .series
+            .last()
+            .map(|g| g.group.get(..16).unwrap_or(&g.group).replace('T', " "))
+            .unwrap_or_default();
+        view! { <p class="axis"><span>{first} " UTC"</span><span>{last} " UTC"</span></p> }
+    };
     let names = d.key_names.clone();
     let key_name = move |id: &str| {
         names
@@ -82,10 +101,12 @@ fn Numbers(d: Data) -> impl IntoView {
         <section class="card">
             <h2>"Spend over time"</h2>
             <div inner_html=bars("Spend over time", &spend, |v| format!("${v:.4}"))></div>
+            {axis()}
         </section>
         <section class="card">
             <h2>"Requests over time"</h2>
             <div inner_html=bars("Requests over time", &requests, |v| format!("{v} requests"))></div>
+            {axis()}
         </section>
         <div class="grid3">
             <Top title="Top keys" rows=d.top_keys.clone() name=key_name />
