@@ -35,7 +35,7 @@ fn main() {
         println!("cargo:warning=SWITCHYARD_SKIP_WASM=1: the dashboard is built without its browser bundle");
         write(
             &listing,
-            "/// Skipped (`SWITCHYARD_SKIP_WASM=1`).\npub const BUNDLE: Option<(&str, &[(&str, &[u8])])> = None;\n",
+            "/// Skipped (`SWITCHYARD_SKIP_WASM=1`).\npub const BUNDLE: Option<Bundle> = None;\n",
         );
         return;
     }
@@ -51,7 +51,7 @@ fn main() {
         );
         write(
             &listing,
-            "/// No wasm target.\npub const BUNDLE: Option<(&str, &[(&str, &[u8])])> = None;\n",
+            "/// No wasm target.\npub const BUNDLE: Option<Bundle> = None;\n",
         );
         return;
     }
@@ -87,14 +87,14 @@ fn main() {
     collect(&pkg, &pkg, &mut files);
     files.sort();
     let mut src = String::from("/// The bundle's output name and its files (path under the package dir, bytes).\n");
-    let _ = write!(
+    let _ = writeln!(
         src,
-        "pub const BUNDLE: Option<(&str, &[(&str, &[u8])])> = Some(({name:?}, &[\n"
+        "pub const BUNDLE: Option<Bundle> = Some(Bundle {{ name: {name:?}, files: &["
     );
     for (rel, abs) in &files {
         let _ = writeln!(src, "    ({rel:?}, include_bytes!({:?})),", abs.display().to_string());
     }
-    src.push_str("]));\n");
+    src.push_str("] });\n");
     write(&listing, &src);
 }
 

@@ -26,6 +26,11 @@ use super::{AppState, Peer};
 use crate::dashboard::{Dashboard, SignInError};
 
 mod bundle {
+    /// The browser bundle: its output name and its files (path under `/ui/pkg/`, bytes).
+    pub struct Bundle {
+        pub name: &'static str,
+        pub files: &'static [(&'static str, &'static [u8])],
+    }
     include!(concat!(env!("OUT_DIR"), "/ui_assets.rs"));
 }
 
@@ -97,8 +102,8 @@ pub(super) fn routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
     // Leptos runs its tasks on tokio (already set when a second gateway starts in one process).
     let _ = any_spawner::Executor::init_tokio();
     let admin = super::admin::routes().with_state(state.clone());
-    let (name, hydrate) = match bundle::BUNDLE {
-        Some((name, _)) => (name, true),
+    let (name, hydrate) = match &bundle::BUNDLE {
+        Some(b) => (b.name, true),
         None => ("switchyard", false),
     };
     let options = LeptosOptions::builder()
@@ -366,7 +371,9 @@ async fn style() -> Response {
 }
 
 async fn asset(axum::extract::Path(file): axum::extract::Path<String>) -> Response {
-    let found = bundle::BUNDLE.and_then(|(_, files)| files.iter().find(|(name, _)| *name == file));
+    let found = bundle::BUNDLE
+        .as_ref()
+        .and_then(|b| b.files.iter().find(|(name, _)| *name == file));
     let Some((name, bytes)) = found else {
         return ui_error(StatusCode::NOT_FOUND, "No such file.");
     };
