@@ -5,15 +5,15 @@ use std::sync::Arc;
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::wire::{Iso, UserList};
+use super::wire::{User, UserDeleted, UserList};
 use super::{body, reply, store_err};
 use crate::dashboard::UserError;
 use crate::error::ApiError;
 use crate::http::AppState;
-use crate::records::dashboard::{Role, UserRecord};
+use crate::records::dashboard::Role;
 
 /// A dashboard user to add.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -26,25 +26,6 @@ pub(super) struct UserIn {
     /// `admin` (may change everything) or `viewer` (reads only).
     #[schema(example = "viewer")]
     role: String,
-}
-
-/// A dashboard user (never its password).
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct User {
-    pub name: String,
-    #[schema(example = "viewer")]
-    pub role: String,
-    pub created_at: Iso,
-}
-
-impl User {
-    fn of(u: &UserRecord) -> User {
-        User {
-            name: u.name.clone(),
-            role: u.role.as_str().to_string(),
-            created_at: Iso::at(u.created_ms),
-        }
-    }
 }
 
 fn dashboard(state: &AppState) -> Result<&crate::dashboard::Dashboard, ApiError> {
@@ -119,11 +100,4 @@ pub(super) async fn delete_user(
     }
     tracing::info!(user = %name, "dashboard user deleted");
     Ok(reply(StatusCode::OK, &UserDeleted { name, deleted: true }))
-}
-
-/// A deleted user.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct UserDeleted {
-    pub name: String,
-    pub deleted: bool,
 }

@@ -103,7 +103,7 @@ list_of! {
     /// Statistics per route, by route name.
     RouteStatsList of RouteStats,
     /// Dashboard users, by name.
-    UserList of super::users::User,
+    UserList of User,
 }
 
 /// A spending limit, as returned.
@@ -516,4 +516,30 @@ pub(crate) struct RouteStats {
     pub by_variant: BTreeMap<String, VariantStats>,
     pub shadow: ShadowStats,
     pub cascade: CascadeStats,
+}
+
+/// A dashboard user (never its password).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct User {
+    pub name: String,
+    #[schema(example = "viewer")]
+    pub role: String,
+    pub created_at: Iso,
+}
+
+impl User {
+    pub(crate) fn of(u: &crate::records::dashboard::UserRecord) -> User {
+        User {
+            name: u.name.clone(),
+            role: u.role.as_str().to_string(),
+            created_at: Iso::at(u.created_ms),
+        }
+    }
+}
+
+/// A deleted user.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct UserDeleted {
+    pub name: String,
+    pub deleted: bool,
 }
