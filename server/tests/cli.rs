@@ -82,6 +82,11 @@ fn serve(name: &str, master_key: Option<&str>) -> (std::process::Child, String) 
                     .display()
             ),
         )
+        // A demo without a master key makes its first dashboard user; keep its password file out of the tree.
+        .env(
+            "SWITCHYARD_DASHBOARD__FIRST_PASSWORD_FILE",
+            std::env::temp_dir().join(format!("switchyard-cli-{name}-{}-password", std::process::id())),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     match master_key {
