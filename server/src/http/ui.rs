@@ -325,7 +325,7 @@ async fn sign_out(ui: Arc<Ui>, req: Request) -> Response {
         .find(|(k, _)| k == "csrf")
         .map(|(_, v)| v)
         .unwrap_or_default();
-    if token != session.viewer.csrf {
+    if !session.token_matches(&token) {
         return ui_error(StatusCode::FORBIDDEN, "The form is out of date. Reload the page.");
     }
     if let Err(e) = ui.dashboard.sign_out(&session).await {

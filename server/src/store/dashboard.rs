@@ -3,7 +3,7 @@
 use sqlx::Row;
 
 use super::{Result, Store};
-use crate::records::dashboard::{SessionRecord, UserRecord};
+use crate::records::dashboard::{Role, SessionRecord, UserRecord};
 
 impl Store {
     pub async fn insert_user(&self, u: &UserRecord) -> Result<()> {
@@ -93,12 +93,10 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| -> Result<SessionRecord> {
-            let role: String = r.try_get("role")?;
             Ok(SessionRecord {
                 id_hash: r.try_get("id_hash")?,
                 user: r.try_get("user_name")?,
-                role: crate::records::dashboard::Role::parse(&role)
-                    .ok_or_else(|| super::StoreError::new(format!("stored session role `{role}`")))?,
+                role: role_of(&r)?,
                 csrf: r.try_get("csrf")?,
                 created_ms: r.try_get("created_ms")?,
                 expires_ms: r.try_get("expires_ms")?,
@@ -116,13 +114,17 @@ impl Store {
     }
 }
 
-fn user_of(r: &sqlx::any::AnyRow) -> Result<UserRecord> {
+/// The `role` column of a user or session row.
+fn role_of(r: &sqlx::any::AnyRow) -> Result<Role> {
     let role: String = r.try_get("role")?;
+    Role::parse(&role).ok_or_else(|| super::StoreError::new(format!("stored role `{role}`")))
+}
+
+fn user_of(r: &sqlx::any::AnyRow) -> Result<UserRecord> {
     Ok(UserRecord {
         name: r.try_get("name")?,
         password_hash: r.try_get("password_hash")?,
-        role: crate::records::dashboard::Role::parse(&role)
-            .ok_or_else(|| super::StoreError::new(format!("stored user role `{role}`")))?,
+        role: role_of(r)?,
         created_ms: r.try_get("created_ms")?,
         updated_ms: r.try_get("updated_ms")?,
     })

@@ -57,6 +57,14 @@ pub(crate) fn fail(e: UiError) -> UiError {
     e
 }
 
+impl Session {
+    /// Whether a form's anti-forgery token is the session's, compared in time that depends only
+    /// on the lengths.
+    pub fn token_matches(&self, token: &str) -> bool {
+        same(token.as_bytes(), self.viewer.csrf.as_bytes())
+    }
+}
+
 pub(crate) fn backend() -> Result<Arc<dyn Backend>, UiError> {
     use_context::<Arc<dyn Backend>>().ok_or_else(|| UiError::new(500, "the dashboard backend is missing"))
 }
@@ -70,7 +78,7 @@ pub(crate) fn session() -> Result<Session, UiError> {
 /// The session of a user who may change things, after checking the form's anti-forgery token.
 pub(crate) fn editor(csrf: &str) -> Result<Session, UiError> {
     let s = session()?;
-    if !same(csrf.as_bytes(), s.viewer.csrf.as_bytes()) {
+    if !s.token_matches(csrf) {
         return Err(fail(UiError::new(
             403,
             "The form is out of date or was not sent from this dashboard. Reload the page and try again.",
