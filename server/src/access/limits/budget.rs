@@ -6,12 +6,14 @@ use std::sync::{Arc, Mutex};
 
 use super::{lock, Limiter, ScopeState, Subject};
 use crate::money::pricing::Nanos;
-use crate::records::limits::{Budget, BudgetAlert};
+use crate::records::limits::{Budget, BudgetAlert, Period};
 
 /// Budget state of one scope in this process.
 #[derive(Debug, Default)]
 pub(super) struct BudgetState {
     period_start: i64,
+    /// The kind of period `period_start` begins: a budget changed to another kind starts over.
+    period: Option<Period>,
     limit: i64,
     /// Nanodollars leased to this process for `period_start` and not yet written as spent.
     lease: i64,
@@ -80,11 +82,13 @@ impl BudgetState {
         fits
     }
 
-    /// Moves to the period starting at `ps` if the clock has passed into it.
+    /// Moves to the period starting at `ps` if the clock has passed into it, or if the budget
+    /// now has another kind of period (whose start may lie before the old one's: a daily budget
+    /// made monthly).
     fn roll(&mut self, ps: i64, b: Budget) {
         self.limit = b.limit.0;
         self.soft_pct = b.soft_pct;
-        if !self.initialized || ps > self.period_start {
+        if !self.initialized || ps > self.period_start || self.period != Some(b.period) {
             if self.initialized && (self.unflushed > 0 || self.lease > 0) {
                 // The old period's spend must still be written; its lease is simply dropped
                 // (the row expires and belongs to a period nobody reads any more).
@@ -92,6 +96,7 @@ impl BudgetState {
                 self.add_late(ps, used);
             }
             self.period_start = ps;
+            self.period = Some(b.period);
             self.lease = 0;
             self.reserved = 0;
             self.unflushed = 0;
