@@ -7,6 +7,9 @@ use std::io::Write;
 use futures_util::StreamExt;
 use serde_json::Value;
 
+/// The `User-Agent` prefix of this client: the audit log records its changes as made by the CLI.
+pub const CLI_AGENT: &str = "switchyard-cli/";
+
 /// A client of one gateway's admin API.
 pub struct AdminClient {
     http: reqwest::Client,
@@ -20,6 +23,7 @@ impl AdminClient {
         AdminClient {
             http: reqwest::Client::builder()
                 .connect_timeout(std::time::Duration::from_secs(5))
+                .user_agent(format!("{CLI_AGENT}{}", env!("CARGO_PKG_VERSION")))
                 .build()
                 .expect("a TLS backend is available"),
             base: format!("{}/admin/v1", url.trim_end_matches('/')),

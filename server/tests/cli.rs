@@ -276,6 +276,32 @@ fn keys_and_usage_commands_drive_the_admin_api() {
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("SWITCHYARD_MASTER_KEY"));
+
+    // The audit log has the CLI's changes, as the master key through the CLI, from here; a
+    // refused change is not among them.
+    let out = Command::new("curl")
+        .args(["-s", "-H", &format!("authorization: Bearer {MASTER}")])
+        .arg(format!("http://{addr}/admin/v1/audit"))
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let entries = v["data"].as_array().unwrap();
+    let actions: Vec<&str> = entries.iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(
+        actions,
+        ["usage re-priced", "key revoked", "key rotated", "key created"],
+        "newest first: {v}"
+    );
+    for e in entries {
+        assert_eq!(
+            (e["actor"].as_str(), e["via"].as_str()),
+            (Some("master key"), Some("cli")),
+            "{e}"
+        );
+        assert_eq!(e["address"], "127.0.0.1");
+    }
+    assert_eq!(entries[3]["target"], id.as_str(), "a create names what it made");
+    assert!(!entries[3]["detail"].as_str().unwrap().contains("sk-sy-"));
     stop(child);
 }
 

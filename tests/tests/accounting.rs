@@ -215,6 +215,7 @@ async fn a_poison_event_is_quarantined_and_never_stalls_the_writer() {
                 event: event(i, cost),
                 estimate: None,
                 settlement: None,
+                baseline: None,
             });
         }
         let late = Arc::clone(&sink);
@@ -224,6 +225,7 @@ async fn a_poison_event_is_quarantined_and_never_stalls_the_writer() {
                 event: event(i, 100),
                 estimate: None,
                 settlement: None,
+                baseline: None,
             });
         }
         drop(late);

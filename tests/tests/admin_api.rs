@@ -533,6 +533,41 @@ async fn every_admin_answer_fits_the_openapi_document() {
         .await;
     assert_eq!(s, 404);
 
+    // The dashboard's views: the summary, the request log, the routing mix and playground,
+    // the deployments, the audit log.
+    for (template, path) in [
+        ("/admin/v1/usage/summary", "/admin/v1/usage/summary?from=2020-01-01"),
+        ("/admin/v1/requests", "/admin/v1/requests?limit=2"),
+        ("/admin/v1/routes/mix", "/admin/v1/routes/mix?group_by=hour"),
+        ("/admin/v1/deployments", "/admin/v1/deployments"),
+        ("/admin/v1/audit", "/admin/v1/audit?limit=3"),
+    ] {
+        let (s, v) = api.go("get", template, path, None).await;
+        assert_eq!(s, 200, "{path}: {v}");
+    }
+    let (_, log) = api
+        .go("get", "/admin/v1/requests", "/admin/v1/requests?limit=1", None)
+        .await;
+    let event = log["data"][0]["event_id"].as_str().unwrap().to_string();
+    let (s, v) = api
+        .go(
+            "get",
+            "/admin/v1/requests/{event_id}",
+            &format!("/admin/v1/requests/{event}"),
+            None,
+        )
+        .await;
+    assert_eq!((s, v["event_id"].as_str()), (200, Some(event.as_str())));
+    let (s, v) = api
+        .go(
+            "post",
+            "/admin/v1/routes/explain",
+            "/admin/v1/routes/explain?prefer=quality",
+            Some(json!({"model": "auto", "messages": [{"role": "user", "content": "hi"}]})),
+        )
+        .await;
+    assert_eq!((s, v["object"].as_str()), (200, Some("route.decision")), "{v}");
+
     // Errors have the documented shape too.
     let missing = "/admin/v1/keys/key_0000000000000000";
     assert_eq!(api.go("get", "/admin/v1/keys/{id}", missing, None).await.0, 404);

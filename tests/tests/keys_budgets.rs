@@ -440,7 +440,15 @@ async fn bad_admin_input_is_refused_and_changes_nothing() {
             "limits.budget.period",
         ),
         (json!({"name": "x", "limits": {"rpm": -1}}), "limits.rpm"),
-        (json!({"name": "x", "limits": {"rpm": 0}}), "rpm"),
+        (json!({"name": "x", "limits": {"rpm": 0}}), "limits.rpm"),
+        (
+            json!({"name": "x", "limits": {"max_concurrent": 0}}),
+            "limits.max_concurrent",
+        ),
+        (
+            json!({"name": "x", "limits": {"budget": {"limit_usd": "5", "period": "daily", "soft_limit_pct": 101}}}),
+            "limits.budget.soft_limit_pct",
+        ),
         (json!({"name": "x", "team_id": "team_nope"}), "team_id"),
         (json!({"name": "x", "allowed_models": ["gpt-99"]}), "allowed_models[0]"),
         (json!({"name": "x", "tags": ["has space"]}), "tags[0]"),
@@ -662,6 +670,35 @@ async fn the_openapi_document_covers_every_admin_route() {
         for m in methods {
             assert!(doc["paths"][path][m].is_object(), "{m} {path} is not documented");
         }
+    }
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_budget_given_another_period_admits_at_once() {
+    let url = switchyard_tests::temp_sqlite_url();
+    let gw = gateway(&url).await;
+    let admin = Admin::new(&gw);
+    let client = reqwest::Client::new();
+    let (id, key) = admin
+        .key(json!({"name": "b", "limits": {"budget": {"limit_usd": "5", "period": "daily"}}}))
+        .await;
+    assert_eq!(chat(&client, &gw, Some(&key), "cheap").await.status(), 200);
+    // A total budget's period began long before today's: the key's budget starts over there.
+    let (s, v) = admin
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/keys/{id}"),
+            Some(json!({"limits": {"budget": {"limit_usd": "12.50", "period": "total"}}})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    // Once the idle lease of the old period has been handed back, the next request needs a
+    // lease of the new period.
+    tokio::time::sleep(std::time::Duration::from_millis(2600)).await;
+    for _ in 0..2 {
+        let r = chat(&client, &gw, Some(&key), "cheap").await;
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     }
     gw.stop().await.unwrap();
 }

@@ -63,6 +63,26 @@ async fn a_route_picks_a_tier_explains_it_and_records_it() {
         .all(|e| e.route.as_deref().is_some_and(|r| r == "auto" || r == "dev")));
     assert_eq!(events[0].model, "small");
     assert_eq!(events[1].model, "large");
+    // Each names its tier, the intent seen and why, and counts its baseline: the same tokens
+    // at the strong model's price ($5 / $15 per million), whichever tier served.
+    let strong = |e: &switchyard::records::usage::UsageEvent| {
+        ((e.prompt_tokens - e.cached_tokens) * 5_000 + e.completion_tokens * 15_000) as i64
+    };
+    for e in &events {
+        assert!(e.prompt_tokens > 0 && e.completion_tokens > 0, "{e:?}");
+        assert_eq!(e.baseline_cost_nanos, strong(e), "{e:?}");
+        assert!(e.intent.as_deref().is_some_and(|i| !i.is_empty()), "{e:?}");
+    }
+    assert_eq!(events[0].tier.as_deref(), Some("cheap"));
+    assert!(events[0].route_reason.as_deref().unwrap_or("").contains("threshold"));
+    assert!(
+        events[0].baseline_cost_nanos > events[0].cost_nanos * 10,
+        "{:?}",
+        events[0]
+    );
+    assert_eq!(events[1].tier.as_deref(), Some("strong"));
+    assert_eq!(events[1].baseline_cost_nanos, events[1].cost_nanos);
+    assert_eq!(events[4].tier.as_deref(), Some("specialist"));
 
     // The explanation, without a model call.
     let r = reqwest::Client::new()

@@ -57,13 +57,16 @@ async function signIn(user, password) {
   await ready();
 }
 
-async function chat(key, content) {
+async function chat(key, content, requestId, model = "chat") {
+  const headers = { authorization: `Bearer ${key}`, "content-type": "application/json" };
+  if (requestId) headers["x-request-id"] = requestId;
   const r = await fetch(`${base}/v1/chat/completions`, {
     method: "POST",
-    headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
-    body: JSON.stringify({ model: "chat", messages: [{ role: "user", content }] }),
+    headers,
+    body: JSON.stringify({ model, max_tokens: 50, messages: [{ role: "user", content }] }),
   });
-  await r.text();
+  const text = await r.text();
+  if (r.status !== 200 && r.status !== 401) console.log(`chat ${model}: ${r.status} ${text}`);
   return r.status;
 }
 
@@ -107,7 +110,7 @@ test("create a key with a budget and see its secret once", async () => {
 
 test("traffic with the key shows up as spend on the overview", async () => {
   for (let i = 0; i < 3; i++) {
-    assert.equal(await chat(state.secret, `hello ${i}`), 200);
+    assert.equal(await chat(state.secret, `hello ${i}`, `browser-${js ? "js" : "nojs"}-${i}`), 200);
   }
   let requests = 0;
   for (let tries = 0; tries < 40 && requests < 3; tries++) {
@@ -120,7 +123,104 @@ test("traffic with the key shows up as spend on the overview", async () => {
   assert.notEqual(await page.textContent("#stat-spend"), "$0.00");
   assert.ok((await page.locator("svg.chart rect").count()) >= 1, "a bar for the spend");
   assert.match(await page.textContent("section.card:has(h2:text('Top keys'))"), /browser-key/);
+  // Latency percentiles of the three answers, the cache's rate, and the upstream's reported cost.
+  assert.match(await page.textContent("#stat-latency"), /^\d+ ms \/ \d+ ms$/);
+  assert.match(await page.textContent("#stat-cache"), /^\d+\.\d %$/);
+  assert.equal(await page.textContent("#cost-tracked"), await page.textContent("#stat-spend"));
+  assert.equal(await page.textContent("#cost-estimated"), "$0.00");
+  assert.match(await page.textContent("#errors"), /No errors/);
   await page.screenshot({ path: `${shots}/overview.png`, fullPage: true });
+});
+
+test("change the key's budget on its page", async () => {
+  await page.goto(`${base}/ui/keys`);
+  await ready();
+  await Promise.all([page.waitForURL(/\/ui\/keys\/key_/), page.click("a:has-text('browser-key')")]);
+  await ready();
+  state.keyId = page.url().split("/ui/keys/")[1];
+  await page.fill("#k-budget", "12.50");
+  await page.selectOption("#k-period", "weekly");
+  await page.click("#settings button[type=submit]");
+  // With JavaScript the page updates in place; without, the form comes back after a redirect.
+  await page.locator("#key-head", { hasText: "of $12.50 weekly" }).waitFor({ timeout: 15000 });
+  const r = await fetch(`${base}/admin/v1/keys/${state.keyId}`, { headers: { authorization: `Bearer ${master}` } });
+  const k = await r.json();
+  assert.equal(k.limits.budget.limit_usd, "12.500000000");
+  assert.equal(k.limits.budget.period, "weekly");
+  assert.match(await page.textContent("#key-requests"), /^3$/);
+  await page.screenshot({ path: `${shots}/key.png`, fullPage: true });
+});
+
+test("usage by key, and its CSV export's totals equal the admin API's", async () => {
+  await page.goto(`${base}/ui/usage?group_by=key`);
+  await ready();
+  assert.match(await page.textContent("#usage-table"), new RegExp(state.keyId));
+  assert.equal(await page.textContent("#usage-requests"), "3");
+  const href = await page.getAttribute("#export-csv", "href");
+  const csv = await (await page.request.get(`${base}${href}`)).text();
+  const [header, ...rows] = csv.trim().split("\n");
+  const cols = header.split(",");
+  const at = (name) => cols.indexOf(name);
+  assert.ok(at("cost_nanos") >= 0 && at("key_id") >= 0, header);
+  // The request ids and prompts of this test hold no commas or quotes, so a split is exact here.
+  const cells = rows.map((r) => r.split(","));
+  const sum = cells.reduce((a, c) => a + BigInt(c[at("cost_nanos")]), 0n);
+  const api = await (await fetch(`${base}/admin/v1/usage`, { headers: { authorization: `Bearer ${master}` } })).json();
+  assert.equal(rows.length, api.totals.requests);
+  assert.equal(sum, BigInt(api.totals.cost_nanos));
+  assert.ok(cells.every((c) => c[at("key_id")] === state.keyId));
+  // The JSON export of the same filter ends with the same totals.
+  const json = await (await page.request.get(`${base}${await page.getAttribute("#export-json", "href")}`)).json();
+  assert.equal(json.totals.cost_nanos, api.totals.cost_nanos);
+  assert.equal(json.data.length, 3);
+  await page.screenshot({ path: `${shots}/usage.png`, fullPage: true });
+});
+
+test("the request log lists the key's requests and finds one by its id", async () => {
+  await page.goto(`${base}/ui/requests?key_id=${state.keyId}`);
+  await ready();
+  assert.equal(await page.locator("#request-log tbody tr").count(), 3);
+  const wanted = `browser-${js ? "js" : "nojs"}-1`;
+  await page.fill("#r-id", wanted);
+  await page.fill("#r-key", "");
+  await Promise.all([page.waitForURL(/request_id=/), page.click("form[role=search] button[type=submit]")]);
+  await ready();
+  const rows = page.locator("#request-log tbody tr");
+  assert.equal(await rows.count(), 1);
+  assert.equal(await rows.first().getAttribute("data-request"), wanted);
+  await page.screenshot({ path: `${shots}/requests.png`, fullPage: true });
+  await Promise.all([page.waitForURL(/\/ui\/requests\/evt_/), rows.first().locator("a").click()]);
+  await ready();
+  const detail = await page.textContent("#request-detail");
+  assert.match(detail, new RegExp(wanted));
+  assert.match(detail, new RegExp(state.keyId));
+  assert.match(detail, /success/);
+});
+
+test("routed traffic shows in the routing mix and the decision log; the playground explains", async () => {
+  for (let i = 0; i < 2; i++) {
+    assert.equal(await chat(state.secret, `hi there ${i}`, undefined, "auto"), 200);
+  }
+  let rows = 0;
+  for (let tries = 0; tries < 40 && rows < 2; tries++) {
+    await page.goto(`${base}/ui/routing?period=24h`);
+    rows = await page.locator("#decisions tbody tr").count();
+    if (rows < 2) await new Promise((r) => setTimeout(r, 250));
+  }
+  assert.equal(rows, 2);
+  await ready();
+  assert.ok((await page.locator("#tier-mix svg rect").count()) >= 1, "a bar of the tier mix");
+  assert.match(await page.textContent("#tier-mix .legend"), /cheap 2/);
+  assert.match(await page.textContent("#route-table"), /auto/);
+  assert.match(await page.textContent("#decisions"), /auto → cheap/);
+  await page.selectOption("#pg-route", "auto");
+  await page.fill("#pg-prompt", "hello, how are you?");
+  await Promise.all([page.waitForURL(/prompt=/), page.click("#pg-submit")]);
+  await ready();
+  await page.locator("#decision-tier").waitFor({ timeout: 15000 });
+  assert.equal(await page.textContent("#decision-tier"), "cheap");
+  assert.match(await page.textContent("#decision-reason"), /threshold/);
+  await page.screenshot({ path: `${shots}/routing.png`, fullPage: true });
 });
 
 test("revoke the key and see its requests refused", async () => {

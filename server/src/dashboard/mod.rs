@@ -134,6 +134,7 @@ impl Dashboard {
         Ok(rec.map(|r| Session {
             id: r.id_hash.clone(),
             viewer: viewer_of(&r),
+            address: None,
         }))
     }
 

@@ -257,7 +257,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
-        .merge(admin::routes().route_layer(middleware::from_fn_with_state(state.clone(), admin::require_master)))
+        .merge(admin::routes(&state).route_layer(middleware::from_fn_with_state(state.clone(), admin::require_master)))
         .merge(ui::routes(&state))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

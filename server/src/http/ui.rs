@@ -22,6 +22,7 @@ use switchyard_ui::backend::{AdminCall, AdminReply, Backend, BoxFuture, Session}
 use switchyard_ui::error::UiError;
 use switchyard_ui::types::Created;
 
+use super::admin::Actor;
 use super::{AppState, Peer};
 use crate::dashboard::{Dashboard, SignInError};
 
@@ -47,6 +48,8 @@ form-action 'self'; base-uri 'none'";
 struct Ui {
     dashboard: Arc<Dashboard>,
     backend: Arc<dyn Backend>,
+    /// The admin API, for downloads streamed straight through.
+    admin: Router,
     options: LeptosOptions,
     secure_cookie: Option<bool>,
 }
@@ -61,7 +64,13 @@ impl Backend for InProcess {
     fn admin(&self, call: AdminCall) -> BoxFuture<AdminReply> {
         let admin = self.admin.clone();
         Box::pin(async move {
-            let mut req = Request::builder().method(call.method).uri(&call.uri);
+            // The admin API records its changes as this user, through the dashboard.
+            let actor = Actor {
+                name: call.actor,
+                via: "ui",
+                address: call.address,
+            };
+            let mut req = Request::builder().method(call.method).uri(&call.uri).extension(actor);
             if call.body.is_some() {
                 req = req.header(header::CONTENT_TYPE, "application/json");
             }
@@ -101,7 +110,7 @@ pub(super) fn routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
     };
     // Leptos runs its tasks on tokio (already set when a second gateway starts in one process).
     let _ = any_spawner::Executor::init_tokio();
-    let admin = super::admin::routes().with_state(state.clone());
+    let admin = super::admin::routes(state).with_state(state.clone());
     let (name, hydrate) = match &bundle::BUNDLE {
         Some(b) => (b.name, true),
         None => ("switchyard", false),
@@ -114,9 +123,10 @@ pub(super) fn routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
         .build();
     let ui = Arc::new(Ui {
         backend: Arc::new(InProcess {
-            admin,
+            admin: admin.clone(),
             dashboard: dashboard.clone(),
         }),
+        admin,
         dashboard,
         options: options.clone(),
         secure_cookie: state.config.dashboard.secure_cookie,
@@ -137,7 +147,12 @@ pub(super) fn routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
         let ui = ui.clone();
         move |req: Request| sign_out(ui.clone(), req)
     };
+    let download = {
+        let ui = ui.clone();
+        move |req: Request| export(ui.clone(), req)
+    };
     let signed_in = Router::new()
+        .route("/ui/export", get(download))
         .route("/ui", get(pages.clone()))
         .route("/ui/", get(pages.clone()))
         .route("/ui/{*rest}", get(pages.clone()))
@@ -190,6 +205,34 @@ async fn server_fn(ui: Arc<Ui>, req: Request) -> Response {
         .into_response()
 }
 
+/// `/ui/export?…`: the usage export of exactly the filters given, streamed from the admin API
+/// (`/admin/v1/usage/export`) as a download. Any signed-in user may export; the admin API
+/// validates the filters (an OpenAI-shaped 400 names a bad one).
+async fn export(ui: Arc<Ui>, req: Request) -> Response {
+    let query = req.uri().query().unwrap_or("");
+    let csv = !form_urlencoded(query)
+        .into_iter()
+        .any(|(k, v)| k == "format" && v == "json");
+    let Ok(admin_req) = Request::get(format!("/admin/v1/usage/export?{query}")).body(Body::empty()) else {
+        return ui_error(StatusCode::BAD_REQUEST, "The filters are not a valid query.");
+    };
+    let mut resp = match tower::ServiceExt::oneshot(ui.admin.clone(), admin_req).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    };
+    if resp.status().is_success() {
+        let name = if csv {
+            "switchyard-usage.csv"
+        } else {
+            "switchyard-usage.json"
+        };
+        if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+            resp.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+        }
+    }
+    resp
+}
+
 /// Pages and server functions need a live session.
 async fn require_session(State(ui): State<Arc<Ui>>, mut req: Request, next: Next) -> Response {
     let secret = cookie(req.headers(), COOKIE).unwrap_or_default();
@@ -201,7 +244,8 @@ async fn require_session(State(ui): State<Arc<Ui>>, mut req: Request, next: Next
         }
     };
     match session {
-        Some(s) => {
+        Some(mut s) => {
+            s.address = req.extensions().get::<Peer>().map(|p| p.0.ip().to_string());
             req.extensions_mut().insert(s);
             next.run(req).await
         }

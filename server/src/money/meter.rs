@@ -62,6 +62,19 @@ pub struct Escalated {
     pub cost_nanos: i64,
 }
 
+/// What a route decided, as the event records it.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteMark<'a> {
+    pub route: &'a str,
+    pub variant: Option<&'a str>,
+    pub shadow_model: Option<&'a str>,
+    pub tier: &'static str,
+    pub intent: &'a str,
+    pub reason: &'a str,
+    /// The route's strong model's price when the request arrived, if it has one.
+    pub strong_price: Option<Price>,
+}
+
 /// A usage event on its way to the ledger: the record, plus what is still to be resolved off
 /// the request path (a token estimate) and settled (the request's budget reservations).
 #[derive(Debug)]
@@ -70,6 +83,8 @@ pub struct Metered {
     pub estimate: Option<Box<PendingEstimate>>,
     /// Budget reservations and token estimate to settle once the real cost is known.
     pub settlement: Option<Arc<Settlement>>,
+    /// The route's strong model's price: the event's baseline is its tokens at this price.
+    pub baseline: Option<Price>,
 }
 
 impl Metered {
@@ -77,6 +92,7 @@ impl Metered {
     /// Consumers call this once per event, off the request path (it may count tokens).
     pub fn finalize(mut self) -> UsageEvent {
         self.resolve_estimate();
+        self.set_baseline();
         if let Some(s) = self.settlement.take() {
             let e = &self.event;
             s.settle(
@@ -87,6 +103,17 @@ impl Metered {
             );
         }
         self.event
+    }
+
+    /// The event's baseline from its final usage: its tokens at the strong model's price when a
+    /// route chose the model and the cache did not answer, else its cost plus the cache's saving.
+    fn set_baseline(&mut self) {
+        let e = &mut self.event;
+        let answered_by_cache = e.cache_entry.is_some();
+        e.baseline_cost_nanos = match self.baseline {
+            Some(p) if !answered_by_cache => p.cost(e.prompt_tokens, e.cached_tokens, e.completion_tokens).0,
+            _ => e.cost_nanos.saturating_add(e.cache_saved_nanos),
+        };
     }
 
     /// Counts tokens for an event that carries an estimate; a no-op for reported usage.
@@ -293,6 +320,7 @@ impl Meter {
                 event,
                 estimate: None,
                 settlement: None,
+                baseline: None,
             }),
             prompt: None,
             price: Price::default(),
@@ -323,12 +351,17 @@ impl Meter {
         self.shape = Shape::Embeddings { inputs };
     }
 
-    /// Records the route that chose the model, the experiment's variant and a shadow's choice.
-    pub fn set_route(&mut self, route: &str, variant: Option<&str>, shadow_model: Option<&str>) {
+    /// Records the route that chose the model and why, the experiment's variant, a shadow's
+    /// choice, and the strong model's price the event's baseline is counted at.
+    pub fn set_route(&mut self, mark: RouteMark<'_>) {
+        self.metered().baseline = mark.strong_price;
         let ev = self.ev();
-        ev.route = Some(route.to_string());
-        ev.route_variant = variant.map(str::to_string);
-        ev.shadow_model = shadow_model.map(str::to_string);
+        ev.route = Some(mark.route.to_string());
+        ev.route_variant = mark.variant.map(str::to_string);
+        ev.shadow_model = mark.shadow_model.map(str::to_string);
+        ev.tier = Some(Cow::Borrowed(mark.tier));
+        ev.intent = Some(mark.intent.to_string());
+        ev.route_reason = Some(mark.reason.to_string());
     }
 
     /// The cascade kept the cheap answer: `accepted` (it passed the checks) or `unchecked` (a

@@ -240,6 +240,13 @@ impl Gateway {
         self.models.get(name)
     }
 
+    /// A logical model's price at `at_ms`: its first deployment's (the one the balancer prefers
+    /// when all are healthy); `None` for a model with no deployment.
+    pub fn first_price(&self, model: &str, at_ms: i64) -> Option<Price> {
+        let m = self.models.get(model)?;
+        m.deployments.first().map(|d| d.config.prices.at_or_first(at_ms).price)
+    }
+
     /// The most a chat request to `model` can cost: `prompt_tokens` (an upper bound) at the
     /// highest input price and the output cap at the highest output price of any deployment it
     /// may reach, fallbacks included. Budgets reserve this before forwarding.
@@ -311,7 +318,6 @@ impl Gateway {
         }
     }
 
-    /// Whether some deployment of `model` (or its fallbacks) can take this chat request.
     /// The lowest list price (input plus output, picodollars per token) among a logical model's
     /// deployments at `at_ms`; `None` for an unknown model.
     pub fn list_price(&self, model: &str, at_ms: i64) -> Option<i64> {
@@ -326,6 +332,7 @@ impl Gateway {
             .min()
     }
 
+    /// Whether some deployment of `model` (or its fallbacks) can take this chat request.
     pub fn can_serve(&self, model: &str, req: &ChatRequest) -> bool {
         self.models
             .get(model)

@@ -32,7 +32,7 @@ use crate::app::App;
 use crate::config::ModelKind;
 use crate::error::ApiError;
 use crate::money::accounting::{self, Accounted, Verdict, COUNT_INLINE_BYTES};
-use crate::money::meter::Meter;
+use crate::money::meter::{Meter, RouteMark};
 use crate::money::pricing::Nanos;
 use crate::money::tokens::Encoding;
 use crate::providers::completion_text_of_body;
@@ -238,11 +238,16 @@ pub async fn chat(app: &Arc<App>, call: ChatCall) -> ChatReply {
     );
     meter.set_chat_limits(request.max_output_tokens, request.n);
     if let Some(d) = decision.as_ref() {
-        meter.set_route(
-            &d.route,
-            d.variant.as_deref(),
-            d.shadow.as_ref().map(|s| s.model.as_str()),
-        );
+        let at = meter.arrived_ms();
+        meter.set_route(RouteMark {
+            route: &d.route,
+            variant: d.variant.as_deref(),
+            shadow_model: d.shadow.as_ref().map(|s| s.model.as_str()),
+            tier: d.tier.as_str(),
+            intent: &d.intent,
+            reason: &d.reason,
+            strong_price: app.gateway.first_price(&d.strong, at),
+        });
     }
     meter.set_prompt(request.prompt.clone());
     if let Some(p) = &principal {

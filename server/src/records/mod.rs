@@ -7,7 +7,9 @@
 //! - [`billing`]: the billing outbox's rows and status.
 //! - [`cache`]: a response-cache entry as the database keeps it.
 //! - [`dashboard`]: the dashboard's users and sessions.
+//! - [`audit`]: an entry of the audit log of admin changes.
 
+pub mod audit;
 pub mod billing;
 pub mod cache;
 pub mod dashboard;

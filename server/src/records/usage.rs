@@ -423,6 +423,17 @@ ledger_row! {
         pub cache_entry: Option<String>,
         /// What a hit saved: what its answer cost when it was made.
         pub cache_saved_nanos: i64,
+        /// The routing tier that answered: `cheap`, `strong` or `specialist`; empty where no
+        /// route chose the model.
+        pub tier: Option<Cow<'static, str>>,
+        /// The intent the router saw in the prompt.
+        pub intent: Option<String>,
+        /// Why the route chose the model, in words.
+        pub route_reason: Option<String>,
+        /// What the request would have cost sent to its route's strong model, with no cache (the
+        /// same tokens at that model's price); for a request no route chose, what it cost plus
+        /// what the cache saved. The overview's savings are measured against it.
+        pub baseline_cost_nanos: i64,
     }
 }
 
@@ -470,7 +481,17 @@ impl UsageEvent {
             cache: None,
             cache_entry: None,
             cache_saved_nanos: 0,
+            tier: None,
+            intent: None,
+            route_reason: None,
+            baseline_cost_nanos: 0,
         }
+    }
+
+    /// Whether the cache answered (the statuses `hit` and `semantic_hit`; the ledger's reports
+    /// say the same in SQL).
+    pub fn is_cache_hit(&self) -> bool {
+        matches!(self.cache.as_deref(), Some("hit" | "semantic_hit"))
     }
 
     /// Total tokens of the answer.

@@ -134,6 +134,9 @@ pub struct Decision {
     /// is for a request that will be served, which remembers it once admitted.
     #[serde(skip)]
     pub thread: Option<(u64, u64)>,
+    /// The route's strong model, which the request's baseline cost is counted against.
+    #[serde(skip)]
+    pub strong: String,
 }
 
 /// A cascade the decision runs: the cheap model's answer is checked and, if it fails, the
@@ -326,6 +329,7 @@ impl Router {
         }
         Decision {
             route: route.name.clone(),
+            strong: route.strong.clone(),
             model,
             tier,
             intent,

@@ -8,14 +8,15 @@ use sqlx::any::AnyArguments;
 use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, AssertSqlSafe, Row};
 
+use super::summary::latency_bucket;
 use super::{push_placeholders, shaped, Backend, Result, Store};
 use crate::clock::HOUR_MS;
-use crate::records::usage::{Cell, Outcome, UsageEvent};
+use crate::records::usage::{Cell, Outcome, UsageEvent, UsageSource};
 
 /// Rows per multi-row INSERT on SQLite: with positional parameters 32 to 128 measured alike
-/// (28–29k events/s with 37 columns), 16 about a fifth slower.
+/// (28–29k events/s with 37 columns; 44 now), 16 about a fifth slower.
 const SQLITE_ROWS_PER_INSERT: usize = 64;
-/// Rows per multi-row INSERT on Postgres (37 parameters a row stays under its limit).
+/// Rows per multi-row INSERT on Postgres (its 65,535 parameters hold 256 rows of 44 columns).
 const ROWS_PER_INSERT: usize = 256;
 /// Rows per INSERT into the billing outbox (two parameters a row).
 const OUTBOX_ROWS_PER_INSERT: usize = 1024;
@@ -119,9 +120,10 @@ impl Store {
         for chunk in shaped(&agg, rows) {
             let mut sql = String::from(
                 "INSERT INTO usage_hourly (hour_ms, key_id, team_id, model, requests, errors, prompt_tokens, \
-                 completion_tokens, cached_tokens, cost_nanos, cache_hits, saved_nanos) VALUES ",
+                 completion_tokens, cached_tokens, cost_nanos, cache_hits, saved_nanos, baseline_nanos, \
+                 estimated_cost_nanos) VALUES ",
             );
-            push_placeholders(&mut sql, chunk.len(), 12, self.backend);
+            push_placeholders(&mut sql, chunk.len(), 14, self.backend);
             sql.push_str(
                 " ON CONFLICT (hour_ms, key_id, team_id, model) DO UPDATE SET \
                  requests = usage_hourly.requests + excluded.requests, \
@@ -131,7 +133,9 @@ impl Store {
                  cached_tokens = usage_hourly.cached_tokens + excluded.cached_tokens, \
                  cost_nanos = usage_hourly.cost_nanos + excluded.cost_nanos, \
                  cache_hits = usage_hourly.cache_hits + excluded.cache_hits, \
-                 saved_nanos = usage_hourly.saved_nanos + excluded.saved_nanos",
+                 saved_nanos = usage_hourly.saved_nanos + excluded.saved_nanos, \
+                 baseline_nanos = usage_hourly.baseline_nanos + excluded.baseline_nanos, \
+                 estimated_cost_nanos = usage_hourly.estimated_cost_nanos + excluded.estimated_cost_nanos",
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for (k, r) in chunk {
@@ -147,7 +151,21 @@ impl Store {
                     .bind(r.cached_tokens)
                     .bind(r.cost_nanos)
                     .bind(r.cache_hits)
-                    .bind(r.saved_nanos);
+                    .bind(r.saved_nanos)
+                    .bind(r.baseline_nanos)
+                    .bind(r.estimated_cost_nanos);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        let counts = mix(fresh);
+        let agg: Vec<(&MixKey<'_>, &i64)> = counts.iter().collect();
+        for chunk in shaped(&agg, rows) {
+            let mut sql = String::from("INSERT INTO usage_hourly_mix (hour_ms, dim, label, n) VALUES ");
+            push_placeholders(&mut sql, chunk.len(), 4, self.backend);
+            sql.push_str(" ON CONFLICT (hour_ms, dim, label) DO UPDATE SET n = usage_hourly_mix.n + excluded.n");
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for ((hour, dim, label), n) in chunk {
+                q = q.bind(*hour).bind(*dim).bind(label.as_ref()).bind(**n);
             }
             q.execute(&mut *tx).await?;
         }
@@ -203,6 +221,8 @@ struct Rollup {
     cost_nanos: i64,
     cache_hits: i64,
     saved_nanos: i64,
+    baseline_nanos: i64,
+    estimated_cost_nanos: i64,
 }
 
 /// Rollups in key order, so concurrent writers lock rows in the same order (no deadlocks).
@@ -225,9 +245,41 @@ fn rollup(events: &[&UsageEvent]) -> BTreeMap<RollupKey, Rollup> {
         r.completion_tokens = r.completion_tokens.saturating_add(count(e.completion_tokens));
         r.cached_tokens = r.cached_tokens.saturating_add(count(e.cached_tokens));
         r.cost_nanos = r.cost_nanos.saturating_add(e.cost_nanos);
-        let hit = matches!(e.cache.as_deref(), Some("hit" | "semantic_hit"));
-        r.cache_hits = r.cache_hits.saturating_add(i64::from(hit));
+        r.cache_hits = r.cache_hits.saturating_add(i64::from(e.is_cache_hit()));
         r.saved_nanos = r.saved_nanos.saturating_add(e.cache_saved_nanos);
+        r.baseline_nanos = r.baseline_nanos.saturating_add(e.baseline_cost_nanos);
+        if e.usage_source == UsageSource::Estimated {
+            r.estimated_cost_nanos = r.estimated_cost_nanos.saturating_add(e.cost_nanos);
+        }
+    }
+    m
+}
+
+/// A row of `usage_hourly_mix`: the hour, the dimension and the label.
+type MixKey<'e> = (i64, &'static str, Cow<'e, str>);
+
+/// Counts per hour, dimension and label (see `usage_hourly_mix`), in key order.
+fn mix<'e>(events: &[&'e UsageEvent]) -> BTreeMap<MixKey<'e>, i64> {
+    let mut m: BTreeMap<MixKey<'e>, i64> = BTreeMap::new();
+    for &e in events {
+        let hour = e.ts_ms - e.ts_ms.rem_euclid(HOUR_MS);
+        let mut add = |dim: &'static str, label: Cow<'e, str>| *m.entry((hour, dim, label)).or_default() += 1;
+        // Latencies of answers only: a refusal's few microseconds say nothing of the service.
+        if e.outcome == Outcome::Success {
+            add("latency", Cow::Owned(latency_bucket(e.latency_ms).to_string()));
+            if let Some(t) = e.ttft_ms {
+                add("ttft", Cow::Owned(latency_bucket(t).to_string()));
+            }
+        } else {
+            let kind = e.error_kind.as_deref().unwrap_or(e.outcome.as_str());
+            add("error", Cow::Borrowed(kind));
+        }
+        if let Some(t) = e.tier.as_deref() {
+            add("tier", Cow::Borrowed(t));
+        }
+        if let Some(i) = e.intent.as_deref() {
+            add("intent", Cow::Borrowed(i));
+        }
     }
     m
 }

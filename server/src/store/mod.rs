@@ -14,6 +14,7 @@
 //! - [`leases`]: budget spend, leases and alerts;
 //! - [`reprice`]: recomputing stored costs with corrected prices.
 
+mod audit;
 mod cache;
 mod dashboard;
 mod keys;
@@ -22,10 +23,14 @@ mod ledger;
 mod outbox;
 mod reports;
 mod reprice;
+mod requests;
+mod summary;
 
 pub use cache::EntryFilter;
 pub use reports::{GroupBy, RouteStat, Totals, UsageFilter};
 pub use reprice::RepriceReport;
+pub use requests::RequestFilter;
+pub use summary::{DeploymentSummary, Percentiles, Summary};
 
 use std::time::Duration;
 

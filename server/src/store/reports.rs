@@ -6,6 +6,11 @@ use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
 use super::{usage_of_row, Result, Store};
+
+/// Per event: 1 for a cache hit (`UsageEvent::is_cache_hit`), else 0.
+const HIT: &str = "CASE WHEN cache IN ('hit', 'semantic_hit') THEN 1 ELSE 0 END";
+/// Per event: its cost when its usage was estimated rather than reported, else 0.
+const ESTIMATED: &str = "CASE WHEN usage_source = 'estimated' THEN cost_nanos ELSE 0 END";
 use crate::clock::HOUR_MS;
 use crate::records::usage::{Outcome, UsageEvent};
 
@@ -19,7 +24,11 @@ impl Store {
              CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT) AS prompt_tokens, \
              CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT) AS completion_tokens, \
              CAST(COALESCE(SUM(cached_tokens), 0) AS BIGINT) AS cached_tokens, \
-             CAST(COALESCE(SUM(cost_nanos), 0) AS BIGINT) AS cost_nanos FROM usage_events{where_sql}"
+             CAST(COALESCE(SUM(cost_nanos), 0) AS BIGINT) AS cost_nanos, \
+             CAST(COALESCE(SUM({HIT}), 0) AS BIGINT) AS cache_hits, \
+             CAST(COALESCE(SUM(cache_saved_nanos), 0) AS BIGINT) AS saved_nanos, \
+             CAST(COALESCE(SUM(baseline_cost_nanos), 0) AS BIGINT) AS baseline_nanos, \
+             CAST(COALESCE(SUM({ESTIMATED}), 0) AS BIGINT) AS estimated_cost_nanos FROM usage_events{where_sql}"
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for a in args {
@@ -45,7 +54,8 @@ impl Store {
             (
                 format!(
                     "SELECT hour_ms - (hour_ms % {HOUR_MS}) AS hour, hour_ms - (hour_ms % {DAY}) AS day, key_id, team_id, model, \
-                     requests, errors, prompt_tokens, completion_tokens, cached_tokens, cost_nanos FROM usage_hourly",
+                     requests, errors, prompt_tokens, completion_tokens, cached_tokens, cost_nanos, cache_hits, saved_nanos, \
+                     baseline_nanos, estimated_cost_nanos FROM usage_hourly",
                     DAY = crate::clock::DAY_MS
                 ),
                 w,
@@ -57,7 +67,9 @@ impl Store {
                 format!(
                     "SELECT ts_ms - (ts_ms % {HOUR_MS}) AS hour, ts_ms - (ts_ms % {DAY}) AS day, COALESCE(key_id, '') AS key_id, \
                      COALESCE(team_id, '') AS team_id, model, 1 AS requests, CASE WHEN outcome = 'success' THEN 0 ELSE 1 END AS errors, \
-                     prompt_tokens, completion_tokens, cached_tokens, cost_nanos FROM usage_events",
+                     prompt_tokens, completion_tokens, cached_tokens, cost_nanos, {HIT} AS cache_hits, \
+                     cache_saved_nanos AS saved_nanos, baseline_cost_nanos AS baseline_nanos, {ESTIMATED} AS estimated_cost_nanos \
+                     FROM usage_events",
                     DAY = crate::clock::DAY_MS
                 ),
                 w,
@@ -67,7 +79,10 @@ impl Store {
         let sql = format!(
             "SELECT {key_expr} AS grp, CAST(SUM(requests) AS BIGINT) AS requests, CAST(SUM(errors) AS BIGINT) AS errors, \
              CAST(SUM(prompt_tokens) AS BIGINT) AS prompt_tokens, CAST(SUM(completion_tokens) AS BIGINT) AS completion_tokens, \
-             CAST(SUM(cached_tokens) AS BIGINT) AS cached_tokens, CAST(SUM(cost_nanos) AS BIGINT) AS cost_nanos \
+             CAST(SUM(cached_tokens) AS BIGINT) AS cached_tokens, CAST(SUM(cost_nanos) AS BIGINT) AS cost_nanos, \
+             CAST(SUM(cache_hits) AS BIGINT) AS cache_hits, CAST(SUM(saved_nanos) AS BIGINT) AS saved_nanos, \
+             CAST(SUM(baseline_nanos) AS BIGINT) AS baseline_nanos, \
+             CAST(SUM(estimated_cost_nanos) AS BIGINT) AS estimated_cost_nanos \
              FROM ({source}{where_sql}) u GROUP BY {key_expr} ORDER BY {key_expr}"
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
@@ -185,6 +200,14 @@ pub struct Totals {
     pub completion_tokens: i64,
     pub cached_tokens: i64,
     pub cost_nanos: i64,
+    /// Requests the cache answered.
+    pub cache_hits: i64,
+    /// What those answers cost when they were made.
+    pub saved_nanos: i64,
+    /// The events' baselines (see `UsageEvent::baseline_cost_nanos`).
+    pub baseline_nanos: i64,
+    /// The part of `cost_nanos` whose usage was estimated, not reported by the upstream.
+    pub estimated_cost_nanos: i64,
 }
 
 impl Totals {
@@ -196,6 +219,10 @@ impl Totals {
             completion_tokens: row.try_get("completion_tokens")?,
             cached_tokens: row.try_get("cached_tokens")?,
             cost_nanos: row.try_get("cost_nanos")?,
+            cache_hits: row.try_get("cache_hits")?,
+            saved_nanos: row.try_get("saved_nanos")?,
+            baseline_nanos: row.try_get("baseline_nanos")?,
+            estimated_cost_nanos: row.try_get("estimated_cost_nanos")?,
         })
     }
 
@@ -206,6 +233,10 @@ impl Totals {
         self.completion_tokens = self.completion_tokens.saturating_add(t.completion_tokens);
         self.cached_tokens = self.cached_tokens.saturating_add(t.cached_tokens);
         self.cost_nanos = self.cost_nanos.saturating_add(t.cost_nanos);
+        self.cache_hits = self.cache_hits.saturating_add(t.cache_hits);
+        self.saved_nanos = self.saved_nanos.saturating_add(t.saved_nanos);
+        self.baseline_nanos = self.baseline_nanos.saturating_add(t.baseline_nanos);
+        self.estimated_cost_nanos = self.estimated_cost_nanos.saturating_add(t.estimated_cost_nanos);
     }
 
     /// Adds one stored event.
@@ -218,6 +249,14 @@ impl Totals {
             completion_tokens: count(e.completion_tokens),
             cached_tokens: count(e.cached_tokens),
             cost_nanos: e.cost_nanos,
+            cache_hits: i64::from(e.is_cache_hit()),
+            saved_nanos: e.cache_saved_nanos,
+            baseline_nanos: e.baseline_cost_nanos,
+            estimated_cost_nanos: if e.usage_source == crate::records::usage::UsageSource::Estimated {
+                e.cost_nanos
+            } else {
+                0
+            },
         });
     }
 }
@@ -258,13 +297,14 @@ pub struct UsageFilter {
     pub cost_center: Option<String>,
 }
 
+#[derive(Clone)]
 pub(crate) enum Arg {
     I(i64),
     S(String),
 }
 
 impl Arg {
-    fn bind_to<'q>(
+    pub(super) fn bind_to<'q>(
         self,
         q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
     ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
@@ -277,13 +317,13 @@ impl Arg {
 
 impl UsageFilter {
     /// `WHERE …` over raw events (`ts_ms`) with parameters numbered from `first`.
-    fn where_clause(&self, first: usize) -> (String, Vec<Arg>) {
+    pub(super) fn where_clause(&self, first: usize) -> (String, Vec<Arg>) {
         self.clause(first, false)
     }
 
     /// The same over hourly rollups (`hour_ms`; an hour that starts before `to` is included).
     /// Tag and cost-center filters have no rollup column; callers use raw events for them.
-    fn rollup_where_clause(&self, first: usize) -> (String, Vec<Arg>) {
+    pub(super) fn rollup_where_clause(&self, first: usize) -> (String, Vec<Arg>) {
         self.clause(first, true)
     }
 

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::{Result, Store, UsageFilter};
 use crate::clock::HOUR_MS;
-use crate::records::usage::UsageEvent;
+use crate::records::usage::{UsageEvent, UsageSource};
 
 impl Store {
     /// Recomputes the cost of every event matching `f` from its stored tokens with the price
@@ -71,13 +71,19 @@ impl Store {
             if dry_run || changes.is_empty() {
                 continue;
             }
-            let mut deltas: std::collections::BTreeMap<(i64, String, String, String), i64> = Default::default();
+            // Per rollup: the change of cost, of baseline and of estimated cost.
+            let mut deltas: std::collections::BTreeMap<(i64, String, String, String), [i64; 3]> = Default::default();
             let mut tx = self.pool.begin().await?;
             for (row, cost, version, extra) in &changes {
                 // Only if the event is still as read: a concurrent run that changed it first
                 // has moved its rollup already.
+                let delta = cost.saturating_sub(row.cost_nanos);
+                // A baseline counted at the strong model's price stays; one that is the event's
+                // own cost moves with it.
+                let baseline_delta = if row.route.is_none() { delta } else { 0 };
                 let done = sqlx::query(
-                    "UPDATE usage_events SET cost_nanos = $1, price_version = $2, escalation_cost_nanos = $6 \
+                    "UPDATE usage_events SET cost_nanos = $1, price_version = $2, escalation_cost_nanos = $6, \
+                     baseline_cost_nanos = baseline_cost_nanos + $7 \
                      WHERE event_id = $3 AND cost_nanos = $4 AND COALESCE(price_version, '') = $5",
                 )
                 .bind(*cost)
@@ -86,6 +92,7 @@ impl Store {
                 .bind(row.cost_nanos)
                 .bind(row.price_version.clone().unwrap_or_default())
                 .bind(*extra)
+                .bind(baseline_delta)
                 .execute(&mut *tx)
                 .await?;
                 if done.rows_affected() != 1 {
@@ -97,20 +104,26 @@ impl Store {
                     row.team_id.clone().unwrap_or_default(),
                     row.model.clone(),
                 );
+                let estimated = row.usage_source == UsageSource::Estimated;
                 let d = deltas.entry(key).or_default();
-                *d = d.saturating_add(cost.saturating_sub(row.cost_nanos));
+                d[0] = d[0].saturating_add(delta);
+                d[1] = d[1].saturating_add(baseline_delta);
+                d[2] = d[2].saturating_add(if estimated { delta } else { 0 });
             }
             for ((hour, key, team, model), delta) in deltas {
-                if delta != 0 {
+                if delta != [0; 3] {
                     sqlx::query(
-                        "UPDATE usage_hourly SET cost_nanos = cost_nanos + $1 \
+                        "UPDATE usage_hourly SET cost_nanos = cost_nanos + $1, baseline_nanos = baseline_nanos + $6, \
+                         estimated_cost_nanos = estimated_cost_nanos + $7 \
                          WHERE hour_ms = $2 AND key_id = $3 AND team_id = $4 AND model = $5",
                     )
-                    .bind(delta)
+                    .bind(delta[0])
                     .bind(hour)
                     .bind(key)
                     .bind(team)
                     .bind(model)
+                    .bind(delta[1])
+                    .bind(delta[2])
                     .execute(&mut *tx)
                     .await?;
                 }

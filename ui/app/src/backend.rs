@@ -22,6 +22,8 @@ pub struct AdminCall {
     pub body: Option<serde_json::Value>,
     /// Who asks: the dashboard user's name.
     pub actor: String,
+    /// From where: the browser's address.
+    pub address: Option<String>,
 }
 
 /// Its answer: the status and the JSON body.
@@ -45,6 +47,8 @@ pub struct Session {
     /// The session's server-side handle (never sent to the page).
     pub id: String,
     pub viewer: Viewer,
+    /// The browser's address, for the audit log.
+    pub address: Option<String>,
 }
 
 /// Gives the response the error's status (a server function's errors are 500 otherwise).
@@ -119,6 +123,7 @@ pub(crate) async fn call<T: DeserializeOwned>(
             uri,
             body,
             actor: s.viewer.name.clone(),
+            address: s.address.clone(),
         })
         .await;
     if (200..300).contains(&reply.status) {

@@ -42,6 +42,57 @@ pub fn bars(title: &str, bars: &[Bar], unit: impl Fn(f64) -> String) -> String {
     s
 }
 
+/// Stacked bars, one per bucket: each series' share of the bucket's total is a segment of its
+/// own colour (classes `s0`, `s1`, …), with the series named on hover. Heights scale to the
+/// largest bucket total.
+pub fn stacked(title: &str, buckets: &[String], series: &[(String, Vec<f64>)]) -> String {
+    let total = |i: usize| {
+        series
+            .iter()
+            .map(|(_, v)| v.get(i).copied().unwrap_or(0.0))
+            .sum::<f64>()
+    };
+    let max = (0..buckets.len()).map(total).fold(0.0_f64, f64::max);
+    let mut s = format!(
+        "<svg class=\"chart stacked\" viewBox=\"0 0 {W} {H}\" preserveAspectRatio=\"none\" role=\"img\" aria-label=\"{}\">",
+        escape(title)
+    );
+    if buckets.is_empty() || max <= 0.0 {
+        s.push_str(&format!(
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" class=\"empty\">No data in this period</text></svg>",
+            W / 2.0,
+            H / 2.0
+        ));
+        return s;
+    }
+    let step = W / buckets.len() as f64;
+    let width = (step * 0.8).max(1.0);
+    for (i, b) in buckets.iter().enumerate() {
+        let mut y = H;
+        for (k, (name, values)) in series.iter().enumerate() {
+            let v = values.get(i).copied().unwrap_or(0.0);
+            if v <= 0.0 {
+                continue;
+            }
+            let h = (v / max * (H - 4.0)).max(1.0);
+            y -= h;
+            s.push_str(&format!(
+                "<rect class=\"s{}\" x=\"{:.2}\" y=\"{:.2}\" width=\"{:.2}\" height=\"{:.2}\"><title>{}: {} {}</title></rect>",
+                k % 6,
+                i as f64 * step + (step - width) / 2.0,
+                y,
+                width,
+                h,
+                escape(b),
+                v,
+                escape(name),
+            ));
+        }
+    }
+    s.push_str("</svg>");
+    s
+}
+
 /// Escapes text for SVG (XML) content and attributes.
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -83,6 +134,21 @@ mod tests {
         // The largest bar fills the height but the margin; the other is a quarter of it.
         assert!(svg.contains("height=\"156.00\""));
         assert!(svg.contains("height=\"39.00\""));
+    }
+
+    #[test]
+    fn stacked_bars_add_up_per_bucket() {
+        let buckets = vec!["d1".to_string(), "d2".to_string()];
+        let series = vec![
+            ("cheap".to_string(), vec![3.0, 1.0]),
+            ("strong".to_string(), vec![1.0, 0.0]),
+        ];
+        let svg = stacked("mix", &buckets, &series);
+        // Three segments (the empty one is left out); the tallest bucket fills the height.
+        assert_eq!(svg.matches("<rect").count(), 3);
+        assert!(svg.contains("height=\"117.00\"") && svg.contains("height=\"39.00\""));
+        assert!(svg.contains("class=\"s1\"") && svg.contains("d1: 1 strong"));
+        assert!(stacked("mix", &buckets, &[]).contains("No data"));
     }
 
     #[test]

@@ -6,7 +6,16 @@ use leptos_router::hooks::use_location;
 use crate::api::whoami;
 use crate::types::Viewer;
 
-const NAV: &[(&str, &str)] = &[("/ui", "Overview"), ("/ui/keys", "Keys")];
+const NAV: &[(&str, &str)] = &[
+    ("/ui", "Overview"),
+    ("/ui/keys", "Keys"),
+    ("/ui/teams", "Teams"),
+    ("/ui/usage", "Usage"),
+    ("/ui/requests", "Requests"),
+    ("/ui/routing", "Routing"),
+    ("/ui/providers", "Providers"),
+    ("/ui/audit", "Audit"),
+];
 
 /// Loads the signed-in user and renders `children` with it.
 #[component]

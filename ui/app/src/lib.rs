@@ -64,6 +64,14 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/ui/login") view=pages::login::Login />
                 <Route path=path!("/ui") view=pages::overview::Overview />
                 <Route path=path!("/ui/keys") view=pages::keys::Keys />
+                <Route path=path!("/ui/keys/:id") view=pages::key::KeyDetail />
+                <Route path=path!("/ui/teams") view=pages::teams::Teams />
+                <Route path=path!("/ui/usage") view=pages::usage::Usage />
+                <Route path=path!("/ui/requests") view=pages::requests::Requests />
+                <Route path=path!("/ui/requests/:id") view=pages::requests::RequestDetail />
+                <Route path=path!("/ui/routing") view=pages::routing::Routing />
+                <Route path=path!("/ui/providers") view=pages::providers::Providers />
+                <Route path=path!("/ui/audit") view=pages::audit::Audit />
             </Routes>
         </Router>
     }

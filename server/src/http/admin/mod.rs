@@ -4,11 +4,15 @@
 //! and fully validated before anything is written, so a bad request changes nothing. Money is
 //! exchanged as decimal USD strings (`"12.50"`), never as floating point.
 
+mod audit;
 mod billing;
 mod cache;
+mod decisions;
+mod deployments;
 mod export;
 mod keys;
 mod openapi;
+mod requests;
 mod routing;
 mod teams;
 mod usage;
@@ -44,15 +48,18 @@ use wire::LimitsOut;
 /// Largest admin request body.
 const MAX_ADMIN_BODY: usize = 64 * 1024;
 
-/// The admin routes, made from the handlers' OpenAPI annotations (see [`openapi`]).
-pub(crate) fn routes() -> Router<Arc<AppState>> {
-    openapi::routes()
+pub(crate) use audit::{Actor, CLI_AGENT};
+
+/// The admin routes, made from the handlers' OpenAPI annotations (see [`openapi`]), each change
+/// recorded in the audit log (see [`audit`]) as the [`Actor`] the way in names.
+pub(crate) fn routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
+    openapi::routes().route_layer(axum::middleware::from_fn_with_state(state.clone(), audit::record))
 }
 
 /// Every admin route checks the master key first.
 pub(crate) async fn require_master(
     State(state): State<Arc<AppState>>,
-    req: Request,
+    mut req: Request,
     next: axum::middleware::Next,
 ) -> Response {
     let Some(master) = &state.master_key else {
@@ -62,7 +69,23 @@ pub(crate) async fn require_master(
         .into_response();
     };
     match bearer(req.headers()) {
-        Some(t) if master.matches(&digest(t)) => next.run(req).await,
+        Some(t) if master.matches(&digest(t)) => {
+            let cli = req
+                .headers()
+                .get(axum::http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|ua| ua.starts_with(CLI_AGENT));
+            let address = req
+                .extensions()
+                .get::<crate::http::Peer>()
+                .map(|p| p.0.ip().to_string());
+            req.extensions_mut().insert(Actor {
+                name: crate::dashboard::MASTER_USER.to_string(),
+                via: if cli { "cli" } else { "api" },
+                address,
+            });
+            next.run(req).await
+        }
         _ => ApiError::admin_unauthorized("The admin API needs the master key as `Authorization: Bearer …`.")
             .into_response(),
     }
@@ -226,7 +249,7 @@ impl LimitsPatch {
                     let soft = b.soft_limit_pct.unwrap_or(80);
                     if soft > 100 {
                         return Err(ApiError::invalid_param(
-                            "budget.soft_limit_pct",
+                            "limits.budget.soft_limit_pct",
                             "must be between 0 and 100",
                         ));
                     }
@@ -238,7 +261,8 @@ impl LimitsPatch {
                 }
             };
         }
-        for (name, v) in [("rpm", self.rpm), ("tpm", self.tpm)] {
+        // The `param` is the field's path in the body, as for a value that does not parse.
+        for (name, v) in [("limits.rpm", self.rpm), ("limits.tpm", self.tpm)] {
             if let Some(Some(0)) = v {
                 return Err(ApiError::invalid_param(
                     name,
@@ -248,7 +272,7 @@ impl LimitsPatch {
         }
         if let Some(Some(0)) = self.max_concurrent {
             return Err(ApiError::invalid_param(
-                "max_concurrent",
+                "limits.max_concurrent",
                 "must be at least 1 (use null for no limit)",
             ));
         }

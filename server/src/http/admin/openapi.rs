@@ -17,7 +17,9 @@ use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{billing, cache, export, keys, routing, teams, usage, users, MAX_ADMIN_BODY};
+use super::{
+    audit, billing, cache, decisions, deployments, export, keys, requests, routing, teams, usage, users, MAX_ADMIN_BODY,
+};
 use crate::error::Body as ErrorBody;
 use crate::http::{json_response, AppState};
 
@@ -52,6 +54,7 @@ unknown path is a 404 and a wrong method a 405, with the same shape. Every respo
         (name = "routing", description = "Routes: virtual models that pick a model per request."),
         (name = "cache", description = "The response cache: statistics and purges."),
         (name = "users", description = "The dashboard's users: admins, and viewers who read only."),
+        (name = "audit", description = "Every admin change: who, through what, from where, what."),
         (name = "meta", description = "This document."),
     ),
 )]
@@ -67,11 +70,18 @@ fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(keys::revoke_key))
         .routes(routes!(keys::rotate_key))
         .routes(routes!(usage::usage_report))
+        .routes(routes!(usage::usage_summary))
+        .routes(routes!(requests::list_requests))
+        .routes(routes!(requests::get_request))
         .routes(routes!(export::export_usage))
         .routes(routes!(usage::reprice_usage))
         .routes(routes!(billing::list_prices))
         .routes(routes!(routing::list_routes, routing::replace_routes))
         .routes(routes!(routing::route_stats))
+        .routes(routes!(decisions::mix))
+        .routes(routes!(decisions::explain))
+        .routes(routes!(deployments::list_deployments))
+        .routes(routes!(audit::list_audit))
         .routes(routes!(billing::list_alerts))
         .routes(routes!(billing::billing_status))
         .routes(routes!(billing::billing_requeue))

@@ -8,7 +8,10 @@ use axum::response::Response;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::wire::{Dollars, Iso, RepriceOut, RepriceTag, TotalsOut, UsageGroup, UsageReport, UsageTag};
+use super::wire::{
+    Dollars, Iso, LabelCount, PercentilesOut, RepriceOut, RepriceTag, SummaryTag, TotalsOut, UsageGroup, UsageReport,
+    UsageSummary, UsageTag,
+};
 use super::{body, check_label, reply, store_err, Time};
 use crate::clock::{iso8601, parse_time};
 use crate::error::ApiError;
@@ -32,23 +35,23 @@ pub(super) enum ExportFormat {
 pub(super) struct UsageQuery {
     /// Inclusive start.
     #[param(example = "2026-11-01")]
-    from: Option<String>,
+    pub(super) from: Option<String>,
     /// Exclusive end; must not be before `from`.
     #[param(example = "2026-12-01T00:00:00Z")]
-    to: Option<String>,
+    pub(super) to: Option<String>,
     /// Only events of this key.
-    key_id: Option<String>,
+    pub(super) key_id: Option<String>,
     /// Only events of this team.
-    team_id: Option<String>,
+    pub(super) team_id: Option<String>,
     /// Only events for this logical model.
-    model: Option<String>,
+    pub(super) model: Option<String>,
     /// Only events whose key carried this tag.
-    tag: Option<String>,
+    pub(super) tag: Option<String>,
     /// Only events of this cost center.
-    cost_center: Option<String>,
+    pub(super) cost_center: Option<String>,
     /// Group the totals (usage reports only; accepted and ignored elsewhere).
     #[param(value_type = Option<GroupBy>)]
-    group_by: Option<String>,
+    pub(super) group_by: Option<String>,
     /// The export's format, `csv` by default (exports only; accepted and ignored elsewhere).
     #[param(value_type = Option<ExportFormat>)]
     pub(super) format: Option<String>,
@@ -140,6 +143,48 @@ pub(super) async fn usage_report(
             group_by: q.group_by,
             totals: TotalsOut::from(&totals),
             groups,
+        },
+    ))
+}
+
+/// Usage summary
+///
+/// Totals with savings (against each route's strong model, and from the cache) and tracked
+/// versus estimated cost, latency and time-to-first-token percentiles, errors by kind, and the
+/// routing tier and intent mix, over the events matching every filter. A filter by whole hours
+/// alone reads the hourly rollups, so a year answers quickly.
+#[utoipa::path(get, path = "/admin/v1/usage/summary", tag = "usage", params(UsageQuery),
+    responses(
+        (status = 200, description = "The summary.", body = UsageSummary),
+        (status = 400, description = "A parameter is invalid; `param` names it."),
+        (status = 503, description = "The database is unavailable."),
+    ))]
+pub(super) async fn usage_summary(
+    State(state): State<Arc<AppState>>,
+    q: Result<Query<UsageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let f = filter_of(&query_of(q)?)?;
+    let s = state.store.usage_summary(&f).await.map_err(store_err)?;
+    let labels = |v: &[(String, i64)]| {
+        v.iter()
+            .map(|(label, requests)| LabelCount {
+                label: label.clone(),
+                requests: *requests,
+            })
+            .collect()
+    };
+    Ok(reply(
+        StatusCode::OK,
+        &UsageSummary {
+            object: SummaryTag::Tag,
+            from: f.from_ms.map(Iso::at),
+            to: f.to_ms.map(Iso::at),
+            totals: TotalsOut::from(&s.totals),
+            latency: PercentilesOut::from(&s.latency),
+            time_to_first_token: PercentilesOut::from(&s.ttft),
+            errors: labels(&s.errors),
+            tiers: labels(&s.tiers),
+            intents: labels(&s.intents),
         },
     ))
 }

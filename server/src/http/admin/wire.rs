@@ -42,6 +42,9 @@ object_tag! {
     TeamTag = "team",
     KeyTag = "api_key",
     UsageTag = "usage",
+    SummaryTag = "usage.summary",
+    RequestLogTag = "request_log",
+    MixTag = "routes.mix",
     RepriceTag = "usage.reprice",
     PricesTag = "prices",
     OutboxTag = "billing.outbox",
@@ -104,6 +107,30 @@ list_of! {
     RouteStatsList of RouteStats,
     /// Dashboard users, by name.
     UserList of User,
+    /// Deployments, by logical model and order.
+    DeploymentList of DeploymentOut,
+}
+
+/// A deployment's state now and its record over a period.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DeploymentOut {
+    pub id: String,
+    /// The logical model it serves.
+    pub model: String,
+    pub provider: String,
+    /// `open` (skipped until it cools down) or `closed`.
+    #[schema(value_type = String, pattern = "^(open|closed)$")]
+    pub breaker: &'static str,
+    /// Requests it is serving now.
+    pub inflight: u32,
+    /// Requests it served or last tried in the period.
+    pub requests: i64,
+    /// Of those, how many failed.
+    pub failed: i64,
+    /// `failed / requests`, 0 without requests.
+    pub error_rate: f64,
+    /// Of its successful answers.
+    pub latency: PercentilesOut,
 }
 
 /// A spending limit, as returned.
@@ -278,6 +305,20 @@ pub(crate) struct TotalsOut {
     pub cost_usd: Dollars,
     /// The same cost in billionths of a USD.
     pub cost_nanos: i64,
+    /// Requests the response cache answered.
+    pub cache_hits: i64,
+    /// What the cache's answers cost when they were made: what it saved.
+    pub cache_saved_usd: Dollars,
+    pub cache_saved_nanos: i64,
+    /// What the requests would have cost sent to their route's strong model, with no cache
+    /// (for a request no route chose: its cost plus the cache's saving). `baseline − cost` is
+    /// what the gateway saved; `baseline − cost − cache_saved` is routing's part.
+    pub baseline_usd: Dollars,
+    pub baseline_nanos: i64,
+    /// The part of the cost whose usage the gateway estimated (the upstream reported none it
+    /// could believe); the rest was tracked from the upstream's report.
+    pub estimated_cost_usd: Dollars,
+    pub estimated_cost_nanos: i64,
 }
 
 impl From<&Totals> for TotalsOut {
@@ -290,8 +331,63 @@ impl From<&Totals> for TotalsOut {
             cached_tokens: t.cached_tokens,
             cost_usd: Dollars::of(t.cost_nanos),
             cost_nanos: t.cost_nanos,
+            cache_hits: t.cache_hits,
+            cache_saved_usd: Dollars::of(t.saved_nanos),
+            cache_saved_nanos: t.saved_nanos,
+            baseline_usd: Dollars::of(t.baseline_nanos),
+            baseline_nanos: t.baseline_nanos,
+            estimated_cost_usd: Dollars::of(t.estimated_cost_nanos),
+            estimated_cost_nanos: t.estimated_cost_nanos,
         }
     }
+}
+
+/// Percentiles of a latency in milliseconds, from histogram buckets (within 1/16 of the true
+/// value); `null` without samples.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PercentilesOut {
+    pub samples: i64,
+    pub p50_ms: Option<u64>,
+    pub p95_ms: Option<u64>,
+    pub p99_ms: Option<u64>,
+}
+
+impl From<&crate::store::Percentiles> for PercentilesOut {
+    fn from(p: &crate::store::Percentiles) -> PercentilesOut {
+        PercentilesOut {
+            samples: p.samples,
+            p50_ms: p.p50_ms,
+            p95_ms: p.p95_ms,
+            p99_ms: p.p99_ms,
+        }
+    }
+}
+
+/// A count of requests with one label.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct LabelCount {
+    pub label: String,
+    pub requests: i64,
+}
+
+/// A period's summary: totals, latency, errors and the routing mix.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct UsageSummary {
+    #[schema(inline)]
+    pub object: SummaryTag,
+    pub from: Option<Iso>,
+    pub to: Option<Iso>,
+    pub totals: TotalsOut,
+    /// Of successful requests, from arrival to the last byte.
+    pub latency: PercentilesOut,
+    /// Of successful streams, from arrival to the first token.
+    pub time_to_first_token: PercentilesOut,
+    /// Failed requests by error kind, most first.
+    pub errors: Vec<LabelCount>,
+    /// Routed requests by tier (`cheap`, `strong`, `specialist`), most first.
+    pub tiers: Vec<LabelCount>,
+    /// Routed requests by the intent the router saw, most first.
+    pub intents: Vec<LabelCount>,
 }
 
 /// Totals of one group.
@@ -339,6 +435,48 @@ impl<'a> From<&'a UsageEvent> for ExportRow<'a> {
             event,
         }
     }
+}
+
+/// Routed requests of one label in one hour or day.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct MixRow {
+    /// The hour or day, as an ISO time.
+    pub group: String,
+    pub label: String,
+    pub requests: i64,
+}
+
+/// The routing mix over time, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct MixOut {
+    #[schema(inline)]
+    pub object: MixTag,
+    /// `hour` or `day`.
+    pub group_by: &'static str,
+    /// By tier: `cheap`, `strong`, `specialist`.
+    pub tiers: Vec<MixRow>,
+    /// By the intent the router saw.
+    pub intents: Vec<MixRow>,
+}
+
+/// A page of the audit log, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct AuditList {
+    #[schema(inline)]
+    pub object: ListTag,
+    pub data: Vec<crate::records::audit::AuditEntry>,
+    /// The `before` of the next page; `null` on the last.
+    pub next: Option<String>,
+}
+
+/// A page of the request log, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct RequestLog<'a> {
+    #[schema(inline)]
+    pub object: RequestLogTag,
+    pub data: Vec<ExportRow<'a>>,
+    /// The `before` of the next page; `null` on the last.
+    pub next: Option<String>,
 }
 
 /// The JSON export: every matching event, oldest first, then totals over them. (It is

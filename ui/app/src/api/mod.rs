@@ -3,11 +3,27 @@
 
 use leptos::prelude::*;
 
+mod audit;
+mod keys;
+mod providers;
+mod requests;
+mod routing;
+mod teams;
+mod usage;
+
+pub use audit::*;
+pub use keys::*;
+pub use providers::*;
+pub use requests::*;
+pub use routing::*;
+pub use teams::*;
+pub use usage::*;
+
 use crate::error::UiError;
-use crate::types::{Created, Key, Overview, Viewer};
+use crate::types::{Key, Overview, Viewer};
 
 #[cfg(feature = "ssr")]
-use crate::backend::{backend, call, editor, fail, get, plain_form, session};
+use crate::backend::{get, session};
 
 /// The periods the overview offers, with their length in hours.
 pub const PERIODS: &[(&str, &str, i64)] = &[
@@ -37,12 +53,16 @@ pub async fn whoami() -> Result<Viewer, UiError> {
 
 #[server(prefix = "/ui/api", endpoint = "overview")]
 pub async fn load_overview(period: String) -> Result<Overview, UiError> {
-    use crate::types::{List, UsageReport};
+    use crate::types::{List, Summary, UsageReport};
+    const HOUR: i64 = 3_600_000;
     let (name, _, hours) = PERIODS.iter().find(|p| p.0 == period).copied().unwrap_or(PERIODS[1]);
     let now = now_ms();
-    let from = now - hours * 3_600_000;
-    let range = format!("from={from}&to={}", now + 1);
+    // Whole hours, the current one included: the admin API then answers from its hourly rollups.
+    let to = now - now.rem_euclid(HOUR) + HOUR;
+    let from = to - hours * HOUR;
+    let range = format!("from={from}&to={to}");
     let bucket = if hours <= 48 { "hour" } else { "day" };
+    let summary: Summary = get(format!("/admin/v1/usage/summary?{range}")).await?;
     let series: UsageReport = get(format!("/admin/v1/usage?{range}&group_by={bucket}")).await?;
     let keys: UsageReport = get(format!("/admin/v1/usage?{range}&group_by=key")).await?;
     let teams: UsageReport = get(format!("/admin/v1/usage?{range}&group_by=team")).await?;
@@ -68,22 +88,11 @@ pub async fn load_overview(period: String) -> Result<Overview, UiError> {
                 .map(|k| (k.id.clone(), k.name.clone()))
         })
         .collect();
-    // Every bucket of the period, empty ones too, so the chart's axis is time.
-    let step = if bucket == "hour" { 3_600_000 } else { 86_400_000 };
-    let mut filled = Vec::new();
-    let mut t = from - from.rem_euclid(step);
-    while t <= now {
-        let label = crate::time::iso(t);
-        let found = series.groups.iter().find(|g| g.group == label).cloned();
-        filled.push(found.unwrap_or(crate::types::Group {
-            group: label,
-            totals: Default::default(),
-        }));
-        t += step;
-    }
+    let step = if bucket == "hour" { HOUR } else { 24 * HOUR };
+    let filled = fill(series.groups, from, to, step);
     Ok(Overview {
         period: name.to_string(),
-        totals: series.totals,
+        summary,
         series: filled,
         top_keys,
         top_teams: top(teams.groups),
@@ -92,96 +101,27 @@ pub async fn load_overview(period: String) -> Result<Overview, UiError> {
     })
 }
 
+/// Every bucket of `[from, to)`, empty ones too, so a chart's axis is time.
 #[cfg(feature = "ssr")]
-fn now_ms() -> i64 {
+pub(crate) fn fill(groups: Vec<crate::types::Group>, from: i64, to: i64, step: i64) -> Vec<crate::types::Group> {
+    let mut filled = Vec::new();
+    let mut t = from - from.rem_euclid(step);
+    while t < to {
+        let label = crate::time::iso(t);
+        let found = groups.iter().find(|g| g.group == label).cloned();
+        filled.push(found.unwrap_or(crate::types::Group {
+            group: label,
+            totals: Default::default(),
+        }));
+        t += step;
+    }
+    filled
+}
+
+#[cfg(feature = "ssr")]
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
-}
-
-#[server(prefix = "/ui/api", endpoint = "keys")]
-pub async fn list_keys(search: String, status: String) -> Result<Vec<Key>, UiError> {
-    use crate::types::List;
-    let all: List<Key> = get("/admin/v1/keys".into()).await?;
-    let needle = search.trim().to_lowercase();
-    Ok(all
-        .data
-        .into_iter()
-        .rev()
-        .filter(|k| status.is_empty() || k.status == status)
-        .filter(|k| {
-            needle.is_empty()
-                || k.name.to_lowercase().contains(&needle)
-                || k.id.contains(&needle)
-                || k.prefix.to_lowercase().contains(&needle)
-                || k.tags.iter().any(|t| t.to_lowercase().contains(&needle))
-        })
-        .collect())
-}
-
-/// Creates a key. Blank fields are left out; the budget needs an amount and a period.
-#[server(prefix = "/ui/api", endpoint = "create_key")]
-pub async fn create_key(
-    csrf: String,
-    name: String,
-    team_id: String,
-    tags: String,
-    budget_usd: String,
-    period: String,
-    rpm: String,
-) -> Result<Created, UiError> {
-    let s = editor(&csrf)?;
-    let mut body = serde_json::json!({ "name": name.trim() });
-    if !team_id.trim().is_empty() {
-        body["team_id"] = team_id.trim().into();
-    }
-    let tags: Vec<&str> = tags.split(',').map(str::trim).filter(|t| !t.is_empty()).collect();
-    if !tags.is_empty() {
-        body["tags"] = tags.into();
-    }
-    let mut limits = serde_json::Map::new();
-    if !budget_usd.trim().is_empty() {
-        limits.insert(
-            "budget".into(),
-            serde_json::json!({ "limit_usd": budget_usd.trim(), "period": if period.is_empty() { "monthly" } else { period.as_str() } }),
-        );
-    }
-    if !rpm.trim().is_empty() {
-        let n: u64 = rpm.trim().parse().map_err(|_| {
-            fail(UiError {
-                message: "must be a whole number".into(),
-                param: Some("limits.rpm".into()),
-                status: 400,
-            })
-        })?;
-        limits.insert("rpm".into(), n.into());
-    }
-    if !limits.is_empty() {
-        body["limits"] = limits.into();
-    }
-    let v: serde_json::Value = call(http::Method::POST, "/admin/v1/keys".into(), Some(body)).await?;
-    let created = Created {
-        id: v["id"].as_str().unwrap_or_default().to_string(),
-        name: v["name"].as_str().unwrap_or_default().to_string(),
-        secret: v["key"].as_str().unwrap_or_default().to_string(),
-    };
-    if plain_form() {
-        backend()?.put_created(&s.id, created.clone());
-    }
-    Ok(created)
-}
-
-/// The secret of a key created by a form posted without JavaScript, once.
-#[server(prefix = "/ui/api", endpoint = "take_created")]
-pub async fn take_created() -> Result<Option<Created>, UiError> {
-    let s = session()?;
-    Ok(backend()?.take_created(&s.id))
-}
-
-#[server(prefix = "/ui/api", endpoint = "revoke_key")]
-pub async fn revoke_key(csrf: String, id: String) -> Result<String, UiError> {
-    editor(&csrf)?;
-    let _: serde_json::Value = call(http::Method::POST, format!("/admin/v1/keys/{}/revoke", enc(&id)), None).await?;
-    Ok(id)
 }

@@ -1,10 +1,10 @@
 //! Keys: search and filter, create (the secret is shown once, with a copy button), spend against
-//! budget as a bar, and revoke.
+//! budget as a bar, and revoke; each key's name leads to its own page (`key.rs`).
 
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
-use super::usd;
+use super::{BudgetBar, Secret};
 use crate::api::{list_keys, take_created, CreateKey, RevokeKey};
 use crate::error::UiError;
 use crate::layout::Frame;
@@ -74,7 +74,7 @@ fn KeysBody(me: Viewer, data: Data) -> impl IntoView {
     view! {
         <form method="get" action="/ui/keys" class="filters" role="search">
             <label for="q">"Search"</label>
-            <input id="q" name="q" value=search placeholder="name, id, prefix or tag" />
+            <input id="q" name="q" value=search placeholder="name, id, prefix, tag or team id" />
             <label for="status">"Status"</label>
             <select id="status" name="status">
                 {["", "active", "disabled", "revoked"]
@@ -142,34 +142,6 @@ fn KeysBody(me: Viewer, data: Data) -> impl IntoView {
     }
 }
 
-/// The secret of a key just made: shown once, with a copy button.
-#[component]
-fn Secret(c: Created) -> impl IntoView {
-    let secret = c.secret.clone();
-    let copied = RwSignal::new(false);
-    let copy = move |_| {
-        #[cfg(feature = "hydrate")]
-        {
-            if let Some(w) = web_sys::window() {
-                let _ = w.navigator().clipboard().write_text(&secret);
-                copied.set(true);
-            }
-        }
-        #[cfg(not(feature = "hydrate"))]
-        let _ = &secret;
-    };
-    view! {
-        <section class="card secret" aria-live="polite">
-            <h2>"Key “" {c.name.clone()} "” created"</h2>
-            <p>"Copy the secret now: it is shown only once."</p>
-            <div class="copy">
-                <input id="new-secret" readonly value=c.secret.clone() aria-label="The new key's secret" />
-                <button type="button" on:click=copy>{move || if copied.get() { "Copied" } else { "Copy" }}</button>
-            </div>
-        </section>
-    }
-}
-
 #[component]
 fn KeyTable(keys: Vec<Key>, csrf: String, editor: bool, revoke: ServerAction<RevokeKey>) -> impl IntoView {
     view! {
@@ -193,11 +165,11 @@ fn KeyTable(keys: Vec<Key>, csrf: String, editor: bool, revoke: ServerAction<Rev
                         let id = k.id.clone();
                         view! {
                             <tr data-key=k.id.clone()>
-                                <td>{k.name.clone()} <br /> <small>{k.id.clone()}</small></td>
+                                <td><a href=format!("/ui/keys/{}", k.id)>{k.name.clone()}</a> <br /> <small>{k.id.clone()}</small></td>
                                 <td><code>{k.prefix.clone()}</code></td>
                                 <td>{k.team_id.clone().unwrap_or_default()}</td>
                                 <td><span class=format!("badge {}", k.status)>{k.status.clone()}</span></td>
-                                <td><BudgetBar k=k.clone() /></td>
+                                <td><BudgetBar budget=k.limits.budget.clone() spent=None /></td>
                                 <td>
                                     // Revoking asks once more: the button is inside a disclosure.
                                     {(editor && live).then(|| view! {
@@ -218,37 +190,5 @@ fn KeyTable(keys: Vec<Key>, csrf: String, editor: bool, revoke: ServerAction<Rev
                     .collect_view()}
             </tbody>
         </table>
-    }
-}
-
-/// Spend against budget as a bar (the spend is this process's view of the period).
-#[component]
-fn BudgetBar(k: Key) -> impl IntoView {
-    match k.limits.budget {
-        None => view! { <span class="muted">"none"</span> }.into_any(),
-        Some(b) => {
-            let limit: f64 = b.limit_usd.parse().unwrap_or(0.0);
-            let spent: f64 = b.spent_usd_local.as_deref().and_then(|s| s.parse().ok()).unwrap_or(0.0);
-            let pct = if limit > 0.0 {
-                (spent / limit * 100.0).clamp(0.0, 100.0)
-            } else {
-                100.0
-            };
-            let class = if pct >= 100.0 {
-                "bar over"
-            } else if pct >= f64::from(b.soft_limit_pct) {
-                "bar warn"
-            } else {
-                "bar"
-            };
-            view! {
-                <div class=class role="meter" aria-valuemin="0" aria-valuemax="100" aria-valuenow=format!("{pct:.0}")
-                    aria-label=format!("{} of {} {}", usd(&spent.to_string()), usd(&b.limit_usd), b.period)>
-                    <span style=format!("width:{pct:.1}%")></span>
-                </div>
-                <small>{usd(&spent.to_string())} " of " {usd(&b.limit_usd)} " " {b.period.clone()}</small>
-            }
-            .into_any()
-        }
     }
 }

@@ -1,5 +1,6 @@
-//! The overview: requests, spend and errors for a period, spend over time, and the top keys,
-//! teams and models by spend.
+//! The overview: requests, spend, savings (against each route's strong model, and from the
+//! cache), cache hit rate, latency and time to first token, errors by kind, tracked versus
+//! estimated cost, spend and requests over time, and the top keys, teams and models by spend.
 
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
@@ -8,7 +9,7 @@ use super::usd;
 use crate::api::{load_overview, PERIODS};
 use crate::chart::{bars, Bar};
 use crate::layout::Frame;
-use crate::types::{Group, Overview as Data};
+use crate::types::{Group, LabelCount, Overview as Data};
 
 #[component]
 pub fn Overview() -> impl IntoView {
@@ -48,12 +49,22 @@ pub fn Overview() -> impl IntoView {
 
 #[component]
 fn Numbers(d: Data) -> impl IntoView {
-    let t = &d.totals;
-    let error_rate = if t.requests > 0 {
-        format!("{:.1} %", t.errors as f64 * 100.0 / t.requests as f64)
-    } else {
-        "–".into()
+    let t = &d.summary.totals;
+    let share = |part: i64, whole: i64| {
+        if whole > 0 {
+            format!("{:.1} %", part as f64 * 100.0 / whole as f64)
+        } else {
+            "–".into()
+        }
     };
+    let dollars = |nanos: i64| usd(&format!("{}", nanos as f64 / 1e9));
+    let error_rate = share(t.errors, t.requests);
+    let saved = t.baseline_nanos.saturating_sub(t.cost_nanos);
+    let by_routing = saved.saturating_sub(t.cache_saved_nanos);
+    let ms = |v: Option<u64>| v.map_or_else(|| "–".to_string(), |v| format!("{v} ms"));
+    let lat = &d.summary.latency;
+    let ttft = &d.summary.time_to_first_token;
+    let tracked = t.cost_nanos.saturating_sub(t.estimated_cost_nanos);
     let spend: Vec<Bar> = d
         .series
         .iter()
@@ -95,9 +106,55 @@ fn Numbers(d: Data) -> impl IntoView {
         <section class="cards" aria-label="Totals">
             <div class="card stat"><span class="label">"Requests"</span><span class="value" id="stat-requests">{t.requests}</span></div>
             <div class="card stat"><span class="label">"Spend"</span><span class="value" id="stat-spend">{usd(&t.cost_usd)}</span></div>
+            <div class="card stat">
+                <span class="label">"Saved"</span>
+                <span class="value" id="stat-saved">{dollars(saved)}</span>
+                <small>{share(saved, t.baseline_nanos)} " of " {dollars(t.baseline_nanos)} " on the strong models"</small>
+            </div>
+            <div class="card stat">
+                <span class="label">"Cache hit rate"</span>
+                <span class="value" id="stat-cache">{share(t.cache_hits, t.requests)}</span>
+                <small>{t.cache_hits} " hits"</small>
+            </div>
             <div class="card stat"><span class="label">"Errors"</span><span class="value" id="stat-errors">{t.errors} " · " {error_rate}</span></div>
+            <div class="card stat">
+                <span class="label">"Latency p50 / p95"</span>
+                <span class="value" id="stat-latency">{ms(lat.p50_ms)} " / " {ms(lat.p95_ms)}</span>
+                <small>{lat.samples} " answers"</small>
+            </div>
+            <div class="card stat">
+                <span class="label">"Time to first token p50 / p95"</span>
+                <span class="value" id="stat-ttft">{ms(ttft.p50_ms)} " / " {ms(ttft.p95_ms)}</span>
+                <small>{ttft.samples} " streams"</small>
+            </div>
             <div class="card stat"><span class="label">"Tokens in / out"</span><span class="value">{t.prompt_tokens} " / " {t.completion_tokens}</span></div>
         </section>
+        <div class="grid3">
+            <section class="card" id="savings">
+                <h2>"Savings"</h2>
+                <table>
+                    <tbody>
+                        <tr><th scope="row">"All on the strong models, no cache"</th><td class="num">{dollars(t.baseline_nanos)}</td></tr>
+                        <tr><th scope="row">"Saved by routing"</th><td class="num" id="saved-routing">{dollars(by_routing)}</td></tr>
+                        <tr><th scope="row">"Saved by the cache"</th><td class="num" id="saved-cache">{dollars(t.cache_saved_nanos)}</td></tr>
+                        <tr><th scope="row">"Spent"</th><td class="num">{usd(&t.cost_usd)}</td></tr>
+                    </tbody>
+                </table>
+                <p class="muted">"A route's baseline is each answer's tokens at its strong model's price."</p>
+            </section>
+            <section class="card" id="tracked">
+                <h2>"Tracked and estimated cost"</h2>
+                <table>
+                    <tbody>
+                        <tr><th scope="row">"Tracked (reported by the provider)"</th><td class="num" id="cost-tracked">{dollars(tracked)}</td></tr>
+                        <tr><th scope="row">"Estimated (counted by the gateway)"</th><td class="num" id="cost-estimated">{dollars(t.estimated_cost_nanos)}</td></tr>
+                    </tbody>
+                </table>
+                <p class="muted">"Estimated where a provider reported no usage it could be believed on, or a stream ended early."</p>
+            </section>
+            <Counts title="Errors by kind" id="errors" rows=d.summary.errors.clone() empty="No errors in this period." />
+            <Counts title="Routing tiers" id="tiers" rows=d.summary.tiers.clone() empty="No routed requests in this period." />
+        </div>
         <section class="card">
             <h2>"Spend over time"</h2>
             <div inner_html=bars("Spend over time", &spend, |v| format!("${v:.4}"))></div>
@@ -113,6 +170,30 @@ fn Numbers(d: Data) -> impl IntoView {
             <Top title="Top teams" rows=d.top_teams.clone() name=|g: &str| if g.is_empty() { "(no team)".to_string() } else { g.to_string() } />
             <Top title="Top models" rows=d.top_models.clone() name=|g: &str| g.to_string() />
         </div>
+    }
+}
+
+#[component]
+fn Counts(title: &'static str, id: &'static str, rows: Vec<LabelCount>, empty: &'static str) -> impl IntoView {
+    view! {
+        <section class="card" id=id>
+            <h2>{title}</h2>
+            {if rows.is_empty() {
+                view! { <p class="empty">{empty}</p> }.into_any()
+            } else {
+                view! {
+                    <table>
+                        <tbody>
+                            {rows
+                                .into_iter()
+                                .map(|r| view! { <tr><td>{r.label}</td><td class="num">{r.requests}</td></tr> })
+                                .collect_view()}
+                        </tbody>
+                    </table>
+                }
+                .into_any()
+            }}
+        </section>
     }
 }
 

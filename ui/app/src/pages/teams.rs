@@ -1,0 +1,200 @@
+//! Teams: each team's spend against its budget as a bar (from the ledger), its keys and limits;
+//! for admins, create a team and change a team's cost center, budget and limits.
+
+use leptos::prelude::*;
+
+use super::BudgetBar;
+use crate::api::{list_teams, CreateTeam, UpdateTeam};
+use crate::error::UiError;
+use crate::layout::Frame;
+use crate::types::{TeamRow, Viewer};
+
+#[derive(Clone, Copy)]
+struct Data {
+    create: ServerAction<CreateTeam>,
+    update: ServerAction<UpdateTeam>,
+    teams: Resource<Result<Vec<TeamRow>, UiError>>,
+}
+
+#[component]
+pub fn Teams() -> impl IntoView {
+    let create = ServerAction::<CreateTeam>::new();
+    let update = ServerAction::<UpdateTeam>::new();
+    let teams = Resource::new(
+        move || (create.version().get(), update.version().get()),
+        |_| list_teams(),
+    );
+    let data = Data { create, update, teams };
+    view! { <Frame title="Teams" children=move |me| view! { <TeamsBody me=me data=data /> } /> }
+}
+
+#[component]
+fn TeamsBody(me: Viewer, data: Data) -> impl IntoView {
+    let Data { create, update, teams } = data;
+    let csrf = me.csrf.clone();
+    let editor = me.can_edit();
+    let err = move |field: &'static str| {
+        move || {
+            create
+                .value()
+                .get()
+                .and_then(|r| r.err())
+                .and_then(|e: UiError| e.about(field))
+                .map(|m| view! { <span class="field-error" role="alert">{m}</span> })
+        }
+    };
+    let general = move || {
+        create
+            .value()
+            .get()
+            .and_then(|r| r.err())
+            .or_else(|| update.value().get().and_then(|r| r.err()))
+            .filter(|e| e.param.is_none())
+            .map(|e| view! { <p class="error" role="alert">{e.message}</p> })
+    };
+    let update_error = move || {
+        update
+            .value()
+            .get()
+            .and_then(|r| r.err())
+            .filter(|e| e.param.is_some())
+            .map(|e| view! { <p class="error" role="alert">{e.param.clone().unwrap_or_default()} ": " {e.message}</p> })
+    };
+    view! {
+        {general}
+        {update_error}
+        {editor.then(|| view! {
+            <details class="card" open=move || create.value().get().is_some_and(|r| r.is_err())>
+                <summary>"Create a team"</summary>
+                <ActionForm action=create>
+                    <input type="hidden" name="csrf" value=csrf.clone() />
+                    <div class="fields">
+                        <label for="t-name">"Name"</label>
+                        <input id="t-name" name="name" required maxlength="128" />
+                        {err("name")}
+                        <label for="t-cc">"Cost center"</label>
+                        <input id="t-cc" name="cost_center" placeholder="optional" />
+                        {err("cost_center")}
+                        <label for="t-budget">"Budget (USD)"</label>
+                        <input id="t-budget" name="budget_usd" inputmode="decimal" placeholder="optional" />
+                        {err("limits.budget.limit_usd")}
+                        <label for="t-period">"Budget period"</label>
+                        <select id="t-period" name="period">
+                            <option value="monthly">"monthly"</option>
+                            <option value="weekly">"weekly"</option>
+                            <option value="daily">"daily"</option>
+                            <option value="total">"total"</option>
+                        </select>
+                        {err("limits.budget.period")}
+                        <label for="t-rpm">"Requests per minute"</label>
+                        <input id="t-rpm" name="rpm" inputmode="numeric" placeholder="optional" />
+                        {err("limits.rpm")}
+                    </div>
+                    <button type="submit">"Create team"</button>
+                </ActionForm>
+            </details>
+        })}
+        <Suspense fallback=|| view! { <p class="loading">"Loading teams…"</p> }>
+            {move || {
+                let csrf = me.csrf.clone();
+                Suspend::new(async move {
+                    match teams.await {
+                        Ok(list) if list.is_empty() => view! { <p class="empty">"No teams yet."</p> }.into_any(),
+                        Ok(list) => view! { <TeamTable rows=list csrf=csrf editor=editor update=update /> }.into_any(),
+                        Err(e) => view! { <p class="error" role="alert">{e.message}</p> }.into_any(),
+                    }
+                })
+            }}
+        </Suspense>
+    }
+}
+
+#[component]
+fn TeamTable(rows: Vec<TeamRow>, csrf: String, editor: bool, update: ServerAction<UpdateTeam>) -> impl IntoView {
+    view! {
+        <table class="keys teams">
+            <thead>
+                <tr>
+                    <th scope="col">"Team"</th>
+                    <th scope="col">"Cost center"</th>
+                    <th scope="col" class="num">"Keys"</th>
+                    <th scope="col">"Budget"</th>
+                    <th scope="col">"Limits"</th>
+                    <th scope="col"><span class="sr">"Actions"</span></th>
+                </tr>
+            </thead>
+            <tbody>
+                {rows
+                    .into_iter()
+                    .map(|r| {
+                        let t = r.team.clone();
+                        let l = t.limits.clone();
+                        let limits = [
+                            l.rpm.map(|v| format!("{v} rpm")),
+                            l.tpm.map(|v| format!("{v} tpm")),
+                            l.max_concurrent.map(|v| format!("{v} at once")),
+                        ]
+                        .into_iter()
+                        .flatten()
+                        .collect::<Vec<_>>()
+                        .join(" · ");
+                        let csrf = csrf.clone();
+                        view! {
+                            <tr data-team=t.id.clone()>
+                                <td>{t.name.clone()} <br /> <small>{t.id.clone()}</small></td>
+                                <td>{t.cost_center.clone().unwrap_or_default()}</td>
+                                <td class="num"><a href=format!("/ui/keys?q={}", crate::api::enc(&t.id))>{r.keys}</a></td>
+                                <td><BudgetBar budget=l.budget.clone() spent=Some(r.spent_usd.clone()) /></td>
+                                <td>{if limits.is_empty() { "none".to_string() } else { limits }}</td>
+                                <td>{editor.then(|| view! { <EditTeam r=r.clone() csrf=csrf update=update /> })}</td>
+                            </tr>
+                        }
+                    })
+                    .collect_view()}
+            </tbody>
+        </table>
+    }
+}
+
+#[component]
+fn EditTeam(r: TeamRow, csrf: String, update: ServerAction<UpdateTeam>) -> impl IntoView {
+    let t = r.team;
+    let b = t.limits.budget.clone();
+    let period = b.as_ref().map_or("monthly".to_string(), |b| b.period.clone());
+    let num = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
+    let tid = t.id.clone();
+    let id = move |f: &str| format!("{f}-{tid}");
+    let label = format!("Edit {}", t.name);
+    let team_id = t.id.clone();
+    view! {
+        <details class="edit">
+            <summary aria-label=label>"Edit…"</summary>
+            <ActionForm action=update>
+                <input type="hidden" name="csrf" value=csrf />
+                <input type="hidden" name="id" value=team_id />
+                <div class="fields">
+                    <label for=id("cc")>"Cost center"</label>
+                    <input id=id("cc") name="cost_center" value=t.cost_center.clone().unwrap_or_default() />
+                    <label for=id("budget")>"Budget (USD)"</label>
+                    <input id=id("budget") name="budget_usd" inputmode="decimal" value=b.as_ref().map(|b| b.limit_usd.clone()).unwrap_or_default() placeholder="none" />
+                    <label for=id("period")>"Period"</label>
+                    <select id=id("period") name="period">
+                        {["monthly", "weekly", "daily", "total"]
+                            .into_iter()
+                            .map(|v| view! { <option value=v selected={period == v}>{v}</option> })
+                            .collect_view()}
+                    </select>
+                    <label for=id("soft")>"Alert at (%)"</label>
+                    <input id=id("soft") name="soft_limit_pct" inputmode="numeric" value=b.as_ref().map(|b| b.soft_limit_pct.to_string()).unwrap_or_else(|| "80".into()) />
+                    <label for=id("rpm")>"Requests per minute"</label>
+                    <input id=id("rpm") name="rpm" inputmode="numeric" value=num(t.limits.rpm) placeholder="no limit" />
+                    <label for=id("tpm")>"Tokens per minute"</label>
+                    <input id=id("tpm") name="tpm" inputmode="numeric" value=num(t.limits.tpm) placeholder="no limit" />
+                    <label for=id("conc")>"In flight at once"</label>
+                    <input id=id("conc") name="max_concurrent" inputmode="numeric" value=num(t.limits.max_concurrent.map(u64::from)) placeholder="no limit" />
+                </div>
+                <button type="submit">"Save"</button>
+            </ActionForm>
+        </details>
+    }
+}
