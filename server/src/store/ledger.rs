@@ -10,7 +10,7 @@ use sqlx::{Any, AnyConnection, AssertSqlSafe, Row};
 
 use super::summary::latency_bucket;
 use super::{push_placeholders, shaped, Backend, Result, Store};
-use crate::clock::HOUR_MS;
+use crate::clock::{DAY_MS, HOUR_MS};
 use crate::records::usage::{Cell, Outcome, UsageEvent, UsageSource};
 
 /// Rows per multi-row INSERT on SQLite: with positional parameters 32 to 128 measured alike
@@ -107,7 +107,7 @@ impl Store {
         Ok(true)
     }
 
-    /// The hourly rollups of the events just written and, with billing, their outbox rows.
+    /// The hourly and daily rollups of the events just written and, with billing, their outbox rows.
     async fn write_rollups_and_outbox(
         &self,
         tx: &mut AnyConnection,
@@ -115,28 +115,85 @@ impl Store {
         billing: bool,
         rows: usize,
     ) -> Result<()> {
-        let rollups = rollup(fresh);
+        let hourly = rollup(fresh);
+        // The daily rollups sum the same hours: whole days of a long range read 24 times fewer rows.
+        let mut daily: BTreeMap<RollupKey, Rollup> = BTreeMap::new();
+        for (k, r) in &hourly {
+            let day = RollupKey {
+                hour_ms: k.hour_ms - k.hour_ms.rem_euclid(DAY_MS),
+                ..k.clone()
+            };
+            daily.entry(day).or_default().add(r);
+        }
+        self.upsert_rollups(tx, "usage_hourly", "hour_ms", &hourly, rows)
+            .await?;
+        self.upsert_rollups(tx, "usage_daily", "day_ms", &daily, rows).await?;
+        let hourly_mix = mix(fresh);
+        let mut daily_mix: BTreeMap<MixKey<'_>, i64> = BTreeMap::new();
+        for ((hour, dim, label), n) in &hourly_mix {
+            *daily_mix
+                .entry((hour - hour.rem_euclid(DAY_MS), *dim, label.clone()))
+                .or_default() += n;
+        }
+        self.upsert_mix(tx, "usage_hourly_mix", "hour_ms", &hourly_mix, rows)
+            .await?;
+        self.upsert_mix(tx, "usage_daily_mix", "day_ms", &daily_mix, rows)
+            .await?;
+        if billing {
+            // Two parameters a row bind quickly on both backends: few large statements. A row
+            // is due from its event's time, so retries (due later) are not starved by new rows.
+            for chunk in shaped(fresh, OUTBOX_ROWS_PER_INSERT) {
+                let mut sql = String::from("INSERT INTO billing_outbox (event_id, next_attempt_ms) VALUES ");
+                push_placeholders(&mut sql, chunk.len(), 2, self.backend);
+                sql.push_str(" ON CONFLICT (event_id) DO NOTHING");
+                let mut q = sqlx::query(AssertSqlSafe(sql));
+                for e in chunk {
+                    q = q.bind(e.event_id.as_str()).bind(e.ts_ms);
+                }
+                q.execute(&mut *tx).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Adds `rollups` to `table` (`usage_hourly` or `usage_daily`, keyed by `time_col`).
+    async fn upsert_rollups(
+        &self,
+        tx: &mut AnyConnection,
+        table: &str,
+        time_col: &str,
+        rollups: &BTreeMap<RollupKey, Rollup>,
+        rows: usize,
+    ) -> Result<()> {
+        const SUMS: [&str; 10] = [
+            "requests",
+            "errors",
+            "prompt_tokens",
+            "completion_tokens",
+            "cached_tokens",
+            "cost_nanos",
+            "cache_hits",
+            "saved_nanos",
+            "baseline_nanos",
+            "estimated_cost_nanos",
+        ];
         let agg: Vec<(&RollupKey, &Rollup)> = rollups.iter().collect();
         for chunk in shaped(&agg, rows) {
-            let mut sql = String::from(
-                "INSERT INTO usage_hourly (hour_ms, key_id, team_id, model, requests, errors, prompt_tokens, \
-                 completion_tokens, cached_tokens, cost_nanos, cache_hits, saved_nanos, baseline_nanos, \
-                 estimated_cost_nanos) VALUES ",
+            let mut sql = format!(
+                "INSERT INTO {table} ({time_col}, key_id, team_id, model, {}) VALUES ",
+                SUMS.join(", ")
             );
-            push_placeholders(&mut sql, chunk.len(), 14, self.backend);
-            sql.push_str(
-                " ON CONFLICT (hour_ms, key_id, team_id, model) DO UPDATE SET \
-                 requests = usage_hourly.requests + excluded.requests, \
-                 errors = usage_hourly.errors + excluded.errors, \
-                 prompt_tokens = usage_hourly.prompt_tokens + excluded.prompt_tokens, \
-                 completion_tokens = usage_hourly.completion_tokens + excluded.completion_tokens, \
-                 cached_tokens = usage_hourly.cached_tokens + excluded.cached_tokens, \
-                 cost_nanos = usage_hourly.cost_nanos + excluded.cost_nanos, \
-                 cache_hits = usage_hourly.cache_hits + excluded.cache_hits, \
-                 saved_nanos = usage_hourly.saved_nanos + excluded.saved_nanos, \
-                 baseline_nanos = usage_hourly.baseline_nanos + excluded.baseline_nanos, \
-                 estimated_cost_nanos = usage_hourly.estimated_cost_nanos + excluded.estimated_cost_nanos",
-            );
+            push_placeholders(&mut sql, chunk.len(), 4 + SUMS.len(), self.backend);
+            sql.push_str(&format!(
+                " ON CONFLICT ({time_col}, key_id, team_id, model) DO UPDATE SET "
+            ));
+            let sets: Vec<String> = SUMS
+                .iter()
+                .map(|c| format!("{c} = {table}.{c} + excluded.{c}"))
+                .collect();
+            sql.push_str(&sets.join(", "));
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for (k, r) in chunk {
                 q = q
@@ -157,31 +214,30 @@ impl Store {
             }
             q.execute(&mut *tx).await?;
         }
-        let counts = mix(fresh);
+        Ok(())
+    }
+
+    /// Adds `counts` to `table` (`usage_hourly_mix` or `usage_daily_mix`).
+    async fn upsert_mix(
+        &self,
+        tx: &mut AnyConnection,
+        table: &str,
+        time_col: &str,
+        counts: &BTreeMap<MixKey<'_>, i64>,
+        rows: usize,
+    ) -> Result<()> {
         let agg: Vec<(&MixKey<'_>, &i64)> = counts.iter().collect();
         for chunk in shaped(&agg, rows) {
-            let mut sql = String::from("INSERT INTO usage_hourly_mix (hour_ms, dim, label, n) VALUES ");
+            let mut sql = format!("INSERT INTO {table} ({time_col}, dim, label, n) VALUES ");
             push_placeholders(&mut sql, chunk.len(), 4, self.backend);
-            sql.push_str(" ON CONFLICT (hour_ms, dim, label) DO UPDATE SET n = usage_hourly_mix.n + excluded.n");
+            sql.push_str(&format!(
+                " ON CONFLICT ({time_col}, dim, label) DO UPDATE SET n = {table}.n + excluded.n"
+            ));
             let mut q = sqlx::query(AssertSqlSafe(sql));
-            for ((hour, dim, label), n) in chunk {
-                q = q.bind(*hour).bind(*dim).bind(label.as_ref()).bind(**n);
+            for ((t, dim, label), n) in chunk {
+                q = q.bind(*t).bind(*dim).bind(label.as_ref()).bind(**n);
             }
             q.execute(&mut *tx).await?;
-        }
-        if billing {
-            // Two parameters a row bind quickly on both backends: few large statements. A row
-            // is due from its event's time, so retries (due later) are not starved by new rows.
-            for chunk in shaped(fresh, OUTBOX_ROWS_PER_INSERT) {
-                let mut sql = String::from("INSERT INTO billing_outbox (event_id, next_attempt_ms) VALUES ");
-                push_placeholders(&mut sql, chunk.len(), 2, self.backend);
-                sql.push_str(" ON CONFLICT (event_id) DO NOTHING");
-                let mut q = sqlx::query(AssertSqlSafe(sql));
-                for e in chunk {
-                    q = q.bind(e.event_id.as_str()).bind(e.ts_ms);
-                }
-                q.execute(&mut *tx).await?;
-            }
         }
         Ok(())
     }
@@ -205,6 +261,7 @@ fn bind_events<'q>(mut q: Query<'q, Any, AnyArguments>, events: &'q [UsageEvent]
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct RollupKey {
+    /// The hour's start (or, in the daily rollups, the day's).
     hour_ms: i64,
     key_id: String,
     team_id: String,
@@ -223,6 +280,21 @@ struct Rollup {
     saved_nanos: i64,
     baseline_nanos: i64,
     estimated_cost_nanos: i64,
+}
+
+impl Rollup {
+    fn add(&mut self, o: &Rollup) {
+        self.requests = self.requests.saturating_add(o.requests);
+        self.errors = self.errors.saturating_add(o.errors);
+        self.prompt_tokens = self.prompt_tokens.saturating_add(o.prompt_tokens);
+        self.completion_tokens = self.completion_tokens.saturating_add(o.completion_tokens);
+        self.cached_tokens = self.cached_tokens.saturating_add(o.cached_tokens);
+        self.cost_nanos = self.cost_nanos.saturating_add(o.cost_nanos);
+        self.cache_hits = self.cache_hits.saturating_add(o.cache_hits);
+        self.saved_nanos = self.saved_nanos.saturating_add(o.saved_nanos);
+        self.baseline_nanos = self.baseline_nanos.saturating_add(o.baseline_nanos);
+        self.estimated_cost_nanos = self.estimated_cost_nanos.saturating_add(o.estimated_cost_nanos);
+    }
 }
 
 /// Rollups in key order, so concurrent writers lock rows in the same order (no deadlocks).

@@ -11,7 +11,7 @@ use super::{usage_of_row, Result, Store};
 const HIT: &str = "CASE WHEN cache IN ('hit', 'semantic_hit') THEN 1 ELSE 0 END";
 /// Per event: its cost when its usage was estimated rather than reported, else 0.
 const ESTIMATED: &str = "CASE WHEN usage_source = 'estimated' THEN cost_nanos ELSE 0 END";
-use crate::clock::HOUR_MS;
+use crate::clock::{DAY_MS, HOUR_MS};
 use crate::records::usage::{Outcome, UsageEvent};
 
 impl Store {
@@ -49,28 +49,36 @@ impl Store {
             GroupBy::Team => "team_id",
             GroupBy::Model => "model",
         };
-        let (source, where_sql, args) = if from_rollups {
-            let (w, a) = f.rollup_where_clause(1);
-            (
-                format!(
-                    "SELECT hour_ms - (hour_ms % {HOUR_MS}) AS hour, hour_ms - (hour_ms % {DAY}) AS day, key_id, team_id, model, \
-                     requests, errors, prompt_tokens, completion_tokens, cached_tokens, cost_nanos, cache_hits, saved_nanos, \
-                     baseline_nanos, estimated_cost_nanos FROM usage_hourly",
-                    DAY = crate::clock::DAY_MS
-                ),
-                w,
-                a,
+        const SUMS: &str =
+            "requests, errors, prompt_tokens, completion_tokens, cached_tokens, cost_nanos, cache_hits, \
+                            saved_nanos, baseline_nanos, estimated_cost_nanos";
+        let hourly = || {
+            format!(
+                "SELECT hour_ms - (hour_ms % {HOUR_MS}) AS hour, hour_ms - (hour_ms % {DAY_MS}) AS day, key_id, team_id, \
+                 model, {SUMS} FROM usage_hourly"
             )
+        };
+        let (source, where_sql, args) = if from_rollups && group == GroupBy::Hour {
+            let (w, a) = f.rollup_where_clause(1);
+            (hourly(), w, a)
+        } else if from_rollups {
+            // Whole days from the daily rollups: a year is 365 rows per key, team and model.
+            let (union, a) = f.rollup_union(|grain| match grain {
+                Grain::Hour => hourly(),
+                Grain::Day => {
+                    format!("SELECT day_ms AS hour, day_ms AS day, key_id, team_id, model, {SUMS} FROM usage_daily")
+                }
+            });
+            (union, String::new(), a)
         } else {
             let (w, a) = f.where_clause(1);
             (
                 format!(
-                    "SELECT ts_ms - (ts_ms % {HOUR_MS}) AS hour, ts_ms - (ts_ms % {DAY}) AS day, COALESCE(key_id, '') AS key_id, \
+                    "SELECT ts_ms - (ts_ms % {HOUR_MS}) AS hour, ts_ms - (ts_ms % {DAY_MS}) AS day, COALESCE(key_id, '') AS key_id, \
                      COALESCE(team_id, '') AS team_id, model, 1 AS requests, CASE WHEN outcome = 'success' THEN 0 ELSE 1 END AS errors, \
                      prompt_tokens, completion_tokens, cached_tokens, cost_nanos, {HIT} AS cache_hits, \
                      cache_saved_nanos AS saved_nanos, baseline_cost_nanos AS baseline_nanos, {ESTIMATED} AS estimated_cost_nanos \
-                     FROM usage_events",
-                    DAY = crate::clock::DAY_MS
+                     FROM usage_events"
                 ),
                 w,
                 a,
@@ -261,6 +269,13 @@ impl Totals {
     }
 }
 
+/// The grain of a rollup table: `usage_hourly`(`_mix`) or `usage_daily`(`_mix`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Grain {
+    Hour,
+    Day,
+}
+
 /// How a usage report groups its totals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
 #[schema(rename_all = "lowercase")]
@@ -328,7 +343,56 @@ impl UsageFilter {
     }
 
     fn clause(&self, first: usize, rollup: bool) -> (String, Vec<Arg>) {
-        let time_col = if rollup { "hour_ms" } else { "ts_ms" };
+        self.clause_on(first, if rollup { "hour_ms" } else { "ts_ms" }, rollup)
+    }
+
+    /// The rows of rollup tables that cover the filter's range, as one `UNION ALL`: whole days
+    /// from the daily table (`select(Grain::Day)`), the hours before the first midnight and
+    /// from the last one from the hourly table (`select(Grain::Hour)`). `select` gives a
+    /// `SELECT … FROM table`; each part gets its own `WHERE`, parameters numbered from 1.
+    pub(super) fn rollup_union(&self, select: impl Fn(Grain) -> String) -> (String, Vec<Arg>) {
+        let from = self.from_ms.map(|v| v - v.rem_euclid(HOUR_MS));
+        let to = self.to_ms;
+        let first_midnight = from.map(|v| v + (DAY_MS - v.rem_euclid(DAY_MS)) % DAY_MS);
+        let last_midnight = to.map(|v| v - v.rem_euclid(DAY_MS));
+        let mut parts: Vec<(Grain, Option<i64>, Option<i64>)> = Vec::new();
+        match (first_midnight, last_midnight) {
+            (Some(a), Some(b)) if a >= b => parts.push((Grain::Hour, from, to)),
+            (a, b) => {
+                if let (Some(f), Some(a)) = (from, a) {
+                    if f < a {
+                        parts.push((Grain::Hour, Some(f), Some(a)));
+                    }
+                }
+                parts.push((Grain::Day, a, b));
+                if let (Some(b), Some(t)) = (b, to) {
+                    if b < t {
+                        parts.push((Grain::Hour, Some(b), Some(t)));
+                    }
+                }
+            }
+        }
+        let mut sql = String::new();
+        let mut args = Vec::new();
+        for (grain, lo, hi) in parts {
+            let part = UsageFilter {
+                from_ms: lo,
+                to_ms: hi,
+                ..self.clone()
+            };
+            let time_col = if grain == Grain::Day { "day_ms" } else { "hour_ms" };
+            let (w, a) = part.clause_on(args.len() + 1, time_col, true);
+            if !sql.is_empty() {
+                sql.push_str(" UNION ALL ");
+            }
+            sql.push_str(&select(grain));
+            sql.push_str(&w);
+            args.extend(a);
+        }
+        (sql, args)
+    }
+
+    fn clause_on(&self, first: usize, time_col: &str, rollup: bool) -> (String, Vec<Arg>) {
         let mut conds: Vec<(&str, &str, Arg)> = Vec::new();
         if let Some(v) = self.from_ms {
             let v = if rollup { v - v.rem_euclid(HOUR_MS) } else { v };

@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+use sqlx::AssertSqlSafe;
+
 use super::{Result, Store, UsageFilter};
 use crate::clock::HOUR_MS;
 use crate::records::usage::{UsageEvent, UsageSource};
@@ -110,27 +112,56 @@ impl Store {
                 d[1] = d[1].saturating_add(baseline_delta);
                 d[2] = d[2].saturating_add(if estimated { delta } else { 0 });
             }
-            for ((hour, key, team, model), delta) in deltas {
-                if delta != [0; 3] {
-                    sqlx::query(
-                        "UPDATE usage_hourly SET cost_nanos = cost_nanos + $1, baseline_nanos = baseline_nanos + $6, \
-                         estimated_cost_nanos = estimated_cost_nanos + $7 \
-                         WHERE hour_ms = $2 AND key_id = $3 AND team_id = $4 AND model = $5",
-                    )
-                    .bind(delta[0])
-                    .bind(hour)
-                    .bind(key)
-                    .bind(team)
-                    .bind(model)
-                    .bind(delta[1])
-                    .bind(delta[2])
-                    .execute(&mut *tx)
-                    .await?;
+            // The daily rollups move with the hours they sum.
+            let mut days: std::collections::BTreeMap<(i64, String, String, String), [i64; 3]> = Default::default();
+            for ((hour, key, team, model), d) in &deltas {
+                let day = days
+                    .entry((
+                        hour - hour.rem_euclid(crate::clock::DAY_MS),
+                        key.clone(),
+                        team.clone(),
+                        model.clone(),
+                    ))
+                    .or_default();
+                for i in 0..3 {
+                    day[i] = day[i].saturating_add(d[i]);
                 }
+            }
+            for (table, time_col, deltas) in [("usage_hourly", "hour_ms", deltas), ("usage_daily", "day_ms", days)] {
+                self.move_rollups(&mut tx, table, time_col, deltas).await?;
             }
             tx.commit().await?;
         }
         Ok(report)
+    }
+
+    /// Adds the cost, baseline and estimated-cost deltas to the rows of one rollup table.
+    async fn move_rollups(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        table: &str,
+        time_col: &str,
+        deltas: std::collections::BTreeMap<(i64, String, String, String), [i64; 3]>,
+    ) -> Result<()> {
+        for ((hour, key, team, model), delta) in deltas {
+            if delta != [0; 3] {
+                sqlx::query(AssertSqlSafe(format!(
+                    "UPDATE {table} SET cost_nanos = cost_nanos + $1, baseline_nanos = baseline_nanos + $6, \
+                         estimated_cost_nanos = estimated_cost_nanos + $7 \
+                         WHERE {time_col} = $2 AND key_id = $3 AND team_id = $4 AND model = $5"
+                )))
+                .bind(delta[0])
+                .bind(hour)
+                .bind(key)
+                .bind(team)
+                .bind(model)
+                .bind(delta[1])
+                .bind(delta[2])
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        Ok(())
     }
 }
 

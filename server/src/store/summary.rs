@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use sqlx::{AssertSqlSafe, Row};
 
-use super::reports::{Arg, GroupBy, Totals, UsageFilter};
+use super::reports::{Arg, Grain, GroupBy, Totals, UsageFilter};
 use super::{Result, Store};
 use crate::clock::HOUR_MS;
 
@@ -155,15 +155,19 @@ impl Store {
         } else {
             crate::clock::DAY_MS
         };
-        let (where_sql, args) = f.rollup_where_clause(1);
-        let cond = if where_sql.is_empty() {
-            " WHERE dim IN ('tier', 'intent')".to_string()
+        let hourly = || format!("SELECT hour_ms - (hour_ms % {step}) AS t, dim, label, n FROM usage_hourly_mix");
+        let (source, args) = if group == GroupBy::Hour {
+            let (w, a) = f.rollup_where_clause(1);
+            (format!("{}{w}", hourly()), a)
         } else {
-            format!("{where_sql} AND dim IN ('tier', 'intent')")
+            f.rollup_union(|grain| match grain {
+                Grain::Hour => hourly(),
+                Grain::Day => "SELECT day_ms AS t, dim, label, n FROM usage_daily_mix".to_string(),
+            })
         };
         let sql = format!(
-            "SELECT hour_ms - (hour_ms % {step}) AS t, dim, label, CAST(SUM(n) AS BIGINT) AS n \
-             FROM usage_hourly_mix{cond} GROUP BY hour_ms - (hour_ms % {step}), dim, label ORDER BY t, dim, label"
+            "SELECT t, dim, label, CAST(SUM(n) AS BIGINT) AS n FROM ({source}) u \
+             WHERE dim IN ('tier', 'intent') GROUP BY t, dim, label ORDER BY t, dim, label"
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for a in args {
@@ -221,10 +225,11 @@ impl Store {
     }
 
     async fn mix_from_rollups(&self, f: &UsageFilter) -> Result<Vec<(String, String, i64)>> {
-        let (where_sql, args) = f.rollup_where_clause(1);
-        let sql = format!(
-            "SELECT dim, label, CAST(SUM(n) AS BIGINT) AS n FROM usage_hourly_mix{where_sql} GROUP BY dim, label"
-        );
+        let (union, args) = f.rollup_union(|grain| match grain {
+            Grain::Hour => "SELECT dim, label, n FROM usage_hourly_mix".to_string(),
+            Grain::Day => "SELECT dim, label, n FROM usage_daily_mix".to_string(),
+        });
+        let sql = format!("SELECT dim, label, CAST(SUM(n) AS BIGINT) AS n FROM ({union}) u GROUP BY dim, label");
         self.fetch_counts(sql, args).await
     }
 
