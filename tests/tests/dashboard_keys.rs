@@ -589,3 +589,61 @@ async fn usage_requests_routing_and_providers_pages_serve_admins_and_viewers() {
         assert_eq!(s, 401, "{f}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budget_alerts_show_on_the_overview_and_the_key_page() {
+    let (_m, gw) = gateway("").await;
+    let admin = Admin::new(&gw);
+    // A budget a few requests spend: the soft alert at half of it, the hard one at the refusal.
+    let (id, secret) = admin
+        .key(json!({"name": "thrifty", "limits": {"budget": {"limit_usd": "0.0002", "period": "monthly", "soft_limit_pct": 50}}}))
+        .await;
+    let mut refused = false;
+    for _ in 0..20 {
+        let r = client()
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(&secret)
+            .json(&json!({"model": "chat", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 429 {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(refused, "the budget runs out");
+    let mut kinds = Vec::new();
+    for _ in 0..100 {
+        let (_, v) = admin.call(reqwest::Method::GET, "/alerts", None).await;
+        kinds = v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["kind"].as_str().unwrap().to_string())
+            .collect();
+        if kinds.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    kinds.sort();
+    assert_eq!(kinds, ["hard", "soft"]);
+    let cookie = sign_in(&gw, "", TEST_MASTER_KEY).await;
+    let (_, html) = page(&gw, &cookie, "/ui").await;
+    let at = html.find("id=\"alerts\"").expect("an alerts card");
+    let card = &html[at..at + html[at..].find("</section>").unwrap()];
+    assert!(
+        card.contains("key thrifty") && card.contains("soft limit passed") && card.contains("budget reached"),
+        "{card}"
+    );
+    assert!(card.contains(&format!("/ui/keys/{id}")));
+    let (_, html) = page(&gw, &cookie, &format!("/ui/keys/{id}")).await;
+    let at = html.find("id=\"alerts\"").unwrap();
+    let card = &html[at..at + html[at..].find("</section>").unwrap()];
+    assert!(
+        card.contains("limit reached") && card.contains("soft limit passed"),
+        "{card}"
+    );
+}

@@ -257,6 +257,33 @@ test("a viewer can look but not edit", async () => {
   assert.match((await r.json()).message, /viewer/);
 });
 
+test("readable at phone width, and a form used by keyboard alone", async () => {
+  await page.setViewportSize({ width: 390, height: 844 });
+  for (const path of ["/ui", "/ui/keys", "/ui/teams", "/ui/usage?group_by=key", "/ui/requests", "/ui/routing", "/ui/providers", "/ui/audit"]) {
+    await page.goto(`${base}${path}`);
+    await ready();
+    const [scroll, width] = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
+    assert.ok(scroll <= width, `${path}: the page is ${scroll}px wide in a ${width}px window`);
+  }
+  await page.goto(`${base}/ui`);
+  await ready();
+  await page.screenshot({ path: `${shots}/overview-phone.png`, fullPage: true });
+  // Tab to the search field of the keys page, type, press Enter: the filter applies.
+  await page.goto(`${base}/ui/keys`);
+  await ready();
+  let focused = "";
+  for (let i = 0; i < 40 && focused !== "q"; i++) {
+    await page.keyboard.press("Tab");
+    focused = await page.evaluate(() => document.activeElement?.id || "");
+  }
+  assert.equal(focused, "q", "the search field is reachable with Tab");
+  await page.keyboard.type("browser");
+  await Promise.all([page.waitForURL(/q=browser/), page.keyboard.press("Enter")]);
+  await ready();
+  assert.match(await page.textContent("table.keys"), /browser-key/);
+  await page.setViewportSize({ width: 1280, height: 900 });
+});
+
 test("no errors in the page", () => {
   assert.deepEqual(state.pageErrors || [], []);
 });

@@ -205,8 +205,10 @@ pub struct Overview {
     pub top_keys: Vec<Group>,
     pub top_teams: Vec<Group>,
     pub top_models: Vec<Group>,
-    /// Key ids to names, for the top keys.
+    /// Key ids to names, for the top keys and the alerts.
     pub key_names: Vec<(String, String)>,
+    /// The latest budget alerts, newest first.
+    pub alerts: Vec<Alert>,
 }
 
 /// The usage page's filters, as the page's query holds them (blank: not filtered).

@@ -78,15 +78,23 @@ pub async fn load_overview(period: String) -> Result<Overview, UiError> {
         g.truncate(5);
         g
     };
+    let alerts: List<crate::types::Alert> = get("/admin/v1/alerts?limit=10".into()).await?;
     let top_keys = top(keys.groups);
+    let named = |id: &str| {
+        all.data
+            .iter()
+            .find(|k| k.id == id)
+            .map(|k| (k.id.clone(), k.name.clone()))
+    };
     let key_names = top_keys
         .iter()
-        .filter_map(|g| {
-            all.data
+        .filter_map(|g| named(&g.group))
+        .chain(
+            alerts
+                .data
                 .iter()
-                .find(|k| k.id == g.group)
-                .map(|k| (k.id.clone(), k.name.clone()))
-        })
+                .filter_map(|a| a.scope.strip_prefix("key:").and_then(named)),
+        )
         .collect();
     let step = if bucket == "hour" { HOUR } else { 24 * HOUR };
     let filled = fill(series.groups, from, to, step);
@@ -98,6 +106,7 @@ pub async fn load_overview(period: String) -> Result<Overview, UiError> {
         top_teams: top(teams.groups),
         top_models: top(models.groups),
         key_names,
+        alerts: alerts.data,
     })
 }
 

@@ -165,6 +165,37 @@ fn Numbers(d: Data) -> impl IntoView {
             <div inner_html=bars("Requests over time", &requests, |v| format!("{v} requests"))></div>
             {axis()}
         </section>
+        <section class="card" id="alerts">
+            <h2>"Budget alerts"</h2>
+            {if d.alerts.is_empty() {
+                view! { <p class="empty">"No budget alerts."</p> }.into_any()
+            } else {
+                let named = d.key_names.clone();
+                view! {
+                    <table class="keys">
+                        <thead><tr><th scope="col">"When (UTC)"</th><th scope="col">"Who"</th><th scope="col">"Alert"</th><th scope="col" class="num">"Spent"</th><th scope="col" class="num">"Budget"</th></tr></thead>
+                        <tbody>
+                            {d.alerts.iter().map(|a| {
+                                let who = match a.scope.strip_prefix("key:") {
+                                    Some(id) => named.iter().find(|(k, _)| k == id).map(|(_, n)| format!("key {n}")).unwrap_or_else(|| a.scope.clone()),
+                                    None => a.scope.replacen("team:", "team ", 1),
+                                };
+                                let link = a.scope.strip_prefix("key:").map(|id| format!("/ui/keys/{id}")).unwrap_or_else(|| "/ui/teams".into());
+                                view! {
+                                    <tr class=if a.kind == "hard" { "over" } else { "warn" }>
+                                        <td>{a.at.get(..16).unwrap_or(&a.at).replace('T', " ")}</td>
+                                        <td><a href=link>{who}</a></td>
+                                        <td>{if a.kind == "hard" { "budget reached: requests refused" } else { "soft limit passed" }}</td>
+                                        <td class="num">{usd(&a.spent_usd)}</td>
+                                        <td class="num">{usd(&a.limit_usd)}</td>
+                                    </tr>
+                                }
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                }.into_any()
+            }}
+        </section>
         <div class="grid3">
             <Top title="Top keys" rows=d.top_keys.clone() name=key_name />
             <Top title="Top teams" rows=d.top_teams.clone() name=|g: &str| if g.is_empty() { "(no team)".to_string() } else { g.to_string() } />
