@@ -15,15 +15,27 @@ mod ui_common;
 use ui_common::*;
 
 async fn chat(gw: &TestGateway, key: &str) -> u16 {
-    client()
+    send_chat(gw, key, "chat", None).await
+}
+
+/// A short chat request to `model` with `key`, tagged with `request_id` when given.
+async fn send_chat(gw: &TestGateway, key: &str, model: &str, request_id: Option<&str>) -> u16 {
+    let mut rb = client()
         .post(gw.url("/v1/chat/completions"))
         .bearer_auth(key)
-        .json(&json!({"model": "chat", "messages": [{"role": "user", "content": "hello"}]}))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+        .json(&json!({"model": model, "max_tokens": 20, "messages": [{"role": "user", "content": "hello there"}]}));
+    if let Some(id) = request_id {
+        rb = rb.header("x-request-id", id);
+    }
+    rb.send().await.unwrap().status().as_u16()
+}
+
+/// Each server function answers 401 without a session.
+async fn refused_without_a_session(gw: &TestGateway, fns: &[&str]) {
+    for f in fns {
+        let (s, _) = server_fn(gw, "", f, NONE).await;
+        assert_eq!(s, 401, "{f}");
+    }
 }
 
 /// The edit form as the page sends it, with `changes` over the given values.
@@ -413,18 +425,19 @@ async fn teams_are_created_listed_with_their_spend_and_changed() {
     let (s, _) = server_fn(&gw, &viewer, "update_team", &form).await;
     assert_eq!(s, 403);
     // Without a session, nothing.
-    for f in [
-        "teams",
-        "create_team",
-        "update_team",
-        "key",
-        "update_key",
-        "rotate_key",
-        "key_status",
-    ] {
-        let (s, _) = server_fn(&gw, "", f, NONE).await;
-        assert_eq!(s, 401, "{f}");
-    }
+    refused_without_a_session(
+        &gw,
+        &[
+            "teams",
+            "create_team",
+            "update_team",
+            "key",
+            "update_key",
+            "rotate_key",
+            "key_status",
+        ],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -434,15 +447,10 @@ async fn usage_requests_routing_and_providers_pages_serve_admins_and_viewers() {
     let (key_id, secret) = admin.key(json!({"name": "pages"})).await;
     // `cached` keeps its answers; `auto` is a route (cheap: `chat`).
     for model in ["cached", "auto"] {
-        let r = client()
-            .post(gw.url("/v1/chat/completions"))
-            .bearer_auth(&secret)
-            .header("x-request-id", format!("pages-{model}"))
-            .json(&json!({"model": model, "messages": [{"role": "user", "content": "hello there"}]}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        assert_eq!(
+            send_chat(&gw, &secret, model, Some(&format!("pages-{model}"))).await,
+            200
+        );
         // The log orders by arrival, to the millisecond.
         tokio::time::sleep(Duration::from_millis(3)).await;
     }
@@ -575,19 +583,20 @@ async fn usage_requests_routing_and_providers_pages_serve_admins_and_viewers() {
         let (s, _) = page(&gw, &viewer, path).await;
         assert_eq!(s, 200, "{path}");
     }
-    for f in [
-        "usage",
-        "requests",
-        "request",
-        "routing",
-        "decisions",
-        "explain",
-        "providers",
-        "purge_cache",
-    ] {
-        let (s, _) = server_fn(&gw, "", f, NONE).await;
-        assert_eq!(s, 401, "{f}");
-    }
+    refused_without_a_session(
+        &gw,
+        &[
+            "usage",
+            "requests",
+            "request",
+            "routing",
+            "decisions",
+            "explain",
+            "providers",
+            "purge_cache",
+        ],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -600,14 +609,7 @@ async fn budget_alerts_show_on_the_overview_and_the_key_page() {
         .await;
     let mut refused = false;
     for _ in 0..20 {
-        let r = client()
-            .post(gw.url("/v1/chat/completions"))
-            .bearer_auth(&secret)
-            .json(&json!({"model": "chat", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]}))
-            .send()
-            .await
-            .unwrap();
-        if r.status() == 429 {
+        if send_chat(&gw, &secret, "chat", None).await == 429 {
             refused = true;
             break;
         }

@@ -5,7 +5,7 @@
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
-use super::{usd, BudgetBar, Secret};
+use super::{period_options, usd, BudgetBar, Secret, BUDGET_PERIODS};
 use crate::api::{load_key, take_created, RevokeKey, RotateKey, SetKeyStatus, UpdateKey};
 use crate::chart::{bars, Bar};
 use crate::error::UiError;
@@ -209,7 +209,9 @@ fn EditKey(p: KeyPage, csrf: String, data: Data) -> impl IntoView {
             .then(|| view! { <p class="ok" role="status">"Saved."</p> })
     };
     let budget = k.limits.budget.clone();
-    let period = budget.as_ref().map_or("monthly".to_string(), |b| b.period.clone());
+    let period = budget
+        .as_ref()
+        .map_or(BUDGET_PERIODS[0].to_string(), |b| b.period.clone());
     let num = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
     let prefer = k.route_prefer.clone().unwrap_or_default();
     // Each form's children own their copies.
@@ -258,10 +260,7 @@ fn EditKey(p: KeyPage, csrf: String, data: Data) -> impl IntoView {
                     {err("limits.budget.limit_usd")}
                     <label for="k-period">"Budget period"</label>
                     <select id="k-period" name="period">
-                        {["monthly", "weekly", "daily", "total"]
-                            .into_iter()
-                            .map(|v| view! { <option value=v selected={period == v}>{v}</option> })
-                            .collect_view()}
+                        {period_options(&period)}
                     </select>
                     {err("limits.budget.period")}
                     <label for="k-soft">"Alert at (% of budget)"</label>

@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
-use super::{BudgetBar, Secret};
+use super::{period_options, BudgetBar, Secret, BUDGET_PERIODS};
 use crate::api::{list_keys, take_created, CreateKey, RevokeKey};
 use crate::error::UiError;
 use crate::layout::Frame;
@@ -112,10 +112,7 @@ fn KeysBody(me: Viewer, data: Data) -> impl IntoView {
                         {err("limits.budget.limit_usd")}
                         <label for="new-period">"Budget period"</label>
                         <select id="new-period" name="period">
-                            <option value="monthly">"monthly"</option>
-                            <option value="weekly">"weekly"</option>
-                            <option value="daily">"daily"</option>
-                            <option value="total">"total"</option>
+                            {period_options(BUDGET_PERIODS[0])}
                         </select>
                         {err("limits.budget.period")}
                         <label for="new-rpm">"Requests per minute"</label>

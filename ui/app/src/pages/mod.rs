@@ -25,6 +25,18 @@ pub fn NotFound() -> impl IntoView {
     }
 }
 
+/// A budget's periods, as the admin API names them; the first is the default.
+pub const BUDGET_PERIODS: [&str; 4] = ["monthly", "weekly", "daily", "total"];
+
+/// The `<option>`s of a budget-period select, `selected` chosen.
+pub fn period_options(selected: &str) -> impl IntoView {
+    let selected = selected.to_string();
+    BUDGET_PERIODS
+        .into_iter()
+        .map(|v| view! { <option value=v selected={selected == v}>{v}</option> })
+        .collect_view()
+}
+
 /// USD from a decimal string such as `"12.500000000"`, shown to the cent (or to 4 places below a cent).
 pub fn usd(s: &str) -> String {
     let v: f64 = s.parse().unwrap_or(0.0);

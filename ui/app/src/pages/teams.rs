@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 
-use super::BudgetBar;
+use super::{period_options, BudgetBar, BUDGET_PERIODS};
 use crate::api::{list_teams, CreateTeam, UpdateTeam};
 use crate::error::UiError;
 use crate::layout::Frame;
@@ -80,10 +80,7 @@ fn TeamsBody(me: Viewer, data: Data) -> impl IntoView {
                         {err("limits.budget.limit_usd")}
                         <label for="t-period">"Budget period"</label>
                         <select id="t-period" name="period">
-                            <option value="monthly">"monthly"</option>
-                            <option value="weekly">"weekly"</option>
-                            <option value="daily">"daily"</option>
-                            <option value="total">"total"</option>
+                            {period_options(BUDGET_PERIODS[0])}
                         </select>
                         {err("limits.budget.period")}
                         <label for="t-rpm">"Requests per minute"</label>
@@ -160,7 +157,7 @@ fn TeamTable(rows: Vec<TeamRow>, csrf: String, editor: bool, update: ServerActio
 fn EditTeam(r: TeamRow, csrf: String, update: ServerAction<UpdateTeam>) -> impl IntoView {
     let t = r.team;
     let b = t.limits.budget.clone();
-    let period = b.as_ref().map_or("monthly".to_string(), |b| b.period.clone());
+    let period = b.as_ref().map_or(BUDGET_PERIODS[0].to_string(), |b| b.period.clone());
     let num = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
     let tid = t.id.clone();
     let id = move |f: &str| format!("{f}-{tid}");
@@ -179,10 +176,7 @@ fn EditTeam(r: TeamRow, csrf: String, update: ServerAction<UpdateTeam>) -> impl 
                     <input id=id("budget") name="budget_usd" inputmode="decimal" value=b.as_ref().map(|b| b.limit_usd.clone()).unwrap_or_default() placeholder="none" />
                     <label for=id("period")>"Period"</label>
                     <select id=id("period") name="period">
-                        {["monthly", "weekly", "daily", "total"]
-                            .into_iter()
-                            .map(|v| view! { <option value=v selected={period == v}>{v}</option> })
-                            .collect_view()}
+                        {period_options(&period)}
                     </select>
                     <label for=id("soft")>"Alert at (%)"</label>
                     <input id=id("soft") name="soft_limit_pct" inputmode="numeric" value=b.as_ref().map(|b| b.soft_limit_pct.to_string()).unwrap_or_else(|| "80".into()) />
