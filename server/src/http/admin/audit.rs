@@ -15,7 +15,7 @@ use serde_json::Value;
 use utoipa::IntoParams;
 
 use super::wire::AuditList;
-use super::{reply, store_err, MAX_ADMIN_BODY};
+use super::{next_cursor, page_of, reply, store_err, MAX_ADMIN_BODY};
 use crate::error::ApiError;
 use crate::http::AppState;
 use crate::records::audit::AuditEntry;
@@ -194,22 +194,9 @@ pub(super) async fn list_audit(
     q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::invalid_request(format!("Invalid query: {}", e.body_text())))?;
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid_param("limit", "must be between 1 and 1000"));
-    }
-    let before = match q.before.as_deref() {
-        None => None,
-        Some(c) => Some(
-            c.split_once('.')
-                .and_then(|(ts, id)| Some((ts.parse::<i64>().ok()?, id.to_string())))
-                .ok_or_else(|| ApiError::invalid_param("before", "must be a `next` cursor from a previous page"))?,
-        ),
-    };
+    let (limit, before) = page_of(q.limit, 100, q.before.as_deref())?;
     let data = state.store.audit_entries(before, limit).await.map_err(store_err)?;
-    let next = (data.len() == limit)
-        .then(|| data.last().map(|e| format!("{}.{}", e.ts_ms, e.id)))
-        .flatten();
+    let next = next_cursor(data.len(), limit, data.last().map(|e| (e.ts_ms, e.id.as_str())));
     Ok(reply(
         StatusCode::OK,
         &AuditList {

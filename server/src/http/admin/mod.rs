@@ -91,6 +91,37 @@ pub(crate) async fn require_master(
     }
 }
 
+/// A page of a newest-first log (the request log, the audit log): `limit` (1 to 1000,
+/// `default` when absent) and `before`, the `next` cursor of the page before (`TS.ID`).
+pub(super) fn page_of(
+    limit: Option<usize>,
+    default: usize,
+    before: Option<&str>,
+) -> Result<(usize, Option<(i64, String)>), ApiError> {
+    let limit = limit.unwrap_or(default);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid_param("limit", "must be between 1 and 1000"));
+    }
+    let before = match before {
+        None => None,
+        Some(c) => Some(
+            c.split_once('.')
+                .and_then(|(ts, id)| Some((ts.parse::<i64>().ok()?, id.to_string())))
+                .ok_or_else(|| ApiError::invalid_param("before", "must be a `next` cursor from a previous page"))?,
+        ),
+    };
+    Ok((limit, before))
+}
+
+/// The `next` cursor after a page of `len` rows whose last row is at `(ts_ms, id)`; `None`
+/// when the page was not full (it was the last).
+pub(super) fn next_cursor(len: usize, limit: usize, last: Option<(i64, &str)>) -> Option<String> {
+    (len == limit)
+        .then_some(last)
+        .flatten()
+        .map(|(ts, id)| format!("{ts}.{id}"))
+}
+
 pub(super) fn store_err(e: StoreError) -> ApiError {
     if e.is_conflict() {
         return ApiError::conflict("A record with that name already exists.");

@@ -11,7 +11,7 @@ use utoipa::IntoParams;
 
 use super::usage::{filter_of, UsageQuery};
 use super::wire::{ExportRow, RequestLog, RequestLogTag};
-use super::{reply, store_err};
+use super::{next_cursor, page_of, reply, store_err};
 use crate::error::ApiError;
 use crate::http::AppState;
 use crate::records::usage::Outcome;
@@ -83,18 +83,7 @@ pub(super) async fn list_requests(
             ))
         }
     };
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid_param("limit", "must be between 1 and 1000"));
-    }
-    let before = match q.before.as_deref() {
-        None => None,
-        Some(c) => Some(
-            c.split_once('.')
-                .and_then(|(ts, id)| Some((ts.parse::<i64>().ok()?, id.to_string())))
-                .ok_or_else(|| ApiError::invalid_param("before", "must be a `next` cursor from a previous page"))?,
-        ),
-    };
+    let (limit, before) = page_of(q.limit, 50, q.before.as_deref())?;
     let f = RequestFilter {
         usage,
         outcome,
@@ -108,9 +97,7 @@ pub(super) async fn list_requests(
         .latest_requests(&f, before, limit)
         .await
         .map_err(store_err)?;
-    let next = (rows.len() == limit)
-        .then(|| rows.last().map(|e| format!("{}.{}", e.ts_ms, e.event_id)))
-        .flatten();
+    let next = next_cursor(rows.len(), limit, rows.last().map(|e| (e.ts_ms, e.event_id.as_str())));
     Ok(reply(
         StatusCode::OK,
         &RequestLog {
