@@ -46,6 +46,9 @@ pub struct App {
     pub cache: Option<Cache>,
     /// The dashboard's sign-in and sessions (`dashboard.enabled`).
     pub dashboard: Option<Arc<crate::dashboard::Dashboard>>,
+    /// The rules for the bodies opted-in requests store (`[request_log]`); `None` only if they
+    /// could not be compiled, and then no bodies are stored.
+    pub bodies: Option<Arc<crate::capture::BodyRules>>,
 }
 
 impl App {
@@ -130,6 +133,13 @@ pub fn build_state_with(
             Duration::from_secs(config.dashboard.session_ttl_secs),
         ))
     });
+    let bodies = match crate::capture::BodyRules::new(&config.request_log) {
+        Ok(r) => Some(Arc::new(r)),
+        Err(e) => {
+            tracing::error!(error = %e, "request_log.redact cannot be compiled: no request bodies are stored");
+            None
+        }
+    };
     Arc::new(App {
         gateway,
         usage,
@@ -147,5 +157,6 @@ pub fn build_state_with(
         lookup,
         cache,
         dashboard,
+        bodies,
     })
 }

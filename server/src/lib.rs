@@ -12,6 +12,7 @@
 //! - [`router`]: features, the trained model, routes and decisions, cascades, training, metrics.
 //! - [`access`]: virtual keys and their cached lookup; rate, concurrency and budget limits.
 //! - [`money`]: tokens, prices, accounting (done once), metering, the ledger writer, billing.
+//! - [`capture`]: the request log's opt-in bodies: held bounded, redacted, cut, purged.
 //! - [`store`]: SQLite or Postgres, the only module that writes SQL.
 //! - [`records`]: plain records (keys, limits, the usage event defined once, billing rows).
 //! - [`config`]: the typed configuration, file plus `SWITCHYARD_*` overrides, validated at once.
@@ -25,6 +26,7 @@ pub mod access;
 pub mod admin_client;
 pub mod app;
 pub mod cache;
+pub mod capture;
 pub mod clock;
 pub mod config;
 pub mod dashboard;
@@ -239,6 +241,10 @@ pub async fn run_with(
         tracing::warn!("auth.required = false: requests without a Switchyard key are served without limits");
     }
     let upkeep = telemetry::metrics_handle().map(|h| tokio::spawn(telemetry::run_upkeep(h)));
+    let purger = state
+        .bodies
+        .clone()
+        .map(|rules| tokio::spawn(capture::purge(store.clone(), state.clock.clone(), rules)));
     let app = http::router(state.clone());
     let limits = http::serve::ServeLimits {
         header_read_timeout: Duration::from_secs(config.server.header_read_timeout_secs),
@@ -259,6 +265,9 @@ pub async fn run_with(
     }
     if let Some(u) = upkeep {
         u.abort();
+    }
+    if let Some(p) = purger {
+        p.abort();
     }
     // Entries still queued for the database are written before it closes.
     let _ = cache_stop.send(());

@@ -158,6 +158,9 @@ struct CreateKey {
     /// Default routing preference for the key's requests: cost, quality or balanced.
     #[arg(long)]
     prefer: Option<String>,
+    /// Store the key's prompts and answers in the request log (see `[request_log]`).
+    #[arg(long)]
+    store_bodies: bool,
 }
 
 #[derive(Subcommand)]
@@ -415,12 +418,13 @@ async fn keys(c: AdminClient, command: KeysCommand, json_out: bool) -> Result<()
                 tpm,
                 max_concurrent,
                 prefer,
+                store_bodies,
             } = *k;
             let mut limits = json!({"rpm": rpm, "tpm": tpm, "max_concurrent": max_concurrent});
             if let Some(usd) = budget_usd {
                 limits["budget"] = json!({"limit_usd": usd, "period": period, "soft_limit_pct": soft_pct});
             }
-            let mut body = json!({"name": name, "tags": tags, "limits": limits});
+            let mut body = json!({"name": name, "tags": tags, "limits": limits, "store_bodies": store_bodies});
             for (field, v) in [("team_id", team), ("cost_center", cost_center), ("expires_at", expires)] {
                 if let Some(v) = v {
                     body[field] = Value::String(v);

@@ -216,6 +216,7 @@ async fn a_poison_event_is_quarantined_and_never_stalls_the_writer() {
                 estimate: None,
                 settlement: None,
                 baseline: None,
+                bodies: None,
             });
         }
         let late = Arc::clone(&sink);
@@ -226,6 +227,7 @@ async fn a_poison_event_is_quarantined_and_never_stalls_the_writer() {
                 estimate: None,
                 settlement: None,
                 baseline: None,
+                bodies: None,
             });
         }
         drop(late);

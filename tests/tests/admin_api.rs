@@ -558,6 +558,60 @@ async fn every_admin_answer_fits_the_openapi_document() {
         )
         .await;
     assert_eq!((s, v["event_id"].as_str()), (200, Some(event.as_str())));
+    // A key that opts in to stored bodies: its request's bodies.
+    let (s, k) = api
+        .go(
+            "post",
+            "/admin/v1/keys",
+            "/admin/v1/keys",
+            Some(json!({"name": "logged", "store_bodies": true})),
+        )
+        .await;
+    assert_eq!((s, &k["store_bodies"]), (201, &json!(true)), "{k}");
+    let r = client
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(k["key"].as_str().unwrap())
+        .header("x-request-id", "with-bodies")
+        .json(&json!({"model": "chat", "messages": [{"role": "user", "content": "keep this"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut logged = String::new();
+    for _ in 0..200 {
+        let (_, v) = api
+            .go(
+                "get",
+                "/admin/v1/requests",
+                "/admin/v1/requests?request_id=with-bodies",
+                None,
+            )
+            .await;
+        if let Some(id) = v["data"][0]["event_id"].as_str() {
+            logged = id.to_string();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let (s, v) = api
+        .go(
+            "get",
+            "/admin/v1/requests/{event_id}/bodies",
+            &format!("/admin/v1/requests/{logged}/bodies"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert!(v["request"].as_str().unwrap().contains("keep this"), "{v}");
+    let (s, _) = api
+        .go(
+            "get",
+            "/admin/v1/requests/{event_id}/bodies",
+            "/admin/v1/requests/evt_none/bodies",
+            None,
+        )
+        .await;
+    assert_eq!(s, 404);
     let (s, v) = api
         .go(
             "post",

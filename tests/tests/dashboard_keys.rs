@@ -398,8 +398,15 @@ async fn teams_are_created_listed_with_their_spend_and_changed() {
     assert_eq!(t["limits"]["budget"]["period"], "weekly");
     assert_eq!(t["limits"]["budget"]["soft_limit_pct"], 90);
     assert_eq!(t["limits"]["rpm"], 100);
+    assert_eq!(t["store_bodies"], false, "an unticked box turns stored bodies off");
+    let mut with_bodies = update("20", "100");
+    with_bodies.push(("store_bodies", "on".to_string()));
+    let (s, v) = server_fn(&gw, &cookie, "update_team", &with_bodies).await;
+    assert_eq!((s, &v["store_bodies"]), (200, &json!(true)), "{v}");
+    // A field's error names the field and the team, so the page puts it in that row's form.
     let (s, v) = server_fn(&gw, &cookie, "update_team", &update("", "zero")).await;
     assert_eq!((s, v["param"].as_str()), (400, Some("limits.rpm")));
+    assert_eq!(v["target"].as_str(), Some(team_id.as_str()), "{v}");
     let (s, _) = server_fn(&gw, &cookie, "update_team", &update("", "")).await;
     assert_eq!(s, 200);
     let (_, t) = admin
@@ -475,7 +482,9 @@ async fn usage_requests_routing_and_providers_pages_serve_admins_and_viewers() {
     let (s, html) = page(&gw, &cookie, &format!("/ui/requests/{event_id}")).await;
     assert_eq!(s, 200);
     assert!(
-        html.contains("pages-cached") && html.contains(&key_id) && html.contains("Prompts and answers are not stored")
+        html.contains("pages-cached")
+            && html.contains(&key_id)
+            && html.contains("Bodies are not stored for this request")
     );
 
     // Usage grouped by key, with export links of exactly its filter; a bad date is named.

@@ -76,7 +76,7 @@ fn call(request: ChatRequest) -> ChatCall {
         principal: None,
         request_id: Arc::from("req_job_1"),
         received: Instant::now(),
-        request_bytes: 0,
+        body: Default::default(),
         path_route: None,
         prefer: None,
         directives: Default::default(),

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
-use switchyard::records::usage::{Outcome, UsageEvent, UsageSource};
+use switchyard::records::usage::{Outcome, Tags, UsageEvent, UsageSource};
 use switchyard::store::{GroupBy, Store, UsageFilter};
 use switchyard_tests::{parse_config, test_databases, Admin, TestGateway};
 
@@ -41,6 +41,12 @@ fn events(n: usize) -> Vec<UsageEvent> {
             let mut e = UsageEvent::new(format!("evt_sum_{i}"), format!("req_{i}"), ts, "chat", "m".into());
             e.key_id = Some(format!("key_{}", r.next(3)));
             e.cost_center = Some("cc".into());
+            // Every event has the tag `t`, some twice (it counts once), some another one too.
+            e.tags = Tags(match r.next(4) {
+                0 => vec!["t".into(), "t".into()],
+                1 => vec!["u".into(), "t".into()],
+                _ => vec!["t".into()],
+            });
             e.prompt_tokens = 10 + r.next(100);
             e.completion_tokens = r.next(50);
             e.cost_nanos = r.next(10_000) as i64;
@@ -125,14 +131,91 @@ async fn rollups_and_raw_events_give_the_same_summary_and_it_is_right() {
                 to_ms: Some(T0 + hi * HOUR),
                 ..UsageFilter::default()
             };
+            // Both a tag and a cost center (each matches every event): raw events only. One of
+            // them: the daily rollups per tag or cost center, raw events at either end.
             let by_raw = UsageFilter {
                 cost_center: Some("cc".into()),
+                tag: Some("t".into()),
                 ..part.clone()
+            };
+            let by_tag = UsageFilter {
+                tag: Some("t".into()),
+                ..part.clone()
+            };
+            let by_cc = UsageFilter {
+                cost_center: Some("cc".into()),
+                ..part.clone()
+            };
+            // A start that is not even on an hour: only the facets and raw events can answer.
+            let ragged = |f: &UsageFilter| UsageFilter {
+                from_ms: f.from_ms.map(|v| v + 1_234),
+                ..f.clone()
             };
             for g in [GroupBy::Day, GroupBy::Key, GroupBy::Hour] {
                 let a = store.usage_grouped(&part, g).await.unwrap();
                 let b = store.usage_grouped(&by_raw, g).await.unwrap();
                 assert_eq!(a, b, "{backend}: {g:?} over hours {lo}..{hi}");
+                assert_eq!(
+                    a,
+                    store.usage_grouped(&by_tag, g).await.unwrap(),
+                    "{backend}: by tag, {g:?} {lo}..{hi}"
+                );
+                assert_eq!(
+                    a,
+                    store.usage_grouped(&by_cc, g).await.unwrap(),
+                    "{backend}: by cost center, {g:?} {lo}..{hi}"
+                );
+                assert_eq!(
+                    store.usage_grouped(&ragged(&by_raw), g).await.unwrap(),
+                    store.usage_grouped(&ragged(&by_tag), g).await.unwrap(),
+                    "{backend}: a ragged start, {g:?} {lo}..{hi}"
+                );
+            }
+            let u = store
+                .usage_totals(&UsageFilter {
+                    tag: Some("u".into()),
+                    ..part.clone()
+                })
+                .await
+                .unwrap();
+            let u_grouped: i64 = store
+                .usage_grouped(
+                    &UsageFilter {
+                        tag: Some("u".into()),
+                        ..part.clone()
+                    },
+                    GroupBy::Model,
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|(_, t)| t.requests)
+                .sum();
+            assert_eq!(u.requests, u_grouped, "{backend}: the other tag, {lo}..{hi}");
+            // Per route arm: whole days from their rollups, the rest from raw events (a tag
+            // filter reads raw events only); and the count by hand.
+            for f in [&part, &ragged(&part)] {
+                let stats = store.route_stats(f).await.unwrap();
+                assert_eq!(
+                    stats,
+                    store
+                        .route_stats(&UsageFilter {
+                            tag: Some("t".into()),
+                            ..f.clone()
+                        })
+                        .await
+                        .unwrap(),
+                    "{backend}: route arms over hours {lo}..{hi}"
+                );
+                let routed = all
+                    .iter()
+                    .filter(|e| e.route.is_some() && e.ts_ms >= f.from_ms.unwrap() && e.ts_ms < f.to_ms.unwrap())
+                    .count() as i64;
+                assert_eq!(
+                    stats.iter().map(|r| r.requests).sum::<i64>(),
+                    routed,
+                    "{backend}: {lo}..{hi}"
+                );
             }
             let in_range = all
                 .iter()

@@ -151,6 +151,31 @@ test("change the key's budget on its page", async () => {
   await page.screenshot({ path: `${shots}/key.png`, fullPage: true });
 });
 
+test("a team's invalid limit is shown next to its field, in its own row", async () => {
+  const admin = { authorization: `Bearer ${master}`, "content-type": "application/json" };
+  const made = [];
+  for (const name of [`research-${js ? "js" : "nojs"}`, `support-${js ? "js" : "nojs"}`]) {
+    const r = await fetch(`${base}/admin/v1/teams`, { method: "POST", headers: admin, body: JSON.stringify({ name }) });
+    assert.equal(r.status, 201);
+    made.push(await r.json());
+  }
+  await page.goto(`${base}/ui/teams`);
+  await ready();
+  const row = page.locator(`tr[data-team=${made[0].id}]`);
+  await row.locator("summary").click();
+  await page.fill(`#rpm-${made[0].id}`, "zero");
+  await row.locator("button[type=submit]").click();
+  const error = page.locator(`tr[data-team=${made[0].id}] .field-error`);
+  await error.waitFor({ timeout: 15000 });
+  assert.match(await error.textContent(), /whole number/);
+  // Next to the field it is about, in the row that was sent, and in no other.
+  const next = await page.evaluate((id) => document.querySelector(`#rpm-${id}`).nextElementSibling?.className, made[0].id);
+  assert.equal(next, "field-error");
+  assert.equal(await page.locator(`tr[data-team=${made[1].id}] .field-error`).count(), 0);
+  assert.equal(await page.locator(`tr[data-team=${made[0].id}] details[open]`).count(), 1, "the form stays open");
+  await page.screenshot({ path: `${shots}/teams-error.png`, fullPage: true });
+});
+
 test("usage by key, and its CSV export's totals equal the admin API's", async () => {
   await page.goto(`${base}/ui/usage?group_by=key`);
   await ready();

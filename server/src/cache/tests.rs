@@ -44,6 +44,7 @@ fn principal(key: &str, team: Option<&str>) -> Principal {
         expires_ms: None,
         status: KeyStatus::Active,
         limits: Limits::default(),
+        store_bodies: false,
         created_ms: 0,
         updated_ms: 0,
         rotated_ms: None,
@@ -53,6 +54,7 @@ fn principal(key: &str, team: Option<&str>) -> Principal {
         name: id.into(),
         cost_center: None,
         limits: Limits::default(),
+        store_bodies: false,
         created_ms: 0,
         updated_ms: 0,
     });

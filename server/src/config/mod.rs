@@ -101,6 +101,7 @@ pub struct Config {
     pub models: BTreeMap<String, ModelConfig>,
     pub cache: CacheConfig,
     pub dashboard: DashboardConfig,
+    pub request_log: RequestLogConfig,
 }
 
 impl Config {

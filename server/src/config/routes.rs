@@ -107,6 +107,8 @@ struct RawRoute {
     experiment: Option<RawExperiment>,
     shadow: Option<String>,
     cascade: Option<RawCascade>,
+    #[serde(default)]
+    store_bodies: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -232,6 +234,7 @@ pub(super) fn validate_routes(
                 by: e.by,
             }),
             shadow: r.shadow,
+            store_bodies: r.store_bodies,
             cascade: r.cascade.map(|c| {
                 let d = crate::router::cascade::Cascade::default();
                 std::sync::Arc::new(crate::router::cascade::Cascade {

@@ -376,3 +376,43 @@ fn cache_settings_are_checked() {
     assert!(demo.cache.enabled, "the demo caches");
     assert!(!load("").unwrap().cache.enabled, "off unless configured");
 }
+
+#[test]
+fn request_log_settings_are_checked_and_the_example_shows_the_defaults() {
+    let text = r#"
+        [request_log]
+        max_body_bytes = 0
+        body_retention_hours = 0
+        redact = ["fine", "(unclosed"]
+    "#;
+    let err = load(text).unwrap_err().to_string();
+    for want in [
+        "request_log.max_body_bytes",
+        "request_log.body_retention_hours",
+        "request_log.redact: pattern 1 (`(unclosed`)",
+    ] {
+        assert!(err.contains(want), "missing {want} in {err}");
+    }
+    assert!(load("[request_log]\ncolour = 1").is_err(), "unknown fields are refused");
+    let d = RequestLogConfig::default();
+    let c = load("").unwrap();
+    assert_eq!(
+        (c.request_log.max_body_bytes, c.request_log.redact.len()),
+        (d.max_body_bytes, d.redact.len())
+    );
+    // The example documents the defaults; it must not drift from them.
+    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../config"));
+    let example = std::fs::read_to_string(dir.join("switchyard.example.toml")).unwrap();
+    let env = |k: &str| Some(format!("test-secret-for-{k}"));
+    let e = Config::parse(&example, Some(dir), &env, std::iter::empty()).unwrap();
+    assert_eq!(e.request_log.redact, d.redact);
+    assert_eq!(
+        (e.request_log.max_body_bytes, e.request_log.body_retention_hours),
+        (d.max_body_bytes, d.body_retention_hours)
+    );
+    assert!(
+        e.routes.iter().any(|r| r.store_bodies),
+        "the example shows a route that opts in"
+    );
+    assert!(!c.routes.iter().any(|r| r.store_bodies));
+}

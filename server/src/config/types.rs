@@ -403,6 +403,38 @@ impl Default for DashboardConfig {
     }
 }
 
+/// Prompt and answer bodies in the request log (`[request_log]`). Bodies are stored only for
+/// keys, teams and routes with `store_bodies` on; these rules apply to what they store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RequestLogConfig {
+    /// How long stored bodies are kept.
+    pub body_retention_hours: u64,
+    /// Each body (the request, the answer) is cut to this many bytes.
+    pub max_body_bytes: usize,
+    /// Regular expressions whose matches are replaced by `[REDACTED]` before a body is stored.
+    pub redact: Vec<String>,
+}
+
+impl Default for RequestLogConfig {
+    fn default() -> Self {
+        RequestLogConfig {
+            body_retention_hours: 7 * 24,
+            max_body_bytes: 32 * 1024,
+            redact: [
+                // API keys of the usual shapes (OpenAI, Anthropic, Switchyard), AWS access key ids,
+                // bearer tokens and e-mail addresses.
+                r"sk-[A-Za-z0-9_-]{16,}",
+                r"AKIA[0-9A-Z]{16}",
+                r"(?i)bearer\s+[A-Za-z0-9._~+/=-]{8,}",
+                r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
+    }
+}
+
 /// The response cache (`[cache]`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -10,7 +10,7 @@ use super::routes::{validate_router, validate_routes};
 use super::types::{
     AuthConfig, Balance, BillingConfig, CacheConfig, Capability, Compat, DashboardConfig, DatabaseConfig,
     DeploymentConfig, EmbedderKind, LedgerConfig, ModelConfig, ModelKind, PricingConfig, ProviderConfig, ProviderKind,
-    ServerConfig,
+    RequestLogConfig, ServerConfig,
 };
 use super::{as_table, take, Config, Problem, Secret};
 use crate::money::pricing::{Price, PriceSchedule, PriceTable};
@@ -28,6 +28,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "models",
     "cache",
     "dashboard",
+    "request_log",
 ];
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -220,6 +221,11 @@ pub(super) fn validate(
             message: "must be at least 1".into(),
         });
     }
+    let request_log = match table.remove("request_log") {
+        Some(v) => take::<RequestLogConfig>(v, "request_log", problems).unwrap_or_default(),
+        None => RequestLogConfig::default(),
+    };
+    validate_request_log(&request_log, problems);
 
     Config {
         server,
@@ -235,8 +241,34 @@ pub(super) fn validate(
         models,
         cache,
         dashboard,
+        request_log,
     }
 }
+
+/// Bounds of the stored bodies, and patterns that compile.
+fn validate_request_log(c: &RequestLogConfig, problems: &mut Vec<Problem>) {
+    if !(1..=MAX_STORED_BODY_BYTES).contains(&c.max_body_bytes) {
+        problems.push(Problem {
+            path: "request_log.max_body_bytes".into(),
+            message: format!("must be 1..={MAX_STORED_BODY_BYTES}"),
+        });
+    }
+    if !(1..=24 * 3660).contains(&c.body_retention_hours) {
+        problems.push(Problem {
+            path: "request_log.body_retention_hours".into(),
+            message: "must be 1..=87840 (ten years)".into(),
+        });
+    }
+    if let Err(message) = crate::capture::compile(&c.redact) {
+        problems.push(Problem {
+            path: "request_log.redact".into(),
+            message,
+        });
+    }
+}
+
+/// The largest cap of one stored body.
+pub const MAX_STORED_BODY_BYTES: usize = 1 << 20;
 
 fn validate_cache(
     mut c: CacheConfig,

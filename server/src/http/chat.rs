@@ -62,7 +62,6 @@ async fn chat(
     let (_headers, bytes) = read_json_body(req, state.max_body_bytes).await?;
     let request_bytes = bytes.len();
     let request = ChatRequest::from_body(parse_object(&bytes)?)?;
-    drop(bytes);
     let reply = pipeline::chat(
         &state.app,
         ChatCall {
@@ -70,7 +69,7 @@ async fn chat(
             principal,
             request_id,
             received,
-            request_bytes,
+            body: bytes,
             path_route,
             prefer,
             directives,

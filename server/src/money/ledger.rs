@@ -6,6 +6,7 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use crate::money::meter::{Metered, Receiver};
+use crate::records::bodies::RequestBodies;
 use crate::records::usage::UsageEvent;
 use crate::store::{Store, StoreError};
 
@@ -36,6 +37,8 @@ pub async fn consume(mut rx: Receiver, writer: Option<LedgerWriter>) {
     let mut tick = tokio::time::interval(DRAIN_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut pending: Vec<UsageEvent> = Vec::new();
+    // Bodies stored for some pending events, written with them.
+    let mut pending_bodies: Vec<RequestBodies> = Vec::new();
     let mut oldest: Option<Instant> = None;
     let mut failures: u32 = 0;
     let max_pending = writer.as_ref().map_or(usize::MAX, |w| w.batch_size.saturating_mul(4));
@@ -56,11 +59,12 @@ pub async fn consume(mut rx: Receiver, writer: Option<LedgerWriter>) {
                 }
             }
         }
-        for ev in finalize_all(taken).await {
+        for (ev, bodies) in finalize_all(taken).await {
             observe(&ev, &mut per_model);
             if writer.is_some() {
                 oldest.get_or_insert_with(Instant::now);
                 pending.push(ev);
+                pending_bodies.extend(bodies);
             }
         }
         let Some(w) = &writer else {
@@ -74,10 +78,15 @@ pub async fn consume(mut rx: Receiver, writer: Option<LedgerWriter>) {
             while !pending.is_empty() {
                 let n = pending.len().min(w.batch_size);
                 let started = Instant::now();
-                match write_splitting(&w.store, &pending[..n], w.billing).await {
+                match write_splitting(&w.store, &pending[..n], &pending_bodies, w.billing).await {
                     Ok(()) => {
                         metrics::counter!("switchyard_ledger_events_written_total").increment(n as u64);
                         metrics::histogram!("switchyard_ledger_batch_seconds").record(started.elapsed().as_secs_f64());
+                        if !pending_bodies.is_empty() {
+                            let written: std::collections::HashSet<&str> =
+                                pending[..n].iter().map(|e| e.event_id.as_str()).collect();
+                            pending_bodies.retain(|b| !written.contains(b.event_id.as_str()));
+                        }
                         pending.drain(..n);
                         failures = 0;
                     }
@@ -104,13 +113,13 @@ pub async fn consume(mut rx: Receiver, writer: Option<LedgerWriter>) {
     }
 }
 
-/// Finalizes events: on a blocking thread when any needs counting (tokenizing a large text
-/// would hold up the executor), else right here.
-async fn finalize_all(taken: Vec<Metered>) -> Vec<UsageEvent> {
-    if taken.iter().all(|m| m.estimate.is_none()) {
-        return taken.into_iter().map(Metered::finalize).collect();
+/// Finalizes events, with the bodies stored for them: on a blocking thread when any needs
+/// counting or redacting (tokenizing a large text would hold up the executor), else right here.
+async fn finalize_all(taken: Vec<Metered>) -> Vec<(UsageEvent, Option<RequestBodies>)> {
+    if taken.iter().all(|m| m.estimate.is_none() && m.bodies.is_none()) {
+        return taken.into_iter().map(Metered::finalize_with_bodies).collect();
     }
-    match tokio::task::spawn_blocking(move || taken.into_iter().map(Metered::finalize).collect()).await {
+    match tokio::task::spawn_blocking(move || taken.into_iter().map(Metered::finalize_with_bodies).collect()).await {
         Ok(events) => events,
         Err(e) => {
             // The blocking pool is gone (the runtime is shutting down) or a count panicked:
@@ -126,10 +135,15 @@ async fn finalize_all(taken: Vec<Metered>) -> Vec<UsageEvent> {
 /// refused event is alone, and that one goes to the quarantine. Fails only when the database
 /// cannot be written at all (the caller retries the whole batch; events already written are
 /// skipped by their id).
-pub async fn write_splitting(store: &Store, events: &[UsageEvent], billing: bool) -> Result<(), StoreError> {
+pub async fn write_splitting(
+    store: &Store,
+    events: &[UsageEvent],
+    bodies: &[RequestBodies],
+    billing: bool,
+) -> Result<(), StoreError> {
     let mut work: Vec<&[UsageEvent]> = vec![events];
     while let Some(part) = work.pop() {
-        match store.write_usage(part, billing).await {
+        match store.write_ledger(part, bodies, billing).await {
             Ok(()) => {}
             Err(e) if e.is_refused() && part.len() > 1 => {
                 let (a, b) = part.split_at(part.len() / 2);

@@ -8,8 +8,10 @@
 //! writer counts it, on a blocking thread, so counting never runs on the request path.
 //!
 //! The sink is bounded twice: by events ([`USAGE_CHANNEL_CAPACITY`]) and by the bytes of text
-//! waiting to be counted ([`MAX_PENDING_ESTIMATE_BYTES`]). Past the second bound an event is
-//! still recorded, with its tokens approximated from sizes and flagged `approximate`.
+//! waiting to be counted or stored as bodies ([`MAX_PENDING_ESTIMATE_BYTES`]). Past the second
+//! bound an event is still recorded: without its bodies (counted in
+//! `switchyard_request_bodies_dropped_total`), and if that is not enough, with its tokens
+//! approximated from sizes and flagged `approximate`.
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -19,10 +21,12 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
 use crate::access::limits::{ConcurrencyPermit, Settlement};
+use crate::capture::Capture;
 use crate::money::accounting::{self, Accounted, Bounds, Verdict};
 use crate::money::pricing::{Nanos, Price};
 use crate::money::tokens::{Encoding, PromptText};
 use crate::proxy::gateway::Deployment;
+use crate::records::bodies::RequestBodies;
 use crate::records::keys::Principal;
 use crate::records::usage::{Outcome, Reported, Tags, Usage, UsageEvent, UsageSource};
 
@@ -85,6 +89,8 @@ pub struct Metered {
     pub settlement: Option<Arc<Settlement>>,
     /// The route's strong model's price: the event's baseline is its tokens at this price.
     pub baseline: Option<Price>,
+    /// The request's bodies, where they are stored (redacted and cut when finalized).
+    pub bodies: Option<Box<Capture>>,
 }
 
 impl Metered {
@@ -103,6 +109,20 @@ impl Metered {
             );
         }
         self.event
+    }
+
+    /// [`Metered::finalize`], and the bodies to store with the event (redacted and cut).
+    pub fn finalize_with_bodies(mut self) -> (UsageEvent, Option<RequestBodies>) {
+        let bodies = self
+            .bodies
+            .take()
+            .map(|c| c.finish(&self.event.event_id, self.event.ts_ms));
+        (self.finalize(), bodies)
+    }
+
+    /// The bytes this event holds in memory until the ledger writer takes it: text to count and bodies.
+    pub fn held_bytes(&self) -> usize {
+        self.estimate.as_ref().map_or(0, |e| e.bytes()) + self.bodies.as_ref().map_or(0, |c| c.held_bytes())
     }
 
     /// The event's baseline from its final usage: its tokens at the strong model's price when a
@@ -178,9 +198,7 @@ pub struct Receiver {
 impl Receiver {
     /// Marks an event as taken off the channel.
     pub fn taken(&self, m: &Metered) {
-        if let Some(e) = &m.estimate {
-            self.pending_bytes.fetch_sub(e.bytes(), Ordering::Relaxed);
-        }
+        self.pending_bytes.fetch_sub(m.held_bytes(), Ordering::Relaxed);
     }
 }
 
@@ -215,18 +233,28 @@ impl ChannelSink {
 
 impl UsageSink for ChannelSink {
     fn record(&self, mut event: Metered) {
-        let bytes = event.estimate.as_ref().map_or(0, |e| e.bytes());
+        let bytes = event.held_bytes();
         if bytes > 0 {
             let before = self.pending_bytes.fetch_add(bytes, Ordering::Relaxed);
             if before.saturating_add(bytes) > self.max_pending_bytes {
                 self.pending_bytes.fetch_sub(bytes, Ordering::Relaxed);
-                metrics::counter!("switchyard_usage_estimates_approximated_total").increment(1);
-                tracing::warn!(request_id = %event.event.request_id, bytes,
-                    "too much text waiting to be counted: usage approximated from sizes");
-                event.approximate();
+                if event.bodies.take().is_some() {
+                    metrics::counter!("switchyard_request_bodies_dropped_total").increment(1);
+                    tracing::warn!(request_id = %event.event.request_id,
+                        "too much waiting for the ledger: this request's bodies are not stored");
+                }
+                let bytes = event.held_bytes();
+                let before = self.pending_bytes.fetch_add(bytes, Ordering::Relaxed);
+                if bytes > 0 && before.saturating_add(bytes) > self.max_pending_bytes {
+                    self.pending_bytes.fetch_sub(bytes, Ordering::Relaxed);
+                    metrics::counter!("switchyard_usage_estimates_approximated_total").increment(1);
+                    tracing::warn!(request_id = %event.event.request_id, bytes,
+                        "too much text waiting to be counted: usage approximated from sizes");
+                    event.approximate();
+                }
             }
         }
-        let bytes = event.estimate.as_ref().map_or(0, |e| e.bytes());
+        let bytes = event.held_bytes();
         if let Err(e) = self.tx.try_send(event) {
             self.pending_bytes.fetch_sub(bytes, Ordering::Relaxed);
             self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -321,6 +349,7 @@ impl Meter {
                 estimate: None,
                 settlement: None,
                 baseline: None,
+                bodies: None,
             }),
             prompt: None,
             price: Price::default(),
@@ -485,9 +514,18 @@ impl Meter {
         self.prompt.as_ref()
     }
 
-    pub fn add_response_bytes(&mut self, n: usize) {
-        let ev = self.ev();
-        ev.response_bytes = ev.response_bytes.saturating_add(n as u64);
+    /// Stores this request's bodies: the request's now, the answer's as it is sent.
+    pub fn capture_bodies(&mut self, capture: Capture) {
+        self.metered().bodies = Some(Box::new(capture));
+    }
+
+    /// Bytes of the answer, as they are sent to the client.
+    pub fn add_response(&mut self, data: &[u8]) {
+        let m = self.metered();
+        m.event.response_bytes = m.event.response_bytes.saturating_add(data.len() as u64);
+        if let Some(c) = m.bodies.as_mut() {
+            c.push(data);
+        }
     }
 
     /// Whether `reported` will be believed; when not, the answer must be estimated.
@@ -696,5 +734,42 @@ mod tests {
         rx.taken(&first);
         rx.taken(&second);
         assert_eq!(sink.pending_bytes(), 0);
+    }
+
+    #[test]
+    fn bodies_count_against_the_byte_bound_and_go_first() {
+        use crate::capture::{BodyRules, Capture};
+        let rules = Arc::new(BodyRules::new(&crate::config::RequestLogConfig::default()).unwrap());
+        let (sink, mut rx) = ChannelSink::with_byte_bound(16, 1000);
+        let s: Arc<dyn UsageSink> = sink.clone();
+        let send = |body: &str, prompt: &str| {
+            let mut m = Meter::start(s.clone(), Instant::now(), "r", "chat", "m", false, 0);
+            m.capture_bodies(Capture::new(rules.clone(), bytes::Bytes::from(body.to_string())));
+            m.add_response(b"answer");
+            if !prompt.is_empty() {
+                m.set_prompt(Arc::new(PromptText::new(prompt.to_string(), 1, 0)));
+                m.account_later(None, String::new());
+            }
+            m.finish(200, Outcome::Success, None);
+        };
+        send(&"a".repeat(500), "");
+        assert_eq!(sink.pending_bytes(), 506, "the request and the answer held");
+        // Over the bound with its bodies, within it without: the event keeps its estimate.
+        send(&"b".repeat(600), &"p".repeat(300));
+        assert_eq!(sink.pending_bytes(), 806);
+        let first = rx.rx.try_recv().unwrap();
+        let second = rx.rx.try_recv().unwrap();
+        assert!(first.bodies.is_some());
+        assert!(
+            second.bodies.is_none() && second.estimate.is_some(),
+            "bodies dropped, not usage"
+        );
+        rx.taken(&first);
+        rx.taken(&second);
+        assert_eq!(sink.pending_bytes(), 0);
+        let (ev, b) = first.finalize_with_bodies();
+        let b = b.unwrap();
+        assert_eq!((b.event_id, b.ts_ms), (ev.event_id, ev.ts_ms));
+        assert_eq!((b.request.len(), b.response.as_str()), (500, "answer"));
     }
 }

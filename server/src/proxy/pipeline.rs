@@ -29,6 +29,7 @@ use futures_util::Stream;
 use crate::access::admission::{self, check_model, Standing};
 use crate::access::limits::RateHeaders;
 use crate::app::App;
+use crate::capture::Capture;
 use crate::config::ModelKind;
 use crate::error::ApiError;
 use crate::money::accounting::{self, Accounted, Verdict, COUNT_INLINE_BYTES};
@@ -55,7 +56,9 @@ pub struct ChatCall {
     pub request_id: Arc<str>,
     /// When the request reached the gateway.
     pub received: Instant,
-    pub request_bytes: usize,
+    /// The request body as received: its size is metered, and it is stored where the key, its
+    /// team or the route opts in to stored bodies.
+    pub body: Bytes,
     /// The route named by the base URL (`/r/{route}/v1`), which decides whatever `model` says.
     pub path_route: Option<String>,
     /// The caller's `x-switchyard-prefer`, when sent.
@@ -183,7 +186,7 @@ pub async fn chat(app: &Arc<App>, call: ChatCall) -> ChatReply {
         principal,
         request_id,
         received,
-        request_bytes,
+        body,
         path_route,
         prefer,
         directives,
@@ -234,7 +237,7 @@ pub async fn chat(app: &Arc<App>, call: ChatCall) -> ChatReply {
         "chat",
         &model.name,
         request.stream,
-        request_bytes,
+        body.len(),
     );
     meter.set_chat_limits(request.max_output_tokens, request.n);
     if let Some(d) = decision.as_ref() {
@@ -252,6 +255,12 @@ pub async fn chat(app: &Arc<App>, call: ChatCall) -> ChatReply {
     meter.set_prompt(request.prompt.clone());
     if let Some(p) = &principal {
         meter.set_principal(p);
+    }
+    match &app.bodies {
+        Some(rules) if stores_bodies(app, principal.as_deref(), decision.as_ref()) => {
+            meter.capture_bodies(Capture::new(rules.clone(), body));
+        }
+        _ => drop(body),
     }
     let prompt_bound = request.prompt.upper_bound();
     let mut worst = app.gateway.worst_case_cost(
@@ -389,6 +398,12 @@ pub async fn chat(app: &Arc<App>, call: ChatCall) -> ChatReply {
     }
 }
 
+/// Whether this request's bodies are stored: its key, the key's team or its route opted in.
+fn stores_bodies(app: &App, principal: Option<&Principal>, decision: Option<&Decision>) -> bool {
+    principal.is_some_and(Principal::stores_bodies)
+        || decision.is_some_and(|d| app.router.get().route(&d.route).is_some_and(|r| r.store_bodies))
+}
+
 /// Serves a cache hit in the shape the client asked for (a JSON answer or its SSE replay),
 /// metered at no cost with what it saved. `Err` when the entry cannot be replayed.
 fn from_cache(hit: Hit, request: &ChatRequest, meter: &mut Meter) -> Result<(ServedBody, CacheNote), &'static str> {
@@ -420,11 +435,13 @@ fn from_cache(hit: Hit, request: &ChatRequest, meter: &mut Meter) -> Result<(Ser
         }
         events.push(Ok(Bytes::from_static(relay::DONE)));
         meter.answered_from_cache(ledger, &hit.entry, saved);
-        meter.add_response_bytes(events.iter().flatten().map(Bytes::len).sum());
+        for e in events.iter().flatten() {
+            meter.add_response(e);
+        }
         ServedBody::Stream(Box::pin(futures_util::stream::iter(events)))
     } else {
         let accounted = meter.answered_from_cache(ledger, &hit.entry, saved);
-        meter.add_response_bytes(hit.answer.body.len());
+        meter.add_response(&hit.answer.body);
         ServedBody::Json {
             body: hit.answer.body.clone(),
             accounted,
@@ -484,7 +501,7 @@ async fn serve(
                 ),
             };
             let accounted = meter.account(c.usage.as_ref(), || estimate.unwrap_or_default());
-            meter.add_response_bytes(c.body.len());
+            meter.add_response(&c.body);
             drop(routed.guard);
             meter.finish(200, Outcome::Success, None);
             if let Some(k) = keep {
@@ -683,7 +700,7 @@ pub async fn embeddings(app: &Arc<App>, call: EmbeddingsCall) -> EmbeddingsReply
         Verdict::Estimate(_) => Some(count_embedding_inputs(&request, d.encoding).await),
     };
     let accounted = meter.account(c.usage.as_ref(), || estimate.unwrap_or_default());
-    meter.add_response_bytes(c.body.len());
+    meter.add_response(&c.body);
     drop(routed.guard);
     meter.finish(200, Outcome::Success, None);
     EmbeddingsReply {

@@ -303,7 +303,9 @@ impl Relay {
             let _ = self.settle_extension();
         }
         out.put_slice(DONE);
-        if let Some(m) = self.meter.take() {
+        if let Some(mut m) = self.meter.take() {
+            // The meter is gone before this write is sent: it counts it now.
+            m.add_response(out);
             m.finish(200, Outcome::Success, None);
         }
         if let Some(k) = self.keeper.take() {
@@ -330,6 +332,7 @@ impl Relay {
         };
         frame(out, &api.to_json());
         if let Some(mut m) = self.meter.take() {
+            m.add_response(out);
             m.account_later(self.usage.as_ref(), self.generated.take_text());
             m.finish(200, Outcome::UpstreamError, Some(e.kind()));
         }
@@ -383,7 +386,7 @@ impl Relay {
             if !out.is_empty() {
                 self.take_ready(&mut out);
                 if let Some(m) = self.meter.as_mut() {
-                    m.add_response_bytes(out.len());
+                    m.add_response(&out);
                 }
                 return Some(out.freeze());
             }
@@ -407,7 +410,7 @@ impl Relay {
             }
         }
         if let Some(m) = self.meter.as_mut() {
-            m.add_response_bytes(out.len());
+            m.add_response(&out);
         }
         Some(out.freeze())
     }

@@ -40,6 +40,8 @@ pub struct TeamRecord {
     pub name: String,
     pub cost_center: Option<String>,
     pub limits: Limits,
+    /// Store the prompt and answer bodies of its keys' requests in the request log.
+    pub store_bodies: bool,
     pub created_ms: i64,
     pub updated_ms: i64,
 }
@@ -60,6 +62,8 @@ pub struct KeyRecord {
     pub expires_ms: Option<i64>,
     pub status: KeyStatus,
     pub limits: Limits,
+    /// Store the prompt and answer bodies of its requests in the request log.
+    pub store_bodies: bool,
     pub created_ms: i64,
     pub updated_ms: i64,
     pub rotated_ms: Option<i64>,
@@ -90,6 +94,11 @@ impl Principal {
             key,
             team,
         }
+    }
+
+    /// Whether the key or its team opted in to stored bodies.
+    pub fn stores_bodies(&self) -> bool {
+        self.key.store_bodies || self.team.as_ref().is_some_and(|t| t.store_bodies)
     }
 
     /// The key's cost center, else its team's.

@@ -8,9 +8,11 @@
 //! - [`cache`]: a response-cache entry as the database keeps it.
 //! - [`dashboard`]: the dashboard's users and sessions.
 //! - [`audit`]: an entry of the audit log of admin changes.
+//! - [`bodies`]: a request's prompt and answer, kept where a key, team or route opts in.
 
 pub mod audit;
 pub mod billing;
+pub mod bodies;
 pub mod cache;
 pub mod dashboard;
 pub mod keys;

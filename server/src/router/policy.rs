@@ -35,6 +35,8 @@ pub struct Route {
     pub shadow: Option<String>,
     /// Ask the cheap model first and escalate to the strong one when its answer fails a check.
     pub cascade: Option<Arc<super::cascade::Cascade>>,
+    /// Store the prompt and answer bodies of this route's requests in the request log.
+    pub store_bodies: bool,
 }
 
 impl Route {
@@ -53,6 +55,7 @@ impl Route {
             experiment: None,
             shadow: None,
             cascade: None,
+            store_bodies: false,
         }
     }
 }

@@ -13,7 +13,8 @@ impl Store {
         let l = LimitCols::of(&t.limits);
         sqlx::query(
             "INSERT INTO teams (id, name, cost_center, budget_nanos, budget_period, soft_limit_pct, rpm, tpm, \
-             max_concurrent, created_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             max_concurrent, created_ms, updated_ms, store_bodies) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+             $11, $12)",
         )
         .bind(t.id.clone())
         .bind(t.name.clone())
@@ -21,6 +22,7 @@ impl Store {
         .bind_limits(&l)
         .bind(t.created_ms)
         .bind(t.updated_ms)
+        .bind(i64::from(t.store_bodies))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -30,13 +32,14 @@ impl Store {
         let l = LimitCols::of(&t.limits);
         let r = sqlx::query(
             "UPDATE teams SET name = $1, cost_center = $2, budget_nanos = $3, budget_period = $4, soft_limit_pct = $5, \
-             rpm = $6, tpm = $7, max_concurrent = $8, updated_ms = $9 WHERE id = $10",
+             rpm = $6, tpm = $7, max_concurrent = $8, updated_ms = $9, store_bodies = $11 WHERE id = $10",
         )
         .bind(t.name.clone())
         .bind(t.cost_center.clone())
         .bind_limits(&l)
         .bind(t.updated_ms)
         .bind(t.id.clone())
+        .bind(i64::from(t.store_bodies))
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected() == 1)
@@ -79,8 +82,8 @@ impl Store {
         sqlx::query(
             "INSERT INTO api_keys (id, name, prefix, secret_hash, team_id, cost_center, tags, allowed_models, \
              expires_ms, status, budget_nanos, budget_period, soft_limit_pct, rpm, tpm, max_concurrent, created_ms, \
-             updated_ms, rotated_ms, route_prefer) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+             updated_ms, rotated_ms, route_prefer, store_bodies) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
         )
         .bind(k.id.clone())
         .bind(k.name.clone())
@@ -97,6 +100,7 @@ impl Store {
         .bind(k.updated_ms)
         .bind(k.rotated_ms)
         .bind(k.route_prefer.map(|p| p.as_str()))
+        .bind(i64::from(k.store_bodies))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -108,7 +112,7 @@ impl Store {
         let r = sqlx::query(
             "UPDATE api_keys SET name = $1, team_id = $2, cost_center = $3, tags = $4, allowed_models = $5, \
              expires_ms = $6, status = $7, budget_nanos = $8, budget_period = $9, soft_limit_pct = $10, rpm = $11, \
-             tpm = $12, max_concurrent = $13, updated_ms = $14, route_prefer = $16 WHERE id = $15",
+             tpm = $12, max_concurrent = $13, updated_ms = $14, route_prefer = $16, store_bodies = $17 WHERE id = $15",
         )
         .bind(k.name.clone())
         .bind(k.team_id.clone())
@@ -121,6 +125,7 @@ impl Store {
         .bind(k.updated_ms)
         .bind(k.id.clone())
         .bind(k.route_prefer.map(|p| p.as_str()))
+        .bind(i64::from(k.store_bodies))
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected() == 1)
@@ -183,8 +188,6 @@ fn parse_list(text: Option<String>) -> Result<Option<Vec<String>>> {
         .transpose()
 }
 
-/// Limit columns as stored.
-/// Limit columns as stored.
 /// The six limit columns of a team or a key, in the order every statement here binds them.
 struct LimitCols {
     budget_nanos: Option<i64>,
@@ -253,6 +256,7 @@ fn team_of_row(r: &AnyRow) -> Result<TeamRecord> {
         name: r.try_get("name")?,
         cost_center: r.try_get("cost_center")?,
         limits: limits_of_row(r)?,
+        store_bodies: r.try_get::<i64, _>("store_bodies")? != 0,
         created_ms: r.try_get("created_ms")?,
         updated_ms: r.try_get("updated_ms")?,
     })
@@ -274,6 +278,7 @@ fn key_of_row(r: &AnyRow) -> Result<KeyRecord> {
         expires_ms: r.try_get("expires_ms")?,
         status: KeyStatus::parse(&status).map_err(StoreError::new)?,
         limits: limits_of_row(r)?,
+        store_bodies: r.try_get::<i64, _>("store_bodies")? != 0,
         created_ms: r.try_get("created_ms")?,
         updated_ms: r.try_get("updated_ms")?,
         rotated_ms: r.try_get("rotated_ms")?,

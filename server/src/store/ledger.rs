@@ -1,5 +1,5 @@
-//! Writing usage events: a batch of events, their hourly rollups and (with billing) their outbox
-//! rows in one transaction.
+//! Writing usage events: a batch of events, their hourly rollups, (with billing) their outbox
+//! rows and the bodies stored for them in one transaction.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
@@ -11,6 +11,7 @@ use sqlx::{Any, AnyConnection, AssertSqlSafe, Row};
 use super::summary::latency_bucket;
 use super::{push_placeholders, shaped, Backend, Result, Store};
 use crate::clock::{DAY_MS, HOUR_MS};
+use crate::records::bodies::RequestBodies;
 use crate::records::usage::{Cell, Outcome, UsageEvent, UsageSource};
 
 /// Rows per multi-row INSERT on SQLite: with positional parameters 32 to 128 measured alike
@@ -51,20 +52,32 @@ impl Store {
     /// already stored are skipped, so a retried batch is not counted twice.
     /// With `billing`, each event's billing event goes into the outbox in the same transaction.
     pub async fn write_usage(&self, events: &[UsageEvent], billing: bool) -> Result<()> {
+        self.write_ledger(events, &[], billing).await
+    }
+
+    /// [`Store::write_usage`], with the bodies stored for some of the events (matched by event
+    /// id; bodies of events not in the batch are ignored).
+    pub async fn write_ledger(&self, events: &[UsageEvent], bodies: &[RequestBodies], billing: bool) -> Result<()> {
         if events.is_empty() {
             return Ok(());
         }
         // Almost always every event is new: the inserts then need not say which rows they wrote.
         // When one was stored already (a batch retried after a commit whose answer was lost),
         // the transaction is dropped and written again, finding out which are new.
-        if self.write_batch(events, billing, false).await? {
+        if self.write_batch(events, bodies, billing, false).await? {
             return Ok(());
         }
-        self.write_batch(events, billing, true).await.map(|_| ())
+        self.write_batch(events, bodies, billing, true).await.map(|_| ())
     }
 
-    /// One try of [`Store::write_usage`]; `Ok(false)` when, not checking, it met a stored event.
-    async fn write_batch(&self, events: &[UsageEvent], billing: bool, check: bool) -> Result<bool> {
+    /// One try of [`Store::write_ledger`]; `Ok(false)` when, not checking, it met a stored event.
+    async fn write_batch(
+        &self,
+        events: &[UsageEvent],
+        bodies: &[RequestBodies],
+        billing: bool,
+        check: bool,
+    ) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         let rows = match self.backend {
             Backend::Sqlite => SQLITE_ROWS_PER_INSERT,
@@ -103,11 +116,18 @@ impl Store {
             events.iter().collect()
         };
         self.write_rollups_and_outbox(&mut tx, &fresh, billing, rows).await?;
+        if !bodies.is_empty() {
+            let ids: HashSet<&str> = fresh.iter().map(|e| e.event_id.as_str()).collect();
+            for b in bodies.iter().filter(|b| ids.contains(b.event_id.as_str())) {
+                insert_bodies(&mut tx, b).await?;
+            }
+        }
         tx.commit().await?;
         Ok(true)
     }
 
-    /// The hourly and daily rollups of the events just written and, with billing, their outbox rows.
+    /// The hourly and daily rollups of the events just written (daily also per tag, cost center
+    /// and route arm) and, with billing, their outbox rows.
     async fn write_rollups_and_outbox(
         &self,
         tx: &mut AnyConnection,
@@ -139,6 +159,14 @@ impl Store {
             .await?;
         self.upsert_mix(tx, "usage_daily_mix", "day_ms", &daily_mix, rows)
             .await?;
+        let facets = facets(fresh);
+        if !facets.is_empty() {
+            self.upsert_facets(tx, &facets, rows).await?;
+        }
+        let arms = route_arms(fresh);
+        if !arms.is_empty() {
+            self.upsert_route_arms(tx, &arms, rows).await?;
+        }
         if billing {
             // Two parameters a row bind quickly on both backends: few large statements. A row
             // is due from its event's time, so retries (due later) are not starved by new rows.
@@ -167,50 +195,101 @@ impl Store {
         rollups: &BTreeMap<RollupKey, Rollup>,
         rows: usize,
     ) -> Result<()> {
-        const SUMS: [&str; 10] = [
-            "requests",
-            "errors",
-            "prompt_tokens",
-            "completion_tokens",
-            "cached_tokens",
-            "cost_nanos",
-            "cache_hits",
-            "saved_nanos",
-            "baseline_nanos",
-            "estimated_cost_nanos",
-        ];
         let agg: Vec<(&RollupKey, &Rollup)> = rollups.iter().collect();
         for chunk in shaped(&agg, rows) {
-            let mut sql = format!(
-                "INSERT INTO {table} ({time_col}, key_id, team_id, model, {}) VALUES ",
-                SUMS.join(", ")
+            let sql = upsert_sql(
+                table,
+                &[time_col, "key_id", "team_id", "model"],
+                &SUMS,
+                chunk.len(),
+                self.backend,
             );
-            push_placeholders(&mut sql, chunk.len(), 4 + SUMS.len(), self.backend);
-            sql.push_str(&format!(
-                " ON CONFLICT ({time_col}, key_id, team_id, model) DO UPDATE SET "
-            ));
-            let sets: Vec<String> = SUMS
-                .iter()
-                .map(|c| format!("{c} = {table}.{c} + excluded.{c}"))
-                .collect();
-            sql.push_str(&sets.join(", "));
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for (k, r) in chunk {
                 q = q
                     .bind(k.hour_ms)
                     .bind(k.key_id.as_str())
                     .bind(k.team_id.as_str())
-                    .bind(k.model.as_str())
+                    .bind(k.model.as_str());
+                q = bind_sums(q, r);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Adds the day's sums per tag and cost center to `usage_daily_facets`.
+    async fn upsert_facets(
+        &self,
+        tx: &mut AnyConnection,
+        m: &BTreeMap<FacetKey<'_>, Rollup>,
+        rows: usize,
+    ) -> Result<()> {
+        const KEYS: [&str; 6] = ["day_ms", "facet", "facet_value", "key_id", "team_id", "model"];
+        let agg: Vec<_> = m.iter().collect();
+        for chunk in shaped(&agg, rows) {
+            let mut q = sqlx::query(AssertSqlSafe(upsert_sql(
+                "usage_daily_facets",
+                &KEYS,
+                &SUMS,
+                chunk.len(),
+                self.backend,
+            )));
+            for ((day, facet, value, key, team, model), r) in chunk {
+                q = q
+                    .bind(*day)
+                    .bind(*facet)
+                    .bind(*value)
+                    .bind(*key)
+                    .bind(*team)
+                    .bind(*model);
+                q = bind_sums(q, r);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Adds the day's sums per route arm to `usage_daily_routes`.
+    async fn upsert_route_arms(
+        &self,
+        tx: &mut AnyConnection,
+        m: &BTreeMap<RouteKey<'_>, RouteSums>,
+        rows: usize,
+    ) -> Result<()> {
+        const KEYS: [&str; 7] = [
+            "day_ms",
+            "route",
+            "variant",
+            "model",
+            "shadow_model",
+            "cascade",
+            "escalation_reason",
+        ];
+        let agg: Vec<_> = m.iter().collect();
+        for chunk in shaped(&agg, rows) {
+            let mut q = sqlx::query(AssertSqlSafe(upsert_sql(
+                "usage_daily_routes",
+                &KEYS,
+                &ROUTE_SUMS,
+                chunk.len(),
+                self.backend,
+            )));
+            for ((day, route, variant, model, shadow, cascade, reason), r) in chunk {
+                q = q
+                    .bind(*day)
+                    .bind(*route)
+                    .bind(*variant)
+                    .bind(*model)
+                    .bind(*shadow)
+                    .bind(*cascade)
+                    .bind(*reason)
                     .bind(r.requests)
-                    .bind(r.errors)
                     .bind(r.prompt_tokens)
-                    .bind(r.completion_tokens)
                     .bind(r.cached_tokens)
+                    .bind(r.completion_tokens)
                     .bind(r.cost_nanos)
-                    .bind(r.cache_hits)
-                    .bind(r.saved_nanos)
-                    .bind(r.baseline_nanos)
-                    .bind(r.estimated_cost_nanos);
+                    .bind(r.escalation_cost_nanos);
             }
             q.execute(&mut *tx).await?;
         }
@@ -241,6 +320,77 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// The summed columns of a rollup row, in the order [`bind_sums`] binds them.
+const SUMS: [&str; 10] = [
+    "requests",
+    "errors",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cost_nanos",
+    "cache_hits",
+    "saved_nanos",
+    "baseline_nanos",
+    "estimated_cost_nanos",
+];
+
+/// The columns of a route arm's sums, in the order they are bound.
+const ROUTE_SUMS: [&str; 6] = [
+    "requests",
+    "prompt_tokens",
+    "cached_tokens",
+    "completion_tokens",
+    "cost_nanos",
+    "escalation_cost_nanos",
+];
+
+fn bind_sums<'q>(q: Query<'q, Any, AnyArguments>, r: &Rollup) -> Query<'q, Any, AnyArguments> {
+    q.bind(r.requests)
+        .bind(r.errors)
+        .bind(r.prompt_tokens)
+        .bind(r.completion_tokens)
+        .bind(r.cached_tokens)
+        .bind(r.cost_nanos)
+        .bind(r.cache_hits)
+        .bind(r.saved_nanos)
+        .bind(r.baseline_nanos)
+        .bind(r.estimated_cost_nanos)
+}
+
+/// `INSERT INTO table (keys…, sums…) VALUES … ON CONFLICT (keys…) DO UPDATE` adding the sums.
+fn upsert_sql(table: &str, keys: &[&str], sums: &[&str], rows: usize, backend: Backend) -> String {
+    let mut sql = format!("INSERT INTO {table} ({}, {}) VALUES ", keys.join(", "), sums.join(", "));
+    push_placeholders(&mut sql, rows, keys.len() + sums.len(), backend);
+    let sets: Vec<String> = sums
+        .iter()
+        .map(|c| format!("{c} = {table}.{c} + excluded.{c}"))
+        .collect();
+    sql.push_str(&format!(
+        " ON CONFLICT ({}) DO UPDATE SET {}",
+        keys.join(", "),
+        sets.join(", ")
+    ));
+    sql
+}
+
+/// Stores one request's bodies.
+async fn insert_bodies(tx: &mut AnyConnection, b: &RequestBodies) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO request_bodies (event_id, ts_ms, request, response, request_truncated, response_truncated, \
+         redactions) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING",
+    )
+    .bind(b.event_id.as_str())
+    .bind(b.ts_ms)
+    .bind(b.request.as_str())
+    .bind(b.response.as_str())
+    .bind(i64::from(b.request_truncated))
+    .bind(i64::from(b.response_truncated))
+    .bind(i64::from(b.redactions))
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 /// Binds every column of `events`, in order. Borrowed text is bound without a copy: it lives as
@@ -283,6 +433,21 @@ struct Rollup {
 }
 
 impl Rollup {
+    fn add_event(&mut self, e: &UsageEvent) {
+        self.requests = self.requests.saturating_add(1);
+        self.errors = self.errors.saturating_add(i64::from(e.outcome != Outcome::Success));
+        self.prompt_tokens = self.prompt_tokens.saturating_add(count(e.prompt_tokens));
+        self.completion_tokens = self.completion_tokens.saturating_add(count(e.completion_tokens));
+        self.cached_tokens = self.cached_tokens.saturating_add(count(e.cached_tokens));
+        self.cost_nanos = self.cost_nanos.saturating_add(e.cost_nanos);
+        self.cache_hits = self.cache_hits.saturating_add(i64::from(e.is_cache_hit()));
+        self.saved_nanos = self.saved_nanos.saturating_add(e.cache_saved_nanos);
+        self.baseline_nanos = self.baseline_nanos.saturating_add(e.baseline_cost_nanos);
+        if e.usage_source == UsageSource::Estimated {
+            self.estimated_cost_nanos = self.estimated_cost_nanos.saturating_add(e.cost_nanos);
+        }
+    }
+
     fn add(&mut self, o: &Rollup) {
         self.requests = self.requests.saturating_add(o.requests);
         self.errors = self.errors.saturating_add(o.errors);
@@ -310,21 +475,81 @@ fn rollup(events: &[&UsageEvent]) -> BTreeMap<RollupKey, Rollup> {
                 model: e.model.clone(),
             })
             .or_default();
-        let count = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        r.requests = r.requests.saturating_add(1);
-        r.errors = r.errors.saturating_add(i64::from(e.outcome != Outcome::Success));
-        r.prompt_tokens = r.prompt_tokens.saturating_add(count(e.prompt_tokens));
-        r.completion_tokens = r.completion_tokens.saturating_add(count(e.completion_tokens));
-        r.cached_tokens = r.cached_tokens.saturating_add(count(e.cached_tokens));
-        r.cost_nanos = r.cost_nanos.saturating_add(e.cost_nanos);
-        r.cache_hits = r.cache_hits.saturating_add(i64::from(e.is_cache_hit()));
-        r.saved_nanos = r.saved_nanos.saturating_add(e.cache_saved_nanos);
-        r.baseline_nanos = r.baseline_nanos.saturating_add(e.baseline_cost_nanos);
-        if e.usage_source == UsageSource::Estimated {
-            r.estimated_cost_nanos = r.estimated_cost_nanos.saturating_add(e.cost_nanos);
+        r.add_event(e);
+    }
+    m
+}
+
+/// A row of `usage_daily_facets`: the day, the facet (`tag` or `cost_center`) and its value,
+/// the key, the team and the model.
+type FacetKey<'e> = (i64, &'static str, &'e str, &'e str, &'e str, &'e str);
+
+/// Daily rollups per tag and per cost center, in key order. An event counts once under each of
+/// its distinct tags, as a filter by one tag counts it once.
+fn facets<'e>(events: &[&'e UsageEvent]) -> BTreeMap<FacetKey<'e>, Rollup> {
+    let mut m: BTreeMap<FacetKey<'e>, Rollup> = BTreeMap::new();
+    for &e in events {
+        let day = e.ts_ms - e.ts_ms.rem_euclid(DAY_MS);
+        let (key, team) = (e.key_id.as_deref().unwrap_or(""), e.team_id.as_deref().unwrap_or(""));
+        let mut seen: Vec<&str> = Vec::with_capacity(e.tags.0.len());
+        for t in &e.tags.0 {
+            if !seen.contains(&t.as_str()) {
+                seen.push(t);
+                m.entry((day, "tag", t, key, team, &e.model)).or_default().add_event(e);
+            }
+        }
+        if let Some(c) = e.cost_center.as_deref() {
+            m.entry((day, "cost_center", c, key, team, &e.model))
+                .or_default()
+                .add_event(e);
         }
     }
     m
+}
+
+/// A row of `usage_daily_routes`: the day, route, variant, model, shadow's choice, cascade
+/// outcome and escalation reason ('' where none).
+type RouteKey<'e> = (i64, &'e str, &'e str, &'e str, &'e str, &'e str, &'e str);
+
+/// Routed events' sums per day and route arm.
+#[derive(Debug, Default)]
+struct RouteSums {
+    requests: i64,
+    prompt_tokens: i64,
+    cached_tokens: i64,
+    completion_tokens: i64,
+    cost_nanos: i64,
+    escalation_cost_nanos: i64,
+}
+
+/// Daily sums of routed events per route arm, in key order.
+fn route_arms<'e>(events: &[&'e UsageEvent]) -> BTreeMap<RouteKey<'e>, RouteSums> {
+    let mut m: BTreeMap<RouteKey<'e>, RouteSums> = BTreeMap::new();
+    for &e in events {
+        let Some(route) = e.route.as_deref() else { continue };
+        let k = (
+            e.ts_ms - e.ts_ms.rem_euclid(DAY_MS),
+            route,
+            e.route_variant.as_deref().unwrap_or(""),
+            e.model.as_str(),
+            e.shadow_model.as_deref().unwrap_or(""),
+            e.cascade.as_deref().unwrap_or(""),
+            e.escalation_reason.as_deref().unwrap_or(""),
+        );
+        let r = m.entry(k).or_default();
+        r.requests = r.requests.saturating_add(1);
+        r.prompt_tokens = r.prompt_tokens.saturating_add(count(e.prompt_tokens));
+        r.cached_tokens = r.cached_tokens.saturating_add(count(e.cached_tokens));
+        r.completion_tokens = r.completion_tokens.saturating_add(count(e.completion_tokens));
+        r.cost_nanos = r.cost_nanos.saturating_add(e.cost_nanos);
+        r.escalation_cost_nanos = r.escalation_cost_nanos.saturating_add(e.escalation_cost_nanos);
+    }
+    m
+}
+
+/// A stored count.
+fn count(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 /// A row of `usage_hourly_mix`: the hour, the dimension and the label.

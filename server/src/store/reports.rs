@@ -1,5 +1,5 @@
-//! Reading the ledger: totals, grouped reports (from the hourly rollups when they can answer),
-//! export pages and per-route statistics.
+//! Reading the ledger: totals, grouped reports (from the hourly, daily and per-facet rollups
+//! when they can answer), export pages and per-route statistics (from their daily rollups).
 
 use serde::Serialize;
 use sqlx::any::AnyRow;
@@ -37,11 +37,15 @@ impl Store {
         Totals::of_row(&q.fetch_one(&self.pool).await?)
     }
 
-    /// Usage grouped by `group`, from the hourly rollups when the filter allows (hour-aligned
-    /// bounds, no tag or cost-center filter), else from raw events; both give the same sums.
+    /// Usage grouped by `group`, from the hourly and daily rollups when the filter allows
+    /// (hour-aligned bounds, no tag or cost-center filter), from the daily rollups per tag or
+    /// cost center plus the raw events of the partial days at either end (one of the two, not
+    /// grouped by hour), else from raw events; all give the same sums.
     pub async fn usage_grouped(&self, f: &UsageFilter, group: GroupBy) -> Result<Vec<(String, Totals)>> {
         let aligned = |v: Option<i64>| v.is_none_or(|t| t.rem_euclid(HOUR_MS) == 0);
         let from_rollups = f.tag.is_none() && f.cost_center.is_none() && aligned(f.from_ms) && aligned(f.to_ms);
+        // One tag or one cost center, by day or coarser: whole days from their daily rollups.
+        let by_facet = f.facet().is_some() && group != GroupBy::Hour;
         let key_expr = match group {
             GroupBy::Hour => "CAST(hour AS TEXT)",
             GroupBy::Day => "CAST(day AS TEXT)",
@@ -58,7 +62,21 @@ impl Store {
                  model, {SUMS} FROM usage_hourly"
             )
         };
-        let (source, where_sql, args) = if from_rollups && group == GroupBy::Hour {
+        let raw = || {
+            format!(
+                "SELECT ts_ms - (ts_ms % {HOUR_MS}) AS hour, ts_ms - (ts_ms % {DAY_MS}) AS day, COALESCE(key_id, '') AS key_id, \
+                 COALESCE(team_id, '') AS team_id, model, 1 AS requests, CASE WHEN outcome = 'success' THEN 0 ELSE 1 END AS errors, \
+                 prompt_tokens, completion_tokens, cached_tokens, cost_nanos, {HIT} AS cache_hits, \
+                 cache_saved_nanos AS saved_nanos, baseline_cost_nanos AS baseline_nanos, {ESTIMATED} AS estimated_cost_nanos \
+                 FROM usage_events"
+            )
+        };
+        let (source, where_sql, args) = if by_facet {
+            let daily =
+                format!("SELECT day_ms AS hour, day_ms AS day, key_id, team_id, model, {SUMS} FROM usage_daily_facets");
+            let (union, a) = f.day_union(&daily, &raw(), true);
+            (union, String::new(), a)
+        } else if from_rollups && group == GroupBy::Hour {
             let (w, a) = f.rollup_where_clause(1);
             (hourly(), w, a)
         } else if from_rollups {
@@ -72,17 +90,7 @@ impl Store {
             (union, String::new(), a)
         } else {
             let (w, a) = f.where_clause(1);
-            (
-                format!(
-                    "SELECT ts_ms - (ts_ms % {HOUR_MS}) AS hour, ts_ms - (ts_ms % {DAY_MS}) AS day, COALESCE(key_id, '') AS key_id, \
-                     COALESCE(team_id, '') AS team_id, model, 1 AS requests, CASE WHEN outcome = 'success' THEN 0 ELSE 1 END AS errors, \
-                     prompt_tokens, completion_tokens, cached_tokens, cost_nanos, {HIT} AS cache_hits, \
-                     cache_saved_nanos AS saved_nanos, baseline_cost_nanos AS baseline_nanos, {ESTIMATED} AS estimated_cost_nanos \
-                     FROM usage_events"
-                ),
-                w,
-                a,
-            )
+            (raw(), w, a)
         };
         let sql = format!(
             "SELECT {key_expr} AS grp, CAST(SUM(requests) AS BIGINT) AS requests, CAST(SUM(errors) AS BIGINT) AS errors, \
@@ -135,25 +143,34 @@ impl Store {
         rows.iter().map(usage_of_row).collect()
     }
 
-    /// Routed events grouped by route, variant, model served and shadow choice.
+    /// Routed events grouped by route, variant, model served, shadow choice and cascade outcome:
+    /// whole days from `usage_daily_routes` and the partial days at either end from raw events
+    /// (when the filter names no key, team, tag or cost center, which that table does not
+    /// keep), else from raw events alone.
     pub async fn route_stats(&self, f: &UsageFilter) -> Result<Vec<RouteStat>> {
-        let (where_sql, args) = f.where_clause(1);
-        let cond = if where_sql.is_empty() {
-            " WHERE route IS NOT NULL".to_string()
+        let raw = "SELECT route, COALESCE(route_variant, '') AS variant, model, COALESCE(shadow_model, '') AS shadow_model, \
+                   COALESCE(cascade, '') AS cascade, COALESCE(escalation_reason, '') AS escalation_reason, 1 AS requests, \
+                   prompt_tokens, cached_tokens, completion_tokens, cost_nanos, escalation_cost_nanos FROM usage_events";
+        let daily = f.key_id.is_none() && f.team_id.is_none() && f.tag.is_none() && f.cost_center.is_none();
+        let (source, args) = if daily {
+            let day =
+                "SELECT route, variant, model, shadow_model, cascade, escalation_reason, requests, prompt_tokens, \
+                       cached_tokens, completion_tokens, cost_nanos, escalation_cost_nanos FROM usage_daily_routes";
+            f.day_union(day, raw, false)
         } else {
-            format!("{where_sql} AND route IS NOT NULL")
+            let (w, a) = f.where_clause(1);
+            (format!("{raw}{w}"), a)
         };
         let sql = format!(
-            "SELECT route, COALESCE(route_variant, '') AS variant, model, COALESCE(shadow_model, '') AS shadow, \
-             COALESCE(cascade, '') AS cascade, COALESCE(escalation_reason, '') AS escalation_reason, \
-             COUNT(*) AS requests, CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT) AS prompt_tokens, \
+            "SELECT route, variant, model, shadow_model AS shadow, cascade, escalation_reason, \
+             CAST(SUM(requests) AS BIGINT) AS requests, CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT) AS prompt_tokens, \
              CAST(COALESCE(SUM(cached_tokens), 0) AS BIGINT) AS cached_tokens, \
              CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT) AS completion_tokens, \
              CAST(COALESCE(SUM(cost_nanos), 0) AS BIGINT) AS cost_nanos, \
              CAST(COALESCE(SUM(escalation_cost_nanos), 0) AS BIGINT) AS escalation_cost_nanos \
-             FROM usage_events{cond} GROUP BY route, COALESCE(route_variant, ''), model, COALESCE(shadow_model, ''), \
-             COALESCE(cascade, ''), COALESCE(escalation_reason, '') \
-             ORDER BY route, variant, model, shadow, cascade, escalation_reason"
+             FROM ({source}) u WHERE route IS NOT NULL \
+             GROUP BY route, variant, model, shadow_model, cascade, escalation_reason \
+             ORDER BY route, variant, model, shadow_model, cascade, escalation_reason"
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for a in args {
@@ -388,6 +405,80 @@ impl UsageFilter {
             sql.push_str(&select(grain));
             sql.push_str(&w);
             args.extend(a);
+        }
+        (sql, args)
+    }
+
+    /// The one tag or cost center the filter names, as `usage_daily_facets` keeps it (`None`
+    /// when it names neither, or both).
+    pub(super) fn facet(&self) -> Option<(&'static str, &str)> {
+        match (&self.tag, &self.cost_center) {
+            (Some(t), None) => Some(("tag", t)),
+            (None, Some(c)) => Some(("cost_center", c)),
+            _ => None,
+        }
+    }
+
+    /// The rows that cover the filter's range, as one `UNION ALL`: whole days from a daily
+    /// table (`day`, a `SELECT … FROM table` with a `day_ms` column; filtered by the filter's
+    /// tag or cost center as a facet when `facet`), and the partial days at either end from
+    /// raw events (`raw`, a `SELECT … FROM usage_events`, filtered exactly). Each part gets its
+    /// own `WHERE`, parameters numbered from 1.
+    pub(super) fn day_union(&self, day: &str, raw: &str, facet: bool) -> (String, Vec<Arg>) {
+        let (from, to) = (self.from_ms, self.to_ms);
+        let first_midnight = from.map(|v| v + (DAY_MS - v.rem_euclid(DAY_MS)) % DAY_MS);
+        let last_midnight = to.map(|v| v - v.rem_euclid(DAY_MS));
+        // (from the daily table, from, to)
+        let mut parts: Vec<(bool, Option<i64>, Option<i64>)> = Vec::new();
+        match (first_midnight, last_midnight) {
+            (Some(a), Some(b)) if a >= b => parts.push((false, from, to)),
+            (a, b) => {
+                if let (Some(f), Some(a)) = (from, a) {
+                    if f < a {
+                        parts.push((false, Some(f), Some(a)));
+                    }
+                }
+                parts.push((true, a, b));
+                if let (Some(b), Some(t)) = (b, to) {
+                    if b < t {
+                        parts.push((false, Some(b), Some(t)));
+                    }
+                }
+            }
+        }
+        let mut sql = String::new();
+        let mut args = Vec::new();
+        for (daily, lo, hi) in parts {
+            let part = UsageFilter {
+                from_ms: lo,
+                to_ms: hi,
+                ..self.clone()
+            };
+            if !sql.is_empty() {
+                sql.push_str(" UNION ALL ");
+            }
+            if daily {
+                let (mut w, a) = part.clause_on(args.len() + 1, "day_ms", true);
+                args.extend(a);
+                if let Some((name, value)) = self.facet().filter(|_| facet) {
+                    let n = args.len();
+                    let cond = format!("facet = ${} AND facet_value = ${}", n + 1, n + 2);
+                    w = if w.is_empty() {
+                        format!(" WHERE {cond}")
+                    } else {
+                        format!("{w} AND {cond}")
+                    };
+                    args.push(Arg::S(name.to_string()));
+                    args.push(Arg::S(value.to_string()));
+                }
+                sql.push_str(day);
+                sql.push_str(&w);
+            } else {
+                let (w, a) = part.clause_on(args.len() + 1, "ts_ms", false);
+                args.extend(a);
+                sql.push_str(raw);
+                sql.push_str(&w);
+            }
         }
         (sql, args)
     }

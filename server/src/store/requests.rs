@@ -1,10 +1,11 @@
 //! The request log: the latest usage events, newest first, filtered, page by page; one event by
-//! its id; the events of one `x-request-id`.
+//! its id; the events of one `x-request-id`; the bodies stored for one.
 
-use sqlx::AssertSqlSafe;
+use sqlx::{AssertSqlSafe, Row};
 
 use super::reports::{Arg, UsageFilter};
 use super::{usage_of_row, Result, Store};
+use crate::records::bodies::RequestBodies;
 use crate::records::usage::UsageEvent;
 
 /// Which events the request log shows: the usage filter, plus outcome, route and request id.
@@ -86,5 +87,34 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(usage_of_row).transpose()
+    }
+
+    /// The bodies stored for one event, unless they arrived before `oldest_ms` (expired).
+    pub async fn request_bodies(&self, event_id: &str, oldest_ms: i64) -> Result<Option<RequestBodies>> {
+        let row = sqlx::query("SELECT * FROM request_bodies WHERE event_id = $1 AND ts_ms >= $2")
+            .bind(event_id.to_string())
+            .bind(oldest_ms)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(r) = row else { return Ok(None) };
+        let flag = |name: &str| -> Result<bool> { Ok(r.try_get::<i64, _>(name)? != 0) };
+        Ok(Some(RequestBodies {
+            event_id: r.try_get("event_id")?,
+            ts_ms: r.try_get("ts_ms")?,
+            request: r.try_get("request")?,
+            response: r.try_get("response")?,
+            request_truncated: flag("request_truncated")?,
+            response_truncated: flag("response_truncated")?,
+            redactions: r.try_get::<i64, _>("redactions")?.clamp(0, i64::from(u32::MAX)) as u32,
+        }))
+    }
+
+    /// Deletes the bodies of requests that arrived before `before_ms`; how many.
+    pub async fn purge_bodies(&self, before_ms: i64) -> Result<u64> {
+        let r = sqlx::query("DELETE FROM request_bodies WHERE ts_ms < $1")
+            .bind(before_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
     }
 }

@@ -68,6 +68,7 @@ async fn hot_path(url: &str) {
         expires_ms: None,
         status: KeyStatus::Active,
         limits,
+        store_bodies: false,
         created_ms: 0,
         updated_ms: 0,
         rotated_ms: None,

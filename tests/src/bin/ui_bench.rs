@@ -3,7 +3,7 @@
 //!
 //! Fills a fresh SQLite ledger with a year of hourly traffic (`--per-hour N` events for each of
 //! 10 keys × 3 models every hour, 2 by default: 525,600 events and 262,800 hourly rollups), some
-//! routed, some cached, some failed, then starts a gateway on it in this process, signs in with
+//! tagged by environment and cost center, routed, some cached, some failed, then starts a gateway on it in this process, signs in with
 //! the master key and fetches each page `--runs N` times (7 by default) after one warm-up. Prints
 //! the median and the slowest time per page.
 //!
@@ -13,7 +13,7 @@ use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use switchyard::records::usage::{Outcome, UsageEvent, UsageSource};
+use switchyard::records::usage::{Outcome, Tags, UsageEvent, UsageSource};
 use switchyard::store::Store;
 use switchyard_tests::{parse_config, Admin, MockUpstream, TestGateway, TEST_MASTER_KEY};
 
@@ -38,6 +38,12 @@ fn event(i: u64, ts: i64, key: &str, model: &str, rng: &mut fastrand::Rng) -> Us
         model.to_string(),
     );
     e.key_id = Some(key.to_string());
+    // Tags and cost centers as keys carry them: one of two environments, one of three centers.
+    let k = key
+        .bytes()
+        .fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(u32::from(b)));
+    e.tags = Tags(vec![["prod", "staging"][(k % 2) as usize].into(), "api".into()]);
+    e.cost_center = Some(format!("cc-{}", k % 3));
     e.deployment = Some("oa/mock".into());
     e.provider = Some("oa".into());
     e.status = 200;
@@ -159,7 +165,8 @@ async fn main() {
         "/ui/teams".to_string(),
         format!("/ui/usage?from={}&group_by=day", &year_ago[..10]),
         format!("/ui/usage?from={}&group_by=key", &year_ago[..10]),
-        format!("/ui/usage?from={}&group_by=model&tag=none", &year_ago[..10]),
+        format!("/ui/usage?from={}&group_by=model&tag=prod", &year_ago[..10]),
+        format!("/ui/usage?from={}&group_by=day&cost_center=cc-1", &year_ago[..10]),
         "/ui/requests".to_string(),
         format!("/ui/requests?key_id={}&outcome=failed", keys[3]),
         "/ui/routing?period=365d".to_string(),

@@ -51,8 +51,12 @@ pub struct Session {
     pub address: Option<String>,
 }
 
-/// Gives the response the error's status (a server function's errors are 500 otherwise).
+/// Gives the response the error's status (a server function's errors are 500 otherwise). A
+/// form posted without JavaScript keeps its redirect back to the page, which shows the error.
 pub(crate) fn fail(e: UiError) -> UiError {
+    if plain_form() {
+        return e;
+    }
     if let Some(r) = use_context::<leptos_axum::ResponseOptions>() {
         if let Ok(s) = http::StatusCode::from_u16(e.status) {
             r.set_status(s);
@@ -110,8 +114,19 @@ pub(crate) fn plain_form() -> bool {
         .unwrap_or(false)
 }
 
-/// Calls the admin API as the session's user and reads its JSON answer.
+/// Calls the admin API as the session's user and reads its JSON answer; an error answer also
+/// becomes the response's status.
 pub(crate) async fn call<T: DeserializeOwned>(
+    method: http::Method,
+    uri: String,
+    body: Option<serde_json::Value>,
+) -> Result<T, UiError> {
+    ask(method, uri, body).await.map_err(fail)
+}
+
+/// [`call`], leaving the response's status alone: for an answer the page handles itself (a
+/// 404 that means "none").
+pub(crate) async fn ask<T: DeserializeOwned>(
     method: http::Method,
     uri: String,
     body: Option<serde_json::Value>,
@@ -132,11 +147,12 @@ pub(crate) async fn call<T: DeserializeOwned>(
     }
     let v: serde_json::Value = serde_json::from_slice(&reply.body).unwrap_or_default();
     let e = &v["error"];
-    Err(fail(UiError {
+    Err(UiError {
         message: e["message"].as_str().unwrap_or("The request failed.").to_string(),
         param: e["param"].as_str().map(str::to_string),
         status: reply.status,
-    }))
+        target: None,
+    })
 }
 
 pub(crate) async fn get<T: DeserializeOwned>(uri: String) -> Result<T, UiError> {

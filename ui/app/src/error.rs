@@ -11,6 +11,9 @@ pub struct UiError {
     pub param: Option<String>,
     /// The HTTP status behind it (401 signs the page out).
     pub status: u16,
+    /// The record it is about, where a page has a form per row (the row's id).
+    #[serde(default)]
+    pub target: Option<String>,
 }
 
 impl UiError {
@@ -19,7 +22,21 @@ impl UiError {
             message: message.into(),
             param: None,
             status,
+            target: None,
         }
+    }
+
+    /// The same error, about the record `id`.
+    pub fn on(mut self, id: &str) -> UiError {
+        self.target = Some(id.to_string());
+        self
+    }
+
+    /// The message when it is about `field` of the record `id`.
+    pub fn about_on(&self, id: &str, field: &str) -> Option<String> {
+        (self.target.as_deref() == Some(id))
+            .then(|| self.about(field))
+            .flatten()
     }
 
     /// The message when it is about `field`.

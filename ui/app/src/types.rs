@@ -140,6 +140,9 @@ pub struct Key {
     pub expires_at: Option<String>,
     pub status: String,
     pub limits: Limits,
+    /// The request log stores this key's request and answer bodies.
+    #[serde(default)]
+    pub store_bodies: bool,
     pub created_at: String,
     #[serde(default)]
     pub rotated_at: Option<String>,
@@ -152,6 +155,9 @@ pub struct Team {
     pub name: String,
     pub cost_center: Option<String>,
     pub limits: Limits,
+    /// The request log stores the bodies of its keys' requests.
+    #[serde(default)]
+    pub store_bodies: bool,
     pub created_at: String,
 }
 
@@ -277,6 +283,27 @@ pub struct LoggedRequest {
     pub cascade: Option<String>,
     pub escalation_reason: Option<String>,
     pub shadow_model: Option<String>,
+}
+
+/// The bodies stored for one request (`GET /admin/v1/requests/{id}/bodies`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StoredBodies {
+    pub request: String,
+    pub response: String,
+    pub request_truncated: bool,
+    pub response_truncated: bool,
+    pub redactions: u32,
+}
+
+/// What the request page shows of a request's bodies.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum BodiesView {
+    Stored(StoredBodies),
+    /// None are stored: not opted in, or expired.
+    NotStored,
+    /// They may be stored, but this user may not read them (viewers).
+    AdminsOnly,
 }
 
 /// The request log's filters, as the page's query holds them (blank: not filtered).

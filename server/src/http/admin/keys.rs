@@ -48,6 +48,10 @@ pub(super) struct KeyIn {
     /// Initial limits; omitted or `null` means no limits.
     #[serde(default)]
     limits: Option<LimitsPatch>,
+    /// Store the prompt and answer bodies of this key's requests in the request log
+    /// (redacted, cut and kept as `[request_log]` says). Off by default.
+    #[serde(default)]
+    store_bodies: bool,
 }
 
 /// A key's default routing preference; `null` clears it.
@@ -133,6 +137,7 @@ pub(super) async fn create_key(State(state): State<Arc<AppState>>, req: Request)
         expires_ms: k.expires_at.map(|t| t.0),
         status: KeyStatus::Active,
         limits,
+        store_bodies: k.store_bodies,
         created_ms: now,
         updated_ms: now,
         rotated_ms: None,
@@ -227,6 +232,9 @@ pub(super) struct KeyPatch {
     /// the key).
     #[serde(default, deserialize_with = "nullable")]
     expires_at: Option<Option<Time>>,
+    /// Turns stored bodies on or off for this key's requests.
+    #[serde(default)]
+    store_bodies: Option<bool>,
     /// `active` or `disabled`. Revoking has its own endpoint; a revoked key's status cannot be
     /// changed (409).
     #[serde(default)]
@@ -286,6 +294,9 @@ pub(super) async fn update_key(
     }
     if let Some(e) = p.expires_at {
         k.expires_ms = e.map(|t| t.0);
+    }
+    if let Some(b) = p.store_bodies {
+        k.store_bodies = b;
     }
     if let Some(s) = p.status {
         let s = match s.as_str() {

@@ -73,6 +73,7 @@ fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(usage::usage_summary))
         .routes(routes!(requests::list_requests))
         .routes(routes!(requests::get_request))
+        .routes(routes!(requests::get_request_bodies))
         .routes(routes!(export::export_usage))
         .routes(routes!(usage::reprice_usage))
         .routes(routes!(billing::list_prices))

@@ -1,5 +1,5 @@
 //! `/admin/v1/requests`: the request log, the latest usage events with every field, newest
-//! first, filtered and paged; one by its event id.
+//! first, filtered and paged; one by its event id; the bodies stored for one.
 
 use std::sync::Arc;
 
@@ -14,6 +14,7 @@ use super::wire::{ExportRow, RequestLog, RequestLogTag};
 use super::{next_cursor, page_of, reply, store_err};
 use crate::error::ApiError;
 use crate::http::AppState;
+use crate::records::bodies::RequestBodies;
 use crate::records::usage::Outcome;
 use crate::store::RequestFilter;
 
@@ -132,5 +133,33 @@ pub(super) async fn get_request(
     match state.store.usage_event(&id).await.map_err(store_err)? {
         Some(e) => Ok(reply(StatusCode::OK, &ExportRow::from(&e))),
         None => Err(ApiError::not_found(format!("No request with event id `{id}`."))),
+    }
+}
+
+/// One request's stored bodies
+///
+/// The prompt and answer stored for this request, redacted and cut as `[request_log]` says.
+/// Bodies are stored only for keys, teams and routes with `store_bodies` on, and only until
+/// their retention ends.
+#[utoipa::path(get, path = "/admin/v1/requests/{event_id}/bodies", tag = "usage", params(EventId),
+    responses(
+        (status = 200, description = "The stored bodies.", body = RequestBodies),
+        (status = 404, description = "No bodies are stored for this request (none were asked for, or they expired)."),
+        (status = 503, description = "The database is unavailable."),
+    ))]
+pub(super) async fn get_request_bodies(
+    State(state): State<Arc<AppState>>,
+    Path(EventId(id)): Path<EventId>,
+) -> Result<Response, ApiError> {
+    let oldest = state
+        .bodies
+        .as_ref()
+        .map_or(i64::MAX, |r| r.oldest_kept(state.clock.now_ms()));
+    match state.store.request_bodies(&id, oldest).await.map_err(store_err)? {
+        Some(b) => Ok(reply(StatusCode::OK, &b)),
+        None => Err(ApiError::not_found(format!(
+            "No bodies are stored for request `{id}`: bodies are stored only where its key, team or route \
+             opts in (store_bodies), and only until their retention ends."
+        ))),
     }
 }

@@ -29,6 +29,10 @@ pub(super) struct TeamIn {
     /// Initial limits; omitted or `null` means no limits.
     #[serde(default)]
     limits: Option<LimitsPatch>,
+    /// Store the prompt and answer bodies of the team's keys' requests in the request log
+    /// (redacted, cut and kept as `[request_log]` says). Off by default.
+    #[serde(default)]
+    store_bodies: bool,
 }
 
 /// Create a team
@@ -52,6 +56,7 @@ pub(super) async fn create_team(State(state): State<Arc<AppState>>, req: Request
         name: t.name.trim().to_string(),
         cost_center: t.cost_center,
         limits,
+        store_bodies: t.store_bodies,
         created_ms: now,
         updated_ms: now,
     };
@@ -109,6 +114,9 @@ pub(super) struct TeamPatch {
     /// Limit changes, merged field by field into the current limits.
     #[serde(default)]
     limits: Option<LimitsPatch>,
+    /// Turns stored bodies on or off for the team's keys' requests.
+    #[serde(default)]
+    store_bodies: Option<bool>,
 }
 
 /// Update a team
@@ -142,6 +150,9 @@ pub(super) async fn update_team(
     }
     if let Some(l) = p.limits {
         t.limits = l.apply(t.limits)?;
+    }
+    if let Some(b) = p.store_bodies {
+        t.store_bodies = b;
     }
     t.updated_ms = state.clock.now_ms();
     if !state.store.update_team(&t).await.map_err(store_err)? {

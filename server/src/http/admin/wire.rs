@@ -201,6 +201,8 @@ pub(crate) struct Team {
     pub name: String,
     pub cost_center: Option<String>,
     pub limits: LimitsOut,
+    /// The request log stores the bodies of its keys' requests.
+    pub store_bodies: bool,
     pub created_at: Iso,
     pub updated_at: Iso,
 }
@@ -213,6 +215,7 @@ impl Team {
             name: t.name.clone(),
             cost_center: t.cost_center.clone(),
             limits,
+            store_bodies: t.store_bodies,
             created_at: Iso::at(t.created_ms),
             updated_at: Iso::at(t.updated_ms),
         }
@@ -253,6 +256,8 @@ pub(crate) struct Key {
     pub expires_at: Option<Iso>,
     pub status: KeyStatus,
     pub limits: LimitsOut,
+    /// The request log stores the bodies of this key's requests (its team's setting is on the team).
+    pub store_bodies: bool,
     pub created_at: Iso,
     pub updated_at: Iso,
     /// When the secret was last rotated; `null` if never.
@@ -274,6 +279,7 @@ impl Key {
             expires_at: k.expires_ms.map(Iso::at),
             status: k.status,
             limits,
+            store_bodies: k.store_bodies,
             created_at: Iso::at(k.created_ms),
             updated_at: Iso::at(k.updated_ms),
             rotated_at: k.rotated_ms.map(Iso::at),

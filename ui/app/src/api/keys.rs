@@ -110,6 +110,7 @@ pub(crate) fn count_or_null(param: &str, s: &str) -> Result<serde_json::Value, U
             message: "must be a whole number of at least 1, or blank for no limit".into(),
             param: Some(param.into()),
             status: 400,
+            target: None,
         })),
     }
 }
@@ -147,6 +148,7 @@ pub(crate) fn limits_of(
                     message: "must be a whole number between 0 and 100".into(),
                     param: Some("limits.budget.soft_limit_pct".into()),
                     status: 400,
+                    target: None,
                 })
             })?;
             b["soft_limit_pct"] = pct.into();
@@ -211,6 +213,8 @@ pub async fn update_key(
     rpm: String,
     tpm: String,
     max_concurrent: String,
+    // A checkbox: sent only when ticked.
+    store_bodies: Option<String>,
 ) -> Result<Key, UiError> {
     editor(&csrf)?;
     let models = list_of(&allowed_models);
@@ -223,6 +227,7 @@ pub async fn update_key(
         "route_prefer": text_or_null(&route_prefer),
         "expires_at": text_or_null(&expires_at),
         "limits": limits_of(&budget_usd, &period, &soft_limit_pct, &rpm, &tpm, &max_concurrent)?,
+        "store_bodies": store_bodies.is_some(),
     });
     call(http::Method::PATCH, format!("/admin/v1/keys/{}", enc(&id)), Some(body)).await
 }

@@ -62,6 +62,7 @@ pub async fn explain_route(route: String, prompt: String, prefer: String) -> Res
             message: "Paste a prompt to route.".into(),
             param: Some("prompt".into()),
             status: 400,
+            target: None,
         }));
     }
     let body = serde_json::json!({

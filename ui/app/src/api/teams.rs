@@ -87,11 +87,19 @@ pub async fn update_team(
     rpm: String,
     tpm: String,
     max_concurrent: String,
+    // A checkbox: sent only when ticked.
+    store_bodies: Option<String>,
 ) -> Result<Team, UiError> {
-    editor(&csrf)?;
+    // Every error names the team, so the page shows it next to the field of this team's form.
+    editor(&csrf).map_err(|e| e.on(&id))?;
+    let limits =
+        limits_of(&budget_usd, &period, &soft_limit_pct, &rpm, &tpm, &max_concurrent).map_err(|e| e.on(&id))?;
     let body = serde_json::json!({
         "cost_center": text_or_null(&cost_center),
-        "limits": limits_of(&budget_usd, &period, &soft_limit_pct, &rpm, &tpm, &max_concurrent)?,
+        "limits": limits,
+        "store_bodies": store_bodies.is_some(),
     });
-    call(http::Method::PATCH, format!("/admin/v1/teams/{}", enc(&id)), Some(body)).await
+    call(http::Method::PATCH, format!("/admin/v1/teams/{}", enc(&id)), Some(body))
+        .await
+        .map_err(|e| e.on(&id))
 }

@@ -26,6 +26,7 @@ fn filter_of(q: &UsageQuery) -> Result<String, UiError> {
                 message: "must be a date, YYYY-MM-DD".into(),
                 param: Some("to".into()),
                 status: 400,
+                target: None,
             })
         })?;
         parts.push(format!("to={}", (day + 1) * 86_400_000));

@@ -165,6 +165,7 @@ fn ReadKey(p: KeyPage) -> impl IntoView {
                 <dt>"Requests per minute"</dt><dd>{or_none(l.rpm.map(|v| v.to_string()))}</dd>
                 <dt>"Tokens per minute"</dt><dd>{or_none(l.tpm.map(|v| v.to_string()))}</dd>
                 <dt>"In flight at once"</dt><dd>{or_none(l.max_concurrent.map(|v| v.to_string()))}</dd>
+                <dt>"Stored bodies"</dt><dd>{if k.store_bodies { "on" } else { "off" }}</dd>
             </dl>
         </section>
     }
@@ -275,6 +276,12 @@ fn EditKey(p: KeyPage, csrf: String, data: Data) -> impl IntoView {
                     <label for="k-conc">"In flight at once"</label>
                     <input id="k-conc" name="max_concurrent" inputmode="numeric" value=num(k.limits.max_concurrent.map(u64::from)) placeholder="no limit" />
                     {err("limits.max_concurrent")}
+                    <label for="k-bodies">"Store request bodies"</label>
+                    <span class="check">
+                        <input id="k-bodies" name="store_bodies" type="checkbox" value="on" checked=k.store_bodies aria-describedby="k-bodies-help" />
+                        <small id="k-bodies-help" class="muted">"Keep this key's prompts and answers in the request log, redacted, cut and expired as configured."</small>
+                    </span>
+                    {err("store_bodies")}
                 </div>
                 {general}
                 {saved}

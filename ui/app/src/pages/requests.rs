@@ -1,14 +1,15 @@
 //! The request log: the latest requests with key, route, tier, model and deployment, tokens,
 //! cost, latency, cache and outcome, filtered (a request id finds one request), page by page;
-//! and one request with every field and why it went where it went.
+//! and one request with every field and why it went where it went, with its prompt and answer
+//! where they were stored (shown to admins only).
 
 use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
 use super::usd;
-use crate::api::{enc, load_request, load_requests};
+use crate::api::{enc, load_request, load_request_bodies, load_requests};
 use crate::layout::Frame;
-use crate::types::{LoggedRequest, RequestPage, RequestQuery};
+use crate::types::{BodiesView, LoggedRequest, RequestPage, RequestQuery};
 
 #[component]
 pub fn Requests() -> impl IntoView {
@@ -157,6 +158,7 @@ pub fn RequestDetail() -> impl IntoView {
     let params = use_params_map();
     let id = move || params.with(|p| p.get("id")).unwrap_or_default();
     let data = Resource::new(id, load_request);
+    let bodies = Resource::new(id, load_request_bodies);
     view! {
         <Frame title="Request" children=move |_me| view! {
             <p><a href="/ui/requests">"← The request log"</a></p>
@@ -168,7 +170,47 @@ pub fn RequestDetail() -> impl IntoView {
                     }
                 })}
             </Suspense>
+            <Suspense fallback=|| ()>
+                {move || Suspend::new(async move {
+                    match bodies.await {
+                        Ok(b) => view! { <Bodies b=b /> }.into_any(),
+                        Err(e) => view! { <p class="error" role="alert">{e.message}</p> }.into_any(),
+                    }
+                })}
+            </Suspense>
         } />
+    }
+}
+
+/// The prompt and the answer, where they were stored.
+#[component]
+fn Bodies(b: BodiesView) -> impl IntoView {
+    let note = |cut: bool| cut.then(|| view! { <p class="muted">"Cut at the configured size."</p> });
+    match b {
+        BodiesView::Stored(b) => view! {
+            <section class="card" id="request-bodies">
+                <h2>"Request"</h2>
+                <pre class="body" id="request-body" tabindex="0">{b.request.clone()}</pre>
+                {note(b.request_truncated)}
+                <h2>"Answer"</h2>
+                {if b.response.is_empty() {
+                    view! { <p class="empty">"No answer was sent."</p> }.into_any()
+                } else {
+                    view! { <pre class="body" id="response-body" tabindex="0">{b.response.clone()}</pre> }.into_any()
+                }}
+                {note(b.response_truncated)}
+                <p class="muted">{format!("{} match(es) of the redaction patterns replaced.", b.redactions)}</p>
+            </section>
+        }
+        .into_any(),
+        BodiesView::NotStored => view! {
+            <p class="muted" id="no-bodies">"Bodies are not stored for this request: they are kept only where its key, team or route opts in, and only until their retention ends."</p>
+        }
+        .into_any(),
+        BodiesView::AdminsOnly => view! {
+            <p class="muted" id="no-bodies">"Stored bodies, where there are any, are shown to admins only."</p>
+        }
+        .into_any(),
     }
 }
 
@@ -252,7 +294,6 @@ fn Detail(r: LoggedRequest) -> impl IntoView {
             <dl class="fields">
                 {rows.into_iter().map(|(k, v)| view! { <dt>{k}</dt><dd>{v}</dd> }).collect_view()}
             </dl>
-            <p class="muted">"Prompts and answers are not stored."</p>
         </section>
     }
 }

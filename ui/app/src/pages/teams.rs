@@ -1,5 +1,6 @@
 //! Teams: each team's spend against its budget as a bar (from the ledger), its keys and limits;
-//! for admins, create a team and change a team's cost center, budget and limits.
+//! for admins, create a team and change a team's cost center, budget, limits and stored bodies
+//! (a row's errors shown next to its fields).
 
 use leptos::prelude::*;
 
@@ -52,17 +53,8 @@ fn TeamsBody(me: Viewer, data: Data) -> impl IntoView {
             .filter(|e| e.param.is_none())
             .map(|e| view! { <p class="error" role="alert">{e.message}</p> })
     };
-    let update_error = move || {
-        update
-            .value()
-            .get()
-            .and_then(|r| r.err())
-            .filter(|e| e.param.is_some())
-            .map(|e| view! { <p class="error" role="alert">{e.param.clone().unwrap_or_default()} ": " {e.message}</p> })
-    };
     view! {
         {general}
-        {update_error}
         {editor.then(|| view! {
             <details class="card" open=move || create.value().get().is_some_and(|r| r.is_err())>
                 <summary>"Create a team"</summary>
@@ -130,6 +122,7 @@ fn TeamTable(rows: Vec<TeamRow>, csrf: String, editor: bool, update: ServerActio
                             l.rpm.map(|v| format!("{v} rpm")),
                             l.tpm.map(|v| format!("{v} tpm")),
                             l.max_concurrent.map(|v| format!("{v} at once")),
+                            t.store_bodies.then(|| "bodies stored".to_string()),
                         ]
                         .into_iter()
                         .flatten()
@@ -163,8 +156,28 @@ fn EditTeam(r: TeamRow, csrf: String, update: ServerAction<UpdateTeam>) -> impl 
     let id = move |f: &str| format!("{f}-{tid}");
     let label = format!("Edit {}", t.name);
     let team_id = t.id.clone();
+    // This row's form's errors, next to their fields; the form stays open while one is shown.
+    let (for_err, for_open) = (t.id.clone(), t.id.clone());
+    let err = move |field: &'static str| {
+        let team = for_err.clone();
+        move || {
+            update
+                .value()
+                .get()
+                .and_then(|r| r.err())
+                .and_then(|e: UiError| e.about_on(&team, field))
+                .map(|m| view! { <span class="field-error" role="alert">{m}</span> })
+        }
+    };
+    let open = move || {
+        update
+            .value()
+            .get()
+            .and_then(|r| r.err())
+            .is_some_and(|e| e.target.as_deref() == Some(for_open.as_str()) && e.param.is_some())
+    };
     view! {
-        <details class="edit">
+        <details class="edit" open=open>
             <summary aria-label=label>"Edit…"</summary>
             <ActionForm action=update>
                 <input type="hidden" name="csrf" value=csrf />
@@ -172,20 +185,30 @@ fn EditTeam(r: TeamRow, csrf: String, update: ServerAction<UpdateTeam>) -> impl 
                 <div class="fields">
                     <label for=id("cc")>"Cost center"</label>
                     <input id=id("cc") name="cost_center" value=t.cost_center.clone().unwrap_or_default() />
+                    {err("cost_center")}
                     <label for=id("budget")>"Budget (USD)"</label>
                     <input id=id("budget") name="budget_usd" inputmode="decimal" value=b.as_ref().map(|b| b.limit_usd.clone()).unwrap_or_default() placeholder="none" />
+                    {err("limits.budget.limit_usd")}
                     <label for=id("period")>"Period"</label>
                     <select id=id("period") name="period">
                         {period_options(&period)}
                     </select>
+                    {err("limits.budget.period")}
                     <label for=id("soft")>"Alert at (%)"</label>
                     <input id=id("soft") name="soft_limit_pct" inputmode="numeric" value=b.as_ref().map(|b| b.soft_limit_pct.to_string()).unwrap_or_else(|| "80".into()) />
+                    {err("limits.budget.soft_limit_pct")}
                     <label for=id("rpm")>"Requests per minute"</label>
                     <input id=id("rpm") name="rpm" inputmode="numeric" value=num(t.limits.rpm) placeholder="no limit" />
+                    {err("limits.rpm")}
                     <label for=id("tpm")>"Tokens per minute"</label>
                     <input id=id("tpm") name="tpm" inputmode="numeric" value=num(t.limits.tpm) placeholder="no limit" />
+                    {err("limits.tpm")}
                     <label for=id("conc")>"In flight at once"</label>
                     <input id=id("conc") name="max_concurrent" inputmode="numeric" value=num(t.limits.max_concurrent.map(u64::from)) placeholder="no limit" />
+                    {err("limits.max_concurrent")}
+                    <label for=id("bodies")>"Store request bodies"</label>
+                    <input id=id("bodies") name="store_bodies" type="checkbox" value="on" checked=t.store_bodies />
+                    {err("store_bodies")}
                 </div>
                 <button type="submit">"Save"</button>
             </ActionForm>
