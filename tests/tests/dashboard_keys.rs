@@ -373,6 +373,18 @@ async fn teams_are_created_listed_with_their_spend_and_changed() {
     assert!(spent > 0.0);
     let (_, html) = page(&gw, &cookie, "/ui/teams").await;
     assert!(html.contains("Research") && html.contains("role=\"meter\"") && html.contains("Edit…"));
+    // Searched by name (any case) or cost center, and filtered by budget.
+    for (query, found) in [
+        ("q=rESEA".to_string(), true),
+        (format!("q={}", &team_id[5..14]), true),
+        ("q=nothing-like-it".to_string(), false),
+        ("budget=set".to_string(), true),
+        ("budget=none".to_string(), false),
+    ] {
+        let (_, html) = page(&gw, &cookie, &format!("/ui/teams?{query}")).await;
+        assert_eq!(html.contains(&format!("data-team=\"{team_id}\"")), found, "{query}");
+        assert_eq!(html.contains("No team matches."), !found, "{query}");
+    }
 
     // Changed: budget, period, alert threshold and limits; a blank clears.
     let update = |budget: &str, rpm: &str| {
@@ -598,6 +610,7 @@ async fn usage_requests_routing_and_providers_pages_serve_admins_and_viewers() {
             "usage",
             "requests",
             "request",
+            "request_bodies",
             "routing",
             "decisions",
             "explain",

@@ -110,18 +110,35 @@ async fn hot_path(url: &str) {
     store.close().await;
 }
 
-/// Ledger write throughput; with `billing`, each event's billing event goes into the outbox too.
-async fn ledger(name: &str, url: &str, billing: bool) {
+/// An event as a tagged key behind a route sends it: two tags and a cost center (the daily
+/// rollups per tag and cost center) and a route's tier and intent (per route arm, the mix).
+fn labelled(i: usize) -> UsageEvent {
+    let mut e = event(i);
+    e.tags = switchyard::records::usage::Tags(vec![["prod", "staging"][i % 2].into(), "api".into()]);
+    e.cost_center = Some(format!("cc-{}", i % 3));
+    e.route = Some("auto".into());
+    e.tier = Some(std::borrow::Cow::Borrowed(["cheap", "strong"][i % 2]));
+    e.intent = Some("chat".into());
+    e
+}
+
+/// Ledger write throughput; with `billing`, each event's billing event goes into the outbox
+/// too; with `labels`, each event has tags, a cost center and a route.
+async fn ledger(name: &str, url: &str, billing: bool, labels: bool) {
     let store = Store::connect(url, 4).await.expect("open the store");
     let batch = 2000;
     let total = 100_000;
-    let events: Vec<UsageEvent> = (0..total).map(event).collect();
+    let events: Vec<UsageEvent> = (0..total).map(if labels { labelled } else { event }).collect();
     let t = Instant::now();
     for chunk in events.chunks(batch) {
         store.write_usage(chunk, billing).await.expect("write a batch");
     }
     let secs = t.elapsed().as_secs_f64();
-    let what = if billing { " + billing outbox" } else { "" };
+    let what = match (billing, labels) {
+        (true, _) => " + billing outbox",
+        (false, true) => ", tagged and routed",
+        _ => "",
+    };
     println!(
         "ledger write {name}{what}: {total} events in batches of {batch}: {:.0} events/s ({:.1} ms per batch)",
         total as f64 / secs,
@@ -134,16 +151,17 @@ async fn ledger(name: &str, url: &str, billing: bool) {
 async fn main() {
     let sqlite = switchyard_tests::temp_sqlite_url();
     hot_path(&sqlite).await;
-    for billing in [false, true] {
-        ledger("sqlite", &switchyard_tests::temp_sqlite_url(), billing).await;
+    for (billing, labels) in [(false, false), (true, false), (false, true)] {
+        ledger("sqlite", &switchyard_tests::temp_sqlite_url(), billing, labels).await;
     }
     match switchyard_tests::fresh_postgres_schema().await {
-        Some(pg) => {
-            ledger("postgres", &pg, false).await;
-            let pg2 = switchyard_tests::fresh_postgres_schema()
-                .await
-                .expect("the server answered just now");
-            ledger("postgres", &pg2, true).await;
+        Some(_) => {
+            for (billing, labels) in [(false, false), (true, false), (false, true)] {
+                let pg = switchyard_tests::fresh_postgres_schema()
+                    .await
+                    .expect("the server answered just now");
+                ledger("postgres", &pg, billing, labels).await;
+            }
         }
         None => println!(
             "ledger write postgres: skipped ({} not set)",

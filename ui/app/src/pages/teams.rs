@@ -1,8 +1,10 @@
-//! Teams: each team's spend against its budget as a bar (from the ledger), its keys and limits;
+//! Teams: each team's spend against its budget as a bar (from the ledger), its keys and limits,
+//! searched and filtered by budget;
 //! for admins, create a team and change a team's cost center, budget, limits and stored bodies
 //! (a row's errors shown next to its fields).
 
 use leptos::prelude::*;
+use leptos_router::hooks::use_query_map;
 
 use super::{period_options, BudgetBar, BUDGET_PERIODS};
 use crate::api::{list_teams, CreateTeam, UpdateTeam};
@@ -53,7 +55,22 @@ fn TeamsBody(me: Viewer, data: Data) -> impl IntoView {
             .filter(|e| e.param.is_none())
             .map(|e| view! { <p class="error" role="alert">{e.message}</p> })
     };
+    let q = use_query_map();
+    let search = move || q.with(|m| m.get("q").unwrap_or_default());
+    let budget = move || q.with(|m| m.get("budget").unwrap_or_default());
     view! {
+        <form method="get" action="/ui/teams" class="filters" role="search">
+            <label for="tq">"Search"</label>
+            <input id="tq" name="q" value=search placeholder="name, id or cost center" />
+            <label for="tb">"Budget"</label>
+            <select id="tb" name="budget">
+                {[("", "any"), ("set", "with a budget"), ("none", "without"), ("alert", "past its alert")]
+                    .into_iter()
+                    .map(|(v, label)| view! { <option value=v selected=move || budget() == v>{label}</option> })
+                    .collect_view()}
+            </select>
+            <button type="submit">"Filter"</button>
+        </form>
         {general}
         {editor.then(|| view! {
             <details class="card" open=move || create.value().get().is_some_and(|r| r.is_err())>
@@ -89,13 +106,45 @@ fn TeamsBody(me: Viewer, data: Data) -> impl IntoView {
                 Suspend::new(async move {
                     match teams.await {
                         Ok(list) if list.is_empty() => view! { <p class="empty">"No teams yet."</p> }.into_any(),
-                        Ok(list) => view! { <TeamTable rows=list csrf=csrf editor=editor update=update /> }.into_any(),
+                        Ok(list) => {
+                            let rows: Vec<TeamRow> = list.into_iter().filter(|r| shown(r, &search(), &budget())).collect();
+                            if rows.is_empty() {
+                                view! { <p class="empty">"No team matches."</p> }.into_any()
+                            } else {
+                                view! { <TeamTable rows=rows csrf=csrf editor=editor update=update /> }.into_any()
+                            }
+                        }
                         Err(e) => view! { <p class="error" role="alert">{e.message}</p> }.into_any(),
                     }
                 })
             }}
         </Suspense>
     }
+}
+
+/// Whether a team passes the search (name, id or cost center, any case) and the budget filter.
+fn shown(r: &TeamRow, search: &str, budget: &str) -> bool {
+    let t = &r.team;
+    let needle = search.trim().to_lowercase();
+    let found = needle.is_empty()
+        || t.name.to_lowercase().contains(&needle)
+        || t.id.contains(&needle)
+        || t.cost_center
+            .as_deref()
+            .is_some_and(|c| c.to_lowercase().contains(&needle));
+    let b = t.limits.budget.as_ref();
+    let spent: f64 = r.spent_usd.parse().unwrap_or(0.0);
+    let past_alert = b.is_some_and(|b| {
+        let limit: f64 = b.limit_usd.parse().unwrap_or(f64::INFINITY);
+        spent >= limit * f64::from(b.soft_limit_pct) / 100.0
+    });
+    found
+        && match budget {
+            "set" => b.is_some(),
+            "none" => b.is_none(),
+            "alert" => past_alert,
+            _ => true,
+        }
 }
 
 #[component]
