@@ -299,6 +299,7 @@ api_key_env = "MOCK_KEY"
         model("quirky-raw", "", vec![dep("oa-raw", "mock;quirks", "")]),
         model("refuses", "", vec![dep("oa", "mock;answer=refusal", "")]),
         model("claude-nousage", "", vec![dep("an", "claude-mock;usage=off", "")]),
+        model("claude-error-as-200", "", vec![dep("an", "claude-mock;error_body", "")]),
         model("claude-overloaded-once", "", vec![dep("an", "claude-mock;fail_first=1;error=529", "")]),
         model("claude-stream-error", "", vec![dep("an", "claude-mock;stream_error=4", "")]),
         model("embed", "kind = \"embedding\"", vec![dep("oa", "mock-embed", "")]),

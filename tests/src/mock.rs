@@ -17,7 +17,7 @@
 //! | `stream_error=N` | stream N chunks, then an in-band error event |
 //! | `dims=N` | embedding dimensions |
 //! | `pad=N` | add N bytes of filler to each streamed content piece (large streams) |
-//! | `error_body` | answer 200 with an OpenAI error object instead of a completion |
+//! | `error_body` | answer 200 with an error object instead of a completion (OpenAI's shape, or Anthropic's `{"type":"error"}`) |
 //! | `answer=KIND` | a poor answer: `empty`, `refusal`, `badjson` (broken JSON), `badtool` (unparsable tool arguments), `text` (text even where a tool call is required) |
 //! | `logprob=X` | the log-probability reported per token when the request asks for `logprobs` |
 //! | `quirks` | behave like llama.cpp's server: all three below |
@@ -580,6 +580,11 @@ async fn messages(State(state): State<Arc<MockState>>, headers: HeaderMap, body:
     }
     if let Err(e) = check_anthropic_request(&req) {
         return anthropic_error(400, &e, None);
+    }
+    if d.error_body {
+        // As Anthropic's API sometimes does: an error event with a 200 status.
+        let body = json!({"type": "error", "error": {"type": "overloaded_error", "message": "mock: overloaded"}});
+        return ([("content-type", "application/json")], body.to_string()).into_response();
     }
     let p = plan(&model, &openai_view(&req));
     let (blocks, stop_reason) = anthropic_blocks(&p);

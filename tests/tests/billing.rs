@@ -351,6 +351,68 @@ async fn rejected_billing_events_wait_for_a_requeue() {
     }
 }
 
+/// A receiver that redirects every POST to a page that answers any GET with 200, and one whose
+/// error page never ends: neither marks an event delivered, and neither holds the deliverer up.
+#[tokio::test]
+async fn a_redirect_or_an_endless_error_page_is_not_a_delivery() {
+    use axum::response::{IntoResponse, Redirect};
+    use axum::routing::get;
+    let gets = Arc::new(AtomicU64::new(0));
+    let g = gets.clone();
+    let app = Router::new()
+        .route(
+            "/api/v1/events",
+            post(|| async { Redirect::to("/moved").into_response() }),
+        )
+        .route(
+            "/moved",
+            get(move || {
+                g.fetch_add(1, Ordering::Relaxed);
+                async { (StatusCode::OK, "{}") }
+            }),
+        )
+        .route(
+            "/endless/api/v1/events",
+            post(|| async {
+                let chunks = futures_util::stream::repeat_with(|| {
+                    Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'x'; 65536]))
+                });
+                (StatusCode::INTERNAL_SERVER_ERROR, axum::body::Body::from_stream(chunks))
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    for base in [format!("http://{addr}"), format!("http://{addr}/endless")] {
+        let url = switchyard_tests::temp_sqlite_url();
+        let billing = format!("[billing]\nurl = \"{base}\"\nbackoff_ms = 10\nmax_backoff_secs = 1");
+        let gw = TestGateway::start_with_ledger(parse_config(&config(&url, &billing))).await;
+        let admin = Admin::new(&gw);
+        let (_, secret) = admin.key(json!({"name": "moved"})).await;
+        let client = reqwest::Client::new();
+        for i in 0..3 {
+            assert_eq!(chat(&client, &gw, &secret, i).await, 200);
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            let (_, v) = admin.call(reqwest::Method::GET, "/billing", None).await;
+            let failed = v["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("HTTP 3") || e.contains("HTTP 500"));
+            if (failed && v["pending"] == 3) || Instant::now() > deadline {
+                break v;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(status["pending"], 3, "{base}: nothing delivered: {status}");
+        assert_eq!(status["delivered_retained"], 0, "{status}");
+        let err = status["last_error"].as_str().unwrap();
+        assert!(err.len() < 1000, "the error text is bounded: {} bytes", err.len());
+        gw.stop().await.unwrap();
+    }
+    assert_eq!(gets.load(Ordering::Relaxed), 0, "the redirect was not followed");
+}
+
 fn price_dir(prices: &str) -> std::path::PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);
     let dir = std::env::temp_dir().join(format!(

@@ -173,3 +173,32 @@ async fn an_unsettled_reservation_is_charged_at_its_worst_case() {
     assert_eq!(reserved, 0);
     store.close().await;
 }
+
+/// A request refused for an absurd worst case (here the largest cost there is) must not leave
+/// the lease arithmetic to wrap: the next flush hands back a lease within the budget.
+#[tokio::test]
+async fn a_refused_huge_worst_case_leaves_the_lease_within_the_budget() {
+    let url = switchyard_tests::temp_sqlite_url();
+    let store = Store::connect(&url, 2).await.unwrap();
+    let limiter = Limiter::new(
+        store.clone(),
+        Arc::new(ManualClock::new(1_000)),
+        LedgerSettings::default(),
+    );
+    let l = limits(Period::Total);
+    let subject = [Subject {
+        scope: "key:k1",
+        limits: &l,
+    }];
+    let held = limiter.admit(&subject, 0, Nanos(100_000_000)).await.unwrap();
+    assert!(limiter.admit(&subject, 0, Nanos(i64::MAX)).await.is_err());
+    limiter.flush(false).await;
+    let (_, reserved, lease) = limiter.local_view("key:k1").unwrap();
+    assert_eq!(reserved, 100_000_000);
+    assert!((reserved..=1_000_000_000).contains(&lease), "lease {lease}");
+    drop(held);
+    limiter.flush(true).await;
+    let (_, reserved, lease) = limiter.local_view("key:k1").unwrap();
+    assert_eq!((reserved, lease), (0, 0));
+    store.close().await;
+}

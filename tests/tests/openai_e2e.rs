@@ -293,6 +293,11 @@ async fn upstream_5xx_is_retried_then_502_never_200() {
     let (status, _, v) = chat(&gw, json!({"model": "error-as-200", "messages": user("x")})).await;
     assert_eq!(status, 502, "{v}");
     assert_eq!(mock.state.count_for("mock;error_body"), 2);
+    // Anthropic's own shape of it, `{"type":"error"}` with a 200: overloaded, so retried, then 502.
+    let (status, _, v) = chat(&gw, json!({"model": "claude-error-as-200", "messages": user("x")})).await;
+    assert_eq!(status, 502, "{v}");
+    assert_eq!(v["error"]["type"], "server_error", "{v}");
+    assert_eq!(mock.state.count_for("claude-mock;error_body"), 2);
     // A 400 from the upstream is the client's to fix: passed on, not retried.
     let (status, _, _) = chat(&gw, json!({"model": "bad-request", "messages": user("x")})).await;
     assert_eq!(status, 400);

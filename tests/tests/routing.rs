@@ -161,9 +161,11 @@ async fn a_route_in_the_base_url_decides() {
         .unwrap();
     assert_eq!(r.status(), 404);
     let v: Value = r.json().await.unwrap();
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("Unknown route `nope`"), "{v}");
     assert!(
-        v["error"]["message"].as_str().unwrap().contains("Unknown route `nope`"),
-        "{v}"
+        !msg.contains("dev") && !msg.contains("auto"),
+        "other routes are not listed: {v}"
     );
     // The rest of the API works under the same base URL.
     let m: Value = c
@@ -224,9 +226,10 @@ async fn bad_routing_input_gets_clear_errors() {
     assert_eq!(r.status(), 400);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["param"], "model", "{v}");
+    let msg = v["error"]["message"].as_str().unwrap();
     assert!(
-        v["error"]["message"].as_str().unwrap().contains("routes: auto, dev"),
-        "{v}"
+        msg.contains("/v1/models") && !msg.contains("auto") && !msg.contains("dev"),
+        "no route is named: {v}"
     );
     let (s, _, v) = chat(
         &gw,

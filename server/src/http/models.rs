@@ -68,6 +68,6 @@ pub(crate) fn known_route(state: &AppState, route: &str) -> Result<(), ApiError>
     let table = state.router.get();
     match table.route(route) {
         Some(_) => Ok(()),
-        None => Err(crate::router::decide::unknown_route(&table, route)),
+        None => Err(crate::router::decide::unknown_route(route)),
     }
 }

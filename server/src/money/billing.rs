@@ -131,6 +131,9 @@ impl Deliverer {
             .timeout(Duration::from_millis(cfg.timeout_ms))
             .connect_timeout(Duration::from_millis(cfg.timeout_ms.min(5_000)))
             .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
+            // A redirect is not a delivery: followed, a 301/302 turns the POST into a GET and its
+            // 200 would mark events delivered that never were. It is answered as a failure.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("a TLS backend is available");
         Deliverer {
@@ -302,13 +305,28 @@ impl Deliverer {
                 let text = if status.is_success() {
                     String::new()
                 } else {
-                    r.text().await.unwrap_or_default()
+                    bounded_text(r, MAX_ERROR_BODY).await
                 };
                 classify(status.as_u16(), &text)
             }
             Err(e) => Sent::Failed(format!("request failed: {e}")),
         }
     }
+}
+
+/// The most of an error answer's body read (the rest is not waited for).
+const MAX_ERROR_BODY: usize = 4096;
+
+/// The start of an answer's body, at most `max` bytes, as text.
+async fn bounded_text(mut r: reqwest::Response, max: usize) -> String {
+    let mut buf = Vec::new();
+    while buf.len() < max {
+        match r.chunk().await {
+            Ok(Some(c)) => buf.extend_from_slice(&c[..c.len().min(max - buf.len())]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&buf).into_owned()
 }
 
 /// What an answer of the billing API means for the events sent.

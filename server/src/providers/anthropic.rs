@@ -368,23 +368,26 @@ impl StreamTranslator {
                 out.push(u);
                 return Ok((out, true));
             }
-            "error" => {
-                let e = &data["error"];
-                let status = match e["type"].as_str() {
-                    Some("overloaded_error") => 529,
-                    Some("rate_limit_error") => 429,
-                    Some("invalid_request_error") => 400,
-                    _ => 500,
-                };
-                return Err(UpstreamError::Status {
-                    status,
-                    message: e["message"].as_str().unwrap_or("upstream stream error").to_string(),
-                    retry_after: None,
-                });
-            }
+            "error" => return Err(error_of(&data["error"])),
             _ => {} // ping, content_block_stop, and event types added later
         }
         Ok((out, false))
+    }
+}
+
+/// An Anthropic error object (`{"type": "overloaded_error", "message": …}`) as the upstream
+/// error it stands for, whether it came in a stream or, with a 200, as the whole answer.
+fn error_of(e: &Value) -> UpstreamError {
+    let status = match e["type"].as_str() {
+        Some("overloaded_error") => 529,
+        Some("rate_limit_error") => 429,
+        Some("invalid_request_error") => 400,
+        _ => 500,
+    };
+    UpstreamError::Status {
+        status,
+        message: e["message"].as_str().unwrap_or("upstream error").to_string(),
+        retry_after: None,
     }
 }
 
@@ -419,6 +422,10 @@ impl Provider for Anthropic {
                 let raw = read_limited(resp, limits.max_response_bytes).await?;
                 let msg: Value =
                     serde_json::from_slice(&raw).map_err(|_| UpstreamError::Protocol("response is not JSON".into()))?;
+                // An error sent with a 200 status is still an error (retried or passed on as one).
+                if msg["type"] == "error" {
+                    return Err(error_of(&msg["error"]));
+                }
                 let (body, usage) = translate_response(&msg);
                 return Ok(ChatOutcome::Complete(Complete {
                     body: Bytes::from(body.to_string()),

@@ -569,11 +569,13 @@ pub async fn route(app: &Arc<App>, call: RouteCall) -> Result<RouteReply, Failur
         remember: false,
     };
     let Some(decision) = decide::decide(&cx, &ask)? else {
-        let table = app.router.get();
-        let routes: Vec<&str> = table.routes().map(|r| r.name.as_str()).collect();
+        // Other routes are not named: `GET /v1/models` lists what the caller may call.
         return Err(ApiError::invalid_param(
             "model",
-            format!("`{}` is not a route; routes: {}", call.request.model, routes.join(", ")),
+            format!(
+                "`{}` is not a route; GET /v1/models lists the models and routes you can call",
+                call.request.model
+            ),
         )
         .into());
     };

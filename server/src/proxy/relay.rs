@@ -131,11 +131,17 @@ impl Keeper {
 /// The SSE event that ends an OpenAI stream.
 pub const DONE: &[u8] = b"data: [DONE]\n\n";
 
-/// Frames one SSE `data:` event.
+/// Frames one SSE `data:` event. A line break inside the data (JSON may have some between its
+/// tokens, where it is whitespace; inside a string it must be escaped) would end the `data:`
+/// line early and break the client's framing: each is written as a space.
 pub fn frame(out: &mut BytesMut, data: &[u8]) {
     out.reserve(data.len() + 8);
     out.put_slice(b"data: ");
-    out.put_slice(data);
+    if memchr::memchr2(b'\n', b'\r', data).is_none() {
+        out.put_slice(data);
+    } else {
+        out.extend(data.iter().map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }));
+    }
     out.put_slice(b"\n\n");
 }
 
@@ -479,6 +485,18 @@ mod tests {
             serde_json::json!({"switchyard": {}})
         );
         assert_eq!(&with_extension(b"[1]", "{}")[..], b"[1]");
+    }
+
+    #[test]
+    fn line_breaks_in_the_data_do_not_break_the_framing() {
+        let mut out = BytesMut::new();
+        frame(&mut out, b"{\"a\":\r\n 1,\n\"b\": \"x\"}");
+        assert_eq!(&out[..], b"data: {\"a\":   1, \"b\": \"x\"}\n\n");
+        let v: serde_json::Value = serde_json::from_slice(&out[6..out.len() - 2]).unwrap();
+        assert_eq!((v["a"].as_i64(), v["b"].as_str()), (Some(1), Some("x")));
+        let mut out = BytesMut::new();
+        frame(&mut out, b"{}");
+        assert_eq!(&out[..], b"data: {}\n\n");
     }
 
     #[test]

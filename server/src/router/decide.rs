@@ -52,17 +52,16 @@ pub fn route_of<'r>(
     path_route: Option<&str>,
 ) -> Result<Option<&'r Route>, ApiError> {
     match path_route {
-        Some(name) => table.route(name).map(Some).ok_or_else(|| unknown_route(table, name)),
+        Some(name) => table.route(name).map(Some).ok_or_else(|| unknown_route(name)),
         None => Ok(table.route(&request.model)),
     }
 }
 
-/// The 404 for a route name that is not in the table.
-pub fn unknown_route(table: &crate::router::policy::Router, name: &str) -> ApiError {
-    let routes: Vec<&str> = table.routes().map(|r| r.name.as_str()).collect();
+/// The 404 for a route name that is not in the table. It names no other route: `GET /v1/models`
+/// lists what the caller may call.
+pub fn unknown_route(name: &str) -> ApiError {
     ApiError::not_found(format!(
-        "Unknown route `{name}` in the path; routes: {}.",
-        routes.join(", ")
+        "Unknown route `{name}` in the path; GET /v1/models lists the models and routes you can call."
     ))
 }
 

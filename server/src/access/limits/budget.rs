@@ -74,7 +74,8 @@ impl BudgetState {
 
     /// Reserves `amount` from the lease if it fits.
     fn try_reserve(&mut self, amount: i64) -> bool {
-        self.largest_reservation = self.largest_reservation.max(amount);
+        // A worst case beyond the whole budget is refused either way: it sizes no lease.
+        self.largest_reservation = self.largest_reservation.max(amount.min(self.limit));
         let fits = self.available() >= amount;
         if fits {
             self.reserved += amount;
@@ -226,7 +227,7 @@ impl Limiter {
                 return Ok(Reserved::new(st, ps, worst));
             }
             let slice = b.limit.0 / 100 * i64::from(self.settings.lease_pct.clamp(1, 100));
-            (worst - g.available()).max(0) + slice
+            worst.saturating_sub(g.available()).max(0).saturating_add(slice)
         };
         let (granted, spent) = self
             .store
@@ -346,7 +347,7 @@ impl Limiter {
                 let keep = if idle || final_flush {
                     g.reserved
                 } else {
-                    g.reserved + room
+                    g.reserved.saturating_add(room)
                 };
                 let surplus = g.lease - g.unflushed > keep;
                 if g.unflushed == 0 && !(g.lease > 0 && (idle || final_flush || renew_due || surplus)) {

@@ -3,6 +3,7 @@
 //! Both forms carry every column of the ledger row ([`UsageEvent::COLUMNS`]), plus two columns
 //! derived for people: `timestamp` (ISO 8601) and `cost_usd` (exact decimal USD).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -18,7 +19,7 @@ use crate::clock::iso8601;
 use crate::error::ApiError;
 use crate::http::AppState;
 use crate::money::pricing::Nanos;
-use crate::records::usage::UsageEvent;
+use crate::records::usage::{Cell, UsageEvent};
 use crate::store::{Store, Totals, UsageFilter};
 
 /// Rows per page read from the ledger while exporting.
@@ -32,6 +33,17 @@ pub(crate) fn csv_header() -> Vec<&'static str> {
     DERIVED.iter().copied().chain(UsageEvent::COLUMNS).collect()
 }
 
+/// A cell as CSV text. Text a spreadsheet would run as a formula (starting with `=`, `+`, `-`,
+/// `@`, a tab or a carriage return: a client's own `x-request-id`, say) gets a leading `'`, which
+/// spreadsheets show as text. Numbers are written as they are.
+fn defused<'c>(cell: &'c Cell<'_>) -> Cow<'c, str> {
+    let text = cell.text();
+    match cell {
+        Cell::Text(_) if text.starts_with(['=', '+', '-', '@', '\t', '\r']) => Cow::Owned(format!("'{text}")),
+        _ => text,
+    }
+}
+
 /// Appends one event as CSV records (quoted where needed by the `csv` crate).
 fn csv_rows(rows: &[UsageEvent], out: &mut Vec<u8>) -> Result<(), csv::Error> {
     let mut w = csv::WriterBuilder::new().has_headers(false).from_writer(out);
@@ -40,8 +52,8 @@ fn csv_rows(rows: &[UsageEvent], out: &mut Vec<u8>) -> Result<(), csv::Error> {
         let cells = r.cells();
         let fields = derived
             .iter()
-            .map(|d| std::borrow::Cow::Borrowed(d.as_str()))
-            .chain(cells.iter().map(|c| c.text()));
+            .map(|d| Cow::Borrowed(d.as_str()))
+            .chain(cells.iter().map(defused));
         w.write_record(fields.map(|f| f.into_owned()))?;
     }
     w.flush()?;
@@ -202,5 +214,20 @@ mod tests {
         assert_eq!(col("request_id"), "id,with \"quotes\"");
         assert_eq!(col("tags"), r#"["a","b"]"#);
         assert_eq!(col("timestamp"), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn text_a_spreadsheet_would_run_is_written_as_text() {
+        for id in ["=HYPERLINK(\"http://x\",\"y\")", "+1", "-2+3", "@SUM(A1)", "\tx", "\rx"] {
+            let mut e = UsageEvent::new("evt_1".into(), id.into(), 0, "chat", "m".into());
+            e.cost_nanos = -5;
+            let mut out = Vec::new();
+            csv_rows(&[e], &mut out).unwrap();
+            let mut r = csv::ReaderBuilder::new().has_headers(false).from_reader(&out[..]);
+            let rec = r.records().next().unwrap().unwrap();
+            let col = |name: &str| rec[csv_header().iter().position(|c| *c == name).unwrap()].to_string();
+            assert_eq!(col("request_id"), format!("'{id}"), "{id}");
+            assert_eq!(col("cost_nanos"), "-5", "numbers are left alone");
+        }
     }
 }
