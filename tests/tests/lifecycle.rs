@@ -61,7 +61,9 @@ async fn breaker_opens_after_repeated_failures_and_half_opens_after_cooldown() {
     let mock = MockUpstream::start().await;
     let cfg = standard_config(&mock.base_url())
         .replace("failure_threshold = 1000", "failure_threshold = 2")
-        .replace("attempts_per_deployment = 2", "attempts_per_deployment = 1");
+        .replace("attempts_per_deployment = 2", "attempts_per_deployment = 1")
+        // The breaker states in /readyz, without a master key.
+        .replace("shutdown_grace_secs = 5", "shutdown_grace_secs = 5\npublic_ops = true");
     let gw = TestGateway::start(&cfg).await;
     for _ in 0..2 {
         let (status, _, _) = chat(&gw, json!({"model": "broken", "messages": user("x")})).await;

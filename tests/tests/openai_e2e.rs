@@ -7,7 +7,7 @@ use std::time::Duration;
 use common::*;
 use serde_json::{json, Value};
 use switchyard::records::usage::{Outcome, UsageSource};
-use switchyard_tests::standard;
+use switchyard_tests::{standard, standard_config, Admin, MockUpstream, TestGateway};
 
 #[tokio::test]
 async fn json_completion_passes_through_with_usage_and_cost_headers() {
@@ -423,11 +423,50 @@ async fn client_disconnect_cancels_upstream_and_records_one_event() {
 
 #[tokio::test]
 async fn models_embeddings_health_and_metrics() {
-    let (_mock, gw) = standard().await;
+    let mock = MockUpstream::start().await;
+    let toml = format!(
+        "[auth]\nrequired = false\nmaster_key_env = \"TEST_MASTER_KEY\"\n{}",
+        standard_config(&mock.base_url())
+    );
+    let gw = TestGateway::start(&toml).await;
     let c = client();
     let v: Value = c.get(gw.url("/v1/models")).send().await.unwrap().json().await.unwrap();
     assert_eq!(v["object"], "list");
     assert!(v["data"].as_array().unwrap().iter().any(|m| m["id"] == "chat"));
+    // A key with an allow-list sees only what it may call; an unknown key is refused.
+    let (_, secret) = Admin::new(&gw)
+        .key(json!({"name": "narrow", "allowed_models": ["chat", "auto"]}))
+        .await;
+    let v: Value = c
+        .get(gw.url("/v1/models"))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["chat", "auto"], "{v}");
+    let r = c
+        .get(gw.url("/v1/models/claude"))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "a model the key may not call is not shown");
+    let r = c
+        .get(gw.url("/v1/models"))
+        .bearer_auth("sk-sy-notakey000000000000000000000000000000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
     let r = c.get(gw.url("/v1/models/chat")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let r = c.get(gw.url("/v1/models/nope")).send().await.unwrap();
@@ -439,9 +478,33 @@ async fn models_embeddings_health_and_metrics() {
     let (status, _, _) = post(&gw, "/v1/embeddings", json!({"model": "chat", "input": "a"})).await;
     assert_eq!(status, 400);
     assert_eq!(c.get(gw.url("/healthz")).send().await.unwrap().status(), 200);
+    // Readiness for anyone, its details (deployments, breakers, load) and the metrics only with
+    // the master key.
     let ready: Value = c.get(gw.url("/readyz")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(ready["status"], "ready");
-    let m = c.get(gw.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert_eq!(ready, json!({"status": "ready"}));
+    let ready: Value = c
+        .get(gw.url("/readyz"))
+        .bearer_auth(switchyard_tests::TEST_MASTER_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["deployments"]["oa/mock"]["breaker"], "closed", "{ready}");
+    let r = c.get(gw.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let e: Value = r.json().await.unwrap();
+    assert!(e["error"]["message"].as_str().unwrap().contains("master key"), "{e}");
+    let m = c
+        .get(gw.url("/metrics"))
+        .bearer_auth(switchyard_tests::TEST_MASTER_KEY)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(m.contains("switchyard_http_requests_total"), "{m}");
     assert!(
         m.contains("switchyard_gateway_overhead_seconds_bucket{le=\"0.00001\"}"),

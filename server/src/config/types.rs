@@ -29,6 +29,9 @@ pub struct ServerConfig {
     pub log_format: LogFormat,
     pub retry: RetryConfig,
     pub breaker: BreakerConfig,
+    /// Serve `/metrics` and the details of `/readyz` (deployments, breakers, load) without the
+    /// master key, for a scraper on a private network. Off: they need the master key.
+    pub public_ops: bool,
 }
 
 impl Default for ServerConfig {
@@ -43,6 +46,7 @@ impl Default for ServerConfig {
             log_format: LogFormat::Text,
             retry: RetryConfig::default(),
             breaker: BreakerConfig::default(),
+            public_ops: false,
         }
     }
 }

@@ -1,9 +1,11 @@
 //! `GET /v1/models` and `GET /v1/models/{id}` (and under `/r/{route}/v1`): the logical models
-//! and the routes, listed alike.
+//! and the routes, listed alike. Like every `/v1` call they need a key when `auth.required`;
+//! a key with an allow-list sees only what it may call.
 
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
@@ -11,6 +13,7 @@ use serde_json::{json, Value};
 use super::{json_response, AppState};
 use crate::error::ApiError;
 use crate::proxy::gateway::LogicalModel;
+use crate::records::keys::Principal;
 
 fn model_json(m: &LogicalModel) -> Value {
     let mut v = json!({"id": m.name, "object": "model", "created": 0, "owned_by": "switchyard"});
@@ -29,14 +32,32 @@ fn route_json(r: &crate::router::policy::Route) -> Value {
     v
 }
 
-pub(crate) async fn list_models(State(state): State<Arc<AppState>>) -> Response {
+/// Whether the caller may call `name` (no key, or a key that allows it).
+fn visible(p: Option<&Principal>, name: &str) -> bool {
+    p.is_none_or(|p| p.key.allows_model(name))
+}
+
+pub(crate) async fn list_models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let principal = match super::access::authenticate(&state, &headers).await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let p = principal.as_deref();
     let data: Vec<Value> = state
         .gateway
         .model_names
         .iter()
+        .filter(|n| visible(p, n))
         .filter_map(|n| state.gateway.model(n))
         .map(|m| model_json(m))
-        .chain(state.router.get().routes().map(route_json))
+        .chain(
+            state
+                .router
+                .get()
+                .routes()
+                .filter(|r| visible(p, &r.name))
+                .map(route_json),
+        )
         .collect();
     json_response(
         StatusCode::OK,
@@ -44,7 +65,18 @@ pub(crate) async fn list_models(State(state): State<Arc<AppState>>) -> Response 
     )
 }
 
-pub(crate) async fn get_model(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+pub(crate) async fn get_model(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let principal = match super::access::authenticate(&state, &headers).await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    if !visible(principal.as_deref(), &id) {
+        return ApiError::model_not_found(&id).into_response();
+    }
     let router = state.router.get();
     match (state.gateway.model(&id), router.route(&id)) {
         (Some(m), _) => json_response(StatusCode::OK, model_json(m).to_string().into()),
@@ -56,12 +88,13 @@ pub(crate) async fn get_model(State(state): State<Arc<AppState>>, Path(id): Path
 /// `GET /r/{route}/v1/models/{id}`: the same as `/v1/models/{id}`, for apps whose base URL names a route.
 pub(crate) async fn get_model_under_route(
     state: State<Arc<AppState>>,
+    headers: HeaderMap,
     Path((route, id)): Path<(String, String)>,
 ) -> Response {
     if let Err(e) = known_route(&state, &route) {
         return e.into_response();
     }
-    get_model(state, Path(id)).await
+    get_model(state, headers, Path(id)).await
 }
 
 pub(crate) fn known_route(state: &AppState, route: &str) -> Result<(), ApiError> {

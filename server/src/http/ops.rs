@@ -1,9 +1,12 @@
-//! `GET /healthz`, `GET /readyz` and `GET /metrics`.
+//! `GET /healthz`, `GET /readyz` and `GET /metrics`. Liveness and readiness answer anyone (load
+//! balancers and probes send no key); what they reveal beyond the status (deployments, breaker
+//! states, load, spend per model) needs the master key unless `server.public_ops` is on.
 
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -15,8 +18,28 @@ pub(crate) async fn healthz() -> Response {
     json_response(StatusCode::OK, r#"{"status":"ok"}"#.into())
 }
 
-/// Ready unless draining; lists each deployment's breaker state and load for operators.
-pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+/// Whether the caller may see operational detail: `server.public_ops`, or the master key.
+fn sees_ops(state: &AppState, headers: &HeaderMap) -> bool {
+    state.config.server.public_ops
+        || match (crate::http::access::bearer(headers), &state.master_key) {
+            (Some(t), Some(m)) => m.matches(&crate::access::keys::digest(t)),
+            _ => false,
+        }
+}
+
+/// Ready unless draining; with the master key (or `server.public_ops`), each deployment's
+/// breaker state and load for operators.
+pub(crate) async fn readyz(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let draining = state.is_draining();
+    let status = if draining {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    let word = if draining { "draining" } else { "ready" };
+    if !sees_ops(&state, &headers) {
+        return json_response(status, json!({"status": word}).to_string().into());
+    }
     let mut deployments = serde_json::Map::new();
     let now = state.gateway.now_ms();
     for name in &state.gateway.model_names {
@@ -34,17 +57,18 @@ pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
             }
         }
     }
-    let draining = state.is_draining();
-    let status = if draining {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
-        StatusCode::OK
-    };
-    let body = json!({"status": if draining { "draining" } else { "ready" }, "deployments": deployments});
+    let body = json!({"status": word, "deployments": deployments});
     json_response(status, body.to_string().into())
 }
 
-pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+/// The Prometheus text, for the master key (a scraper's `bearer_token`) or with `server.public_ops`.
+pub(crate) async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if !sees_ops(&state, &headers) {
+        return ApiError::admin_unauthorized(
+            "Metrics need the master key (Authorization: Bearer …), or server.public_ops = true.",
+        )
+        .into_response();
+    }
     match &state.metrics {
         Some(h) => {
             let mut r = Response::new(Body::from(h.render()));
