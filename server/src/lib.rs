@@ -206,7 +206,7 @@ pub async fn run_with(
             state.clock.clone(),
             state.limiter.holder().to_string(),
         );
-        tracing::info!(url = %config.billing.url, "billing events go to the webhook");
+        tracing::info!(url = %config::redact_url(&config.billing.url), "billing events go to the webhook");
         tokio::spawn(d.run(
             async move {
                 let _ = billing_stopped.await;

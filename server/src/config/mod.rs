@@ -82,6 +82,17 @@ impl fmt::Display for Secret {
     }
 }
 
+/// A URL with whatever stands between `://` and `@` (a user, a password, a token) shown as
+/// `***`, for logs and `Debug`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s + 3 && !url[s + 3..at].contains('/') => {
+            format!("{}***{}", &url[..s + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
 /// The whole validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {

@@ -129,6 +129,27 @@ fn secrets_are_read_from_env_and_never_printed() {
     assert!(!printed.contains("sk-very-secret"));
 }
 
+#[test]
+fn urls_and_headers_that_hold_secrets_are_not_printed() {
+    let text = r#"
+        [database]
+        url = "postgres://app:db-password-1@db.internal/switchyard"
+        [billing]
+        url = "https://billing-token-2@billing.internal"
+        [providers.azure]
+        kind = "openai"
+        base_url = "https://user:url-password-3@example.openai.azure.com/openai/v1"
+        headers = { "api-key" = "azure-secret-4" }
+    "#;
+    let c = Config::from_toml(text, &no_env, std::iter::empty()).unwrap();
+    assert_eq!(c.providers["azure"].headers["api-key"], "azure-secret-4", "still sent upstream");
+    let printed = format!("{c:?}");
+    for secret in ["db-password-1", "billing-token-2", "url-password-3", "azure-secret-4"] {
+        assert!(!printed.contains(secret), "{secret} in {printed}");
+    }
+    assert!(printed.contains("api-key") && printed.contains("db.internal"), "{printed}");
+}
+
 fn table_dir(prices: &str) -> std::path::PathBuf {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);

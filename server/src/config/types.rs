@@ -52,12 +52,22 @@ impl Default for ServerConfig {
 }
 
 /// Where keys, budgets and the usage ledger live.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
     /// `sqlite://PATH` (relative paths are next to the config file) or `postgres://…`.
     pub url: String,
     pub max_connections: u32,
+}
+
+/// Printed with the URL's credentials hidden.
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &super::redact_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
 }
 
 impl Default for DatabaseConfig {
@@ -133,8 +143,9 @@ pub struct PricingConfig {
     pub table: Arc<PriceTable>,
 }
 
-/// Delivery of billing events (one per usage event) to a Lago-compatible webhook.
-#[derive(Debug, Clone, Deserialize)]
+/// Delivery of billing events (one per usage event) to a Lago-compatible webhook. Printed with
+/// the URL's credentials hidden (the key is a [`Secret`]).
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BillingConfig {
     /// Base URL of the billing API; events go to `{url}/api/v1/events`. Empty: billing is off.
@@ -161,6 +172,19 @@ pub struct BillingConfig {
     /// The API key itself, read from `api_key_env`.
     #[serde(skip)]
     pub api_key: Option<Secret>,
+}
+
+impl std::fmt::Debug for BillingConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BillingConfig")
+            .field("url", &super::redact_url(&self.url))
+            .field("api_key_env", &self.api_key_env)
+            .field("code", &self.code)
+            .field("subscription", &self.subscription)
+            .field("batch_size", &self.batch_size)
+            .field("api_key", &self.api_key)
+            .finish_non_exhaustive()
+    }
 }
 
 impl BillingConfig {
@@ -254,8 +278,9 @@ pub enum ProviderKind {
     Mock,
 }
 
-/// A provider with its secret resolved.
-#[derive(Debug, Clone)]
+/// A provider with its secret resolved. Printed with the URL's credentials and every extra
+/// header's value hidden (an Azure `api-key` header is a secret too).
+#[derive(Clone)]
 pub struct ProviderConfig {
     pub kind: ProviderKind,
     /// Base URL up to and including the API version (`https://api.openai.com/v1`).
@@ -275,6 +300,20 @@ pub struct ProviderConfig {
     pub chunk_delay_ms: u64,
     /// How an OpenAI-compatible server that is not OpenAI is made to look like OpenAI.
     pub compat: Compat,
+}
+
+impl std::fmt::Debug for ProviderConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: BTreeMap<&str, &str> = self.headers.keys().map(|k| (k.as_str(), "***")).collect();
+        f.debug_struct("ProviderConfig")
+            .field("kind", &self.kind)
+            .field("base_url", &super::redact_url(&self.base_url))
+            .field("api_key", &self.api_key)
+            .field("headers", &headers)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("compat", &self.compat)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Fixes for OpenAI-compatible servers that differ from OpenAI (llama.cpp, older vLLM or

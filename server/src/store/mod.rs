@@ -201,16 +201,7 @@ impl Store {
 
 /// Hides a password in a connection URL.
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
+    crate::config::redact_url(url)
 }
 
 /// `($first,$first+1,…)` for an `IN` list of `n` values.
@@ -297,8 +288,9 @@ mod tests {
 
     #[test]
     fn redacts_passwords() {
-        assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
-        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://***@h:5432/db");
+        assert_eq!(redact("postgres://token@h/db"), "postgres://***@h/db");
+        assert_eq!(redact("https://h/path@x"), "https://h/path@x");
         assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
     }
 
