@@ -189,6 +189,8 @@ async fn failed_checks_escalate_and_the_client_sees_one_answer() {
                 assert_eq!(a.h("x-switchyard-model"), "big", "{case}");
                 assert_eq!(a.h("x-switchyard-tier"), "strong", "{case}");
                 assert!(a.h("x-switchyard-reason").contains("escalated to big"), "{case}");
+                // What the upstream said is not copied into a header.
+                assert!(!a.h("x-switchyard-reason").contains("mock failure"), "{case}");
                 // The strong model's answer, and nothing of the cheap one's.
                 assert!(!text.is_empty(), "{case}");
                 assert!(

@@ -658,3 +658,57 @@ async fn an_unreachable_upstream_is_502_after_retries() {
     let ev = gw.wait_for_events(1, Duration::from_secs(2)).await;
     assert_eq!(ev[0].error_kind.as_deref(), Some("upstream_connect"));
 }
+
+/// An upstream whose error page never ends, or holds a forged log line: the client gets its
+/// error at once (the body is read only up to a bound) with the message on one line.
+#[tokio::test]
+async fn an_endless_or_forged_upstream_error_page_is_bounded() {
+    use axum::routing::post as on_post;
+    let app = axum::Router::new()
+        .route(
+            "/endless/v1/chat/completions",
+            on_post(|| async {
+                use futures_util::StreamExt;
+                let head = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from_static(
+                    br#"{"error":{"message":"busy "#,
+                ))]);
+                let rest = futures_util::stream::repeat_with(|| Ok(bytes::Bytes::from(vec![b'x'; 65536])));
+                (
+                    axum::http::StatusCode::BAD_REQUEST,
+                    axum::body::Body::from_stream(head.chain(rest)),
+                )
+            }),
+        )
+        .route(
+            "/forged/v1/chat/completions",
+            on_post(|| async {
+                (
+                    axum::http::StatusCode::BAD_REQUEST,
+                    r#"{"error":{"message":"no\nERROR switchyard: admin key leaked"}}"#,
+                )
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let toml = format!(
+        "[providers.e]\nkind = \"openai\"\nbase_url = \"http://{addr}/endless/v1\"\n\
+         [providers.f]\nkind = \"openai\"\nbase_url = \"http://{addr}/forged/v1\"\n\
+         [models.endless]\n[[models.endless.deployments]]\nprovider = \"e\"\nmodel = \"m\"\n\
+         input_per_mtok = 1\noutput_per_mtok = 1\ncontext_window = 10000\n\
+         [models.forged]\n[[models.forged.deployments]]\nprovider = \"f\"\nmodel = \"m\"\n\
+         input_per_mtok = 1\noutput_per_mtok = 1\ncontext_window = 10000\n"
+    );
+    let gw = TestGateway::start(&toml).await;
+    let started = std::time::Instant::now();
+    let (status, _, v) = chat(&gw, json!({"model": "endless", "messages": user("x")})).await;
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "the endless page was not waited for"
+    );
+    let (status, _, v) = chat(&gw, json!({"model": "forged", "messages": user("x")})).await;
+    assert_eq!(status, 400, "{v}");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("admin key leaked") && !msg.contains('\n'), "{msg}");
+}

@@ -142,12 +142,18 @@ fn urls_and_headers_that_hold_secrets_are_not_printed() {
         headers = { "api-key" = "azure-secret-4" }
     "#;
     let c = Config::from_toml(text, &no_env, std::iter::empty()).unwrap();
-    assert_eq!(c.providers["azure"].headers["api-key"], "azure-secret-4", "still sent upstream");
+    assert_eq!(
+        c.providers["azure"].headers["api-key"], "azure-secret-4",
+        "still sent upstream"
+    );
     let printed = format!("{c:?}");
     for secret in ["db-password-1", "billing-token-2", "url-password-3", "azure-secret-4"] {
         assert!(!printed.contains(secret), "{secret} in {printed}");
     }
-    assert!(printed.contains("api-key") && printed.contains("db.internal"), "{printed}");
+    assert!(
+        printed.contains("api-key") && printed.contains("db.internal"),
+        "{printed}"
+    );
 }
 
 fn table_dir(prices: &str) -> std::path::PathBuf {

@@ -510,7 +510,12 @@ pub(crate) fn error_message(status: u16, body: &[u8]) -> String {
             .or_else(|| v["message"].as_str())
             .map(str::to_string)
     });
-    let mut m = msg.unwrap_or_else(|| format!("upstream returned status {status}"));
+    // Control characters would forge lines in a text log (or break a header): spaces instead.
+    let mut m: String = msg
+        .unwrap_or_else(|| format!("upstream returned status {status}"))
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     if m.len() > 1000 {
         let mut cut = 1000;
         while !m.is_char_boundary(cut) {
@@ -529,12 +534,28 @@ pub(crate) async fn send(rb: reqwest::RequestBuilder) -> Result<reqwest::Respons
         return Ok(resp);
     }
     let retry = retry_after(resp.headers());
-    let body = resp.bytes().await.unwrap_or_default();
+    let body = error_body(resp).await;
     Err(UpstreamError::Status {
         status: status.as_u16(),
         message: error_message(status.as_u16(), &body),
         retry_after: retry,
     })
+}
+
+/// The most of an upstream error body that is read; the rest is not waited for.
+pub(crate) const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// The start of an error answer's body, at most [`MAX_ERROR_BODY`] bytes: an upstream that
+/// sends an endless or huge error page holds nothing up and fills no memory.
+async fn error_body(mut resp: reqwest::Response) -> Vec<u8> {
+    let mut buf = Vec::new();
+    while buf.len() < MAX_ERROR_BODY {
+        match resp.chunk().await {
+            Ok(Some(c)) => buf.extend_from_slice(&c[..c.len().min(MAX_ERROR_BODY - buf.len())]),
+            _ => break,
+        }
+    }
+    buf
 }
 
 /// Reads a response body up to `limit` bytes.
@@ -703,6 +724,11 @@ mod tests {
     fn reads_error_messages() {
         assert_eq!(error_message(400, br#"{"error":{"message":"bad thing"}}"#), "bad thing");
         assert_eq!(error_message(500, b"<html>"), "upstream returned status 500");
+        // A forged log line or header break becomes spaces; a long message is cut.
+        let forged = br#"{"error":{"message":"bad\n2026-01-01 INFO admin signed in\r\nx"}}"#;
+        assert_eq!(error_message(400, forged), "bad 2026-01-01 INFO admin signed in  x");
+        let long = format!(r#"{{"error":{{"message":"{}"}}}}"#, "é".repeat(2000));
+        assert!(error_message(400, long.as_bytes()).len() <= 1000);
         let mut h = http::HeaderMap::new();
         h.insert("retry-after", "7".parse().unwrap());
         assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));

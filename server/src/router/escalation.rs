@@ -87,7 +87,8 @@ pub async fn run(
         Err(de) => {
             let failed = Failed {
                 reason: Escalation::UpstreamError,
-                detail: format!("{} failed: {}", cheap.name, de.error.message),
+                // The upstream's own words stay out: they reach a response header.
+                detail: format!("{} failed: {} ({})", cheap.name, de.kind, de.error.status.as_u16()),
             };
             meter.set_escalated(
                 Escalated {
