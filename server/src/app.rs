@@ -49,6 +49,8 @@ pub struct App {
     /// The rules for the bodies opted-in requests store (`[request_log]`); `None` only if they
     /// could not be compiled, and then no bodies are stored.
     pub bodies: Option<Arc<crate::capture::BodyRules>>,
+    /// Waits for addresses that keep presenting unknown API keys.
+    pub auth_throttle: crate::access::throttle::Throttle,
 }
 
 impl App {
@@ -158,5 +160,6 @@ pub fn build_state_with(
         cache,
         dashboard,
         bodies,
+        auth_throttle: crate::access::throttle::Throttle::new(crate::access::throttle::API_KEYS),
     })
 }

@@ -702,3 +702,51 @@ async fn a_budget_given_another_period_admits_at_once() {
     }
     gw.stop().await.unwrap();
 }
+
+/// An address that keeps presenting unknown keys is slowed down before more of them reach the
+/// database; a key it already used (cached) still works, and so does every other address.
+#[tokio::test]
+async fn unknown_keys_from_one_address_are_throttled_before_the_database() {
+    let url = switchyard_tests::temp_sqlite_url();
+    let gw = TestGateway::start(&config(&url, "")).await;
+    let admin = Admin::new(&gw);
+    let (_, secret) = admin.key(json!({"name": "good"})).await;
+    let c = reqwest::Client::new();
+    let ask = |key: String| {
+        c.post(gw.url("/v1/chat/completions"))
+            .bearer_auth(key)
+            .json(&json!({"model": "cheap", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+    };
+    assert_eq!(ask(secret.clone()).await.unwrap().status(), 200);
+    for i in 0..switchyard::access::throttle::API_KEYS.free_failures {
+        let r = ask(format!("sk-sy-{i:040}")).await.unwrap();
+        assert_eq!(r.status(), 401, "failure {i} is free");
+    }
+    let r = ask(format!("sk-sy-{:040}", 999)).await.unwrap();
+    assert_eq!(r.status(), 429);
+    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry >= 1, "{retry}");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "rate_limit_exceeded", "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("unknown API keys"),
+        "{v}"
+    );
+    // The key this address used before is answered from the cache.
+    assert_eq!(ask(secret).await.unwrap().status(), 200);
+    // Another address is not slowed down.
+    let other = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    let r = other
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(format!("sk-sy-{:040}", 1000))
+        .json(&json!({"model": "cheap", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "another address");
+    gw.stop().await.unwrap();
+}

@@ -96,7 +96,13 @@ pub struct Keys {
     store: Store,
     /// Keyed by the secret's digest (no text is built per request).
     cache: moka::sync::Cache<[u8; 32], Option<Arc<Principal>>>,
+    /// Database lookups of keys not in the cache at once: a flood of unknown keys waits here
+    /// instead of taking every connection the ledger writer and the leases need.
+    lookups: tokio::sync::Semaphore,
 }
+
+/// Key lookups in the database at once (the pool holds `database.max_connections`, 8 by default).
+pub const MAX_KEY_LOOKUPS: usize = 4;
 
 impl Keys {
     pub fn new(store: Store, ttl: Duration) -> Keys {
@@ -106,7 +112,13 @@ impl Keys {
                 .max_capacity(100_000)
                 .time_to_live(ttl)
                 .build(),
+            lookups: tokio::sync::Semaphore::new(MAX_KEY_LOOKUPS),
         }
+    }
+
+    /// Whether the answer for this digest is cached (known or known not to exist).
+    pub fn is_cached(&self, digest: &[u8; 32]) -> bool {
+        self.cache.contains_key(digest)
     }
 
     /// The principal of a secret, checked for status and expiry at `now_ms`.
@@ -127,12 +139,22 @@ impl Keys {
         let found = match self.cache.get(digest) {
             Some(p) => p,
             None => {
-                let p = self
-                    .load(&hex(digest))
+                let _turn = self
+                    .lookups
+                    .acquire()
                     .await
                     .map_err(|e| AuthError::Unavailable(e.to_string()))?;
-                self.cache.insert(*digest, p.clone());
-                p
+                // Another request may have looked the same key up while this one waited.
+                if let Some(p) = self.cache.get(digest) {
+                    p
+                } else {
+                    let p = self
+                        .load(&hex(digest))
+                        .await
+                        .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+                    self.cache.insert(*digest, p.clone());
+                    p
+                }
             }
         };
         let p = found.ok_or(AuthError::Invalid)?;

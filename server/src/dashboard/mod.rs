@@ -3,9 +3,6 @@
 //! The pages themselves are `switchyard-ui`; `http::ui` serves them.
 //!
 //! - this file: [`Dashboard`]: sign in, look a session up, sign out, add users;
-//! - [`throttle`]: waits after repeated failures.
-
-pub mod throttle;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,10 +14,10 @@ use switchyard_ui::backend::Session;
 use switchyard_ui::types::{Created, Role, Viewer};
 
 use crate::access::keys::{digest, MasterKey};
+use crate::access::throttle::Throttle;
 use crate::clock::Clock;
 use crate::records::dashboard::{SessionRecord, UserRecord};
 use crate::store::{Store, StoreError};
-use throttle::Throttle;
 
 /// The name a master-key session shows.
 pub const MASTER_USER: &str = "master key";

@@ -37,7 +37,11 @@ fn shown(token: &str) -> String {
 
 /// Authenticates a `/v1` request: `Some(principal)` for a valid virtual key, `None` for an
 /// anonymous caller when keys are optional (or the master key), 401 otherwise.
-pub(crate) async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Option<Arc<Principal>>, ApiError> {
+pub(crate) async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: Option<std::net::IpAddr>,
+) -> Result<Option<Arc<Principal>>, ApiError> {
     let token = bearer(headers);
     // One digest of the token serves both the master-key check and the key lookup.
     let presented = token.map(digest);
@@ -48,7 +52,31 @@ pub(crate) async fn authenticate(state: &AppState, headers: &HeaderMap) -> Resul
     }
     match (token, presented) {
         (Some(t), Some(d)) if t.starts_with(SECRET_PREFIX) => {
-            match state.keys.authenticate_digest(t, &d, state.clock.now_ms()).await {
+            let now = state.clock.now_ms();
+            // An address that keeps presenting unknown keys waits before its next one is looked
+            // up in the database; a key already cached (known, or known not to exist) costs
+            // nothing to answer and is answered.
+            let subject = peer.map(|ip| format!("ip:{ip}"));
+            let subjects: Vec<&str> = subject.as_deref().into_iter().collect();
+            if !state.keys.is_cached(&d) {
+                let wait = state.auth_throttle.wait_ms(&subjects, now);
+                if wait > 0 {
+                    metrics::counter!("switchyard_auth_throttled_total").increment(1);
+                    return Err(ApiError::rate_limited(
+                        "auth",
+                        format!(
+                            "Too many unknown API keys from your address; try again in {} s.",
+                            (wait + 999) / 1000
+                        ),
+                        std::time::Duration::from_millis(wait as u64),
+                    ));
+                }
+            }
+            let found = state.keys.authenticate_digest(t, &d, now).await;
+            if matches!(found, Err(AuthError::Invalid)) {
+                state.auth_throttle.failed(&subjects, now);
+            }
+            match found {
                 Ok(p) => Ok(Some(p)),
                 Err(AuthError::Unavailable(e)) => {
                     tracing::error!(error = %e, "cannot look up an API key");
@@ -89,4 +117,9 @@ pub(crate) fn prefer_header(headers: &HeaderMap) -> Result<Option<Prefer>, ApiEr
             ApiError::invalid_request("The x-switchyard-prefer header must be `cost`, `quality` or `balanced`.")
         }),
     }
+}
+
+/// The client's address, where the accept loop recorded it (not in in-process tests).
+pub(crate) fn peer_ip(req: &axum::extract::Request) -> Option<std::net::IpAddr> {
+    req.extensions().get::<super::Peer>().map(|p| p.0.ip())
 }

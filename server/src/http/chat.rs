@@ -47,7 +47,7 @@ async fn chat(
     path_route: Option<String>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let principal = access::authenticate(&state, req.headers()).await?;
+    let principal = access::authenticate(&state, req.headers(), access::peer_ip(&req)).await?;
     let prefer = access::prefer_header(req.headers())?;
     let directives = req
         .headers()

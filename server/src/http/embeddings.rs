@@ -33,7 +33,7 @@ pub(crate) async fn embeddings(
     Extension(Received(received)): Extension<Received>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let principal = access::authenticate(&state, req.headers()).await?;
+    let principal = access::authenticate(&state, req.headers(), access::peer_ip(&req)).await?;
     let (_headers, bytes) = read_json_body(req, state.max_body_bytes).await?;
     let request_bytes = bytes.len();
     let request = EmbeddingsRequest::from_body(parse_object(&bytes)?)?;

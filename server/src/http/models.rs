@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
+use axum::extract::Request;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
@@ -37,8 +37,8 @@ fn visible(p: Option<&Principal>, name: &str) -> bool {
     p.is_none_or(|p| p.key.allows_model(name))
 }
 
-pub(crate) async fn list_models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let principal = match super::access::authenticate(&state, &headers).await {
+pub(crate) async fn list_models(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let principal = match super::access::authenticate(&state, req.headers(), super::access::peer_ip(&req)).await {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
@@ -65,12 +65,8 @@ pub(crate) async fn list_models(State(state): State<Arc<AppState>>, headers: Hea
     )
 }
 
-pub(crate) async fn get_model(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let principal = match super::access::authenticate(&state, &headers).await {
+pub(crate) async fn get_model(State(state): State<Arc<AppState>>, Path(id): Path<String>, req: Request) -> Response {
+    let principal = match super::access::authenticate(&state, req.headers(), super::access::peer_ip(&req)).await {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
@@ -88,13 +84,13 @@ pub(crate) async fn get_model(
 /// `GET /r/{route}/v1/models/{id}`: the same as `/v1/models/{id}`, for apps whose base URL names a route.
 pub(crate) async fn get_model_under_route(
     state: State<Arc<AppState>>,
-    headers: HeaderMap,
     Path((route, id)): Path<(String, String)>,
+    req: Request,
 ) -> Response {
     if let Err(e) = known_route(&state, &route) {
         return e.into_response();
     }
-    get_model(state, headers, Path(id)).await
+    get_model(state, Path(id), req).await
 }
 
 pub(crate) fn known_route(state: &AppState, route: &str) -> Result<(), ApiError> {
