@@ -64,6 +64,20 @@ pub struct RunOptions {
     pub lookup: Option<Arc<dyn proxy::lookup::Lookup>>,
 }
 
+/// How long each step after the grace period may take at most on shutdown: with the default
+/// grace (15 s) the process exits within 28 s of SIGTERM, inside Kubernetes' default 30 s.
+pub mod shutdown {
+    use std::time::Duration;
+    /// Cache entries still queued for the database.
+    pub const CACHE: Duration = Duration::from_secs(3);
+    /// The ledger's last events (normally milliseconds; the bound is for a database that is down).
+    pub const LEDGER: Duration = Duration::from_secs(5);
+    /// Settled spend written, leases returned.
+    pub const SPEND: Duration = Duration::from_secs(3);
+    /// One last billing round (the outbox is durable: the rest goes after the restart).
+    pub const BILLING: Duration = Duration::from_secs(2);
+}
+
 /// How often the config file is checked for a new routing table.
 const ROUTES_POLL: Duration = Duration::from_secs(2);
 
@@ -211,7 +225,8 @@ pub async fn run_with(
             async move {
                 let _ = billing_stopped.await;
             },
-            Duration::from_secs(5),
+            // Half of the time the shutdown waits for it.
+            shutdown::BILLING / 2,
         ))
     });
     let (cache_stop, cache_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -272,29 +287,29 @@ pub async fn run_with(
     // Entries still queued for the database are written before it closes.
     let _ = cache_stop.send(());
     if let Some(w) = cache_writer {
-        if tokio::time::timeout(Duration::from_secs(10), w).await.is_err() {
-            tracing::warn!("cache entries were not all persisted within 10 s");
+        if tokio::time::timeout(shutdown::CACHE, w).await.is_err() {
+            tracing::warn!("cache entries were not all persisted in time");
         }
     }
     drop(state);
     if let Some(consumer) = consumer {
         // The consumer ends when the last sender (held by the state) is gone and everything it
         // received is written.
-        if tokio::time::timeout(Duration::from_secs(30), consumer).await.is_err() {
-            tracing::error!("usage ledger did not drain within 30 s");
+        if tokio::time::timeout(shutdown::LEDGER, consumer).await.is_err() {
+            tracing::error!("usage ledger did not drain in time");
         }
     }
     // Every event is settled now: write the spend and return the leases first (other processes
     // may be waiting for that budget), then one last, bounded billing round (the outbox is
     // durable: what is left goes after a restart).
     let _ = flusher_stop.send(());
-    if tokio::time::timeout(Duration::from_secs(10), flusher).await.is_err() {
-        tracing::error!("budget spend was not written within 10 s");
+    if tokio::time::timeout(shutdown::SPEND, flusher).await.is_err() {
+        tracing::error!("budget spend was not written in time");
     }
     let _ = billing_stop.send(());
     if let Some(d) = deliverer {
-        if tokio::time::timeout(Duration::from_secs(15), d).await.is_err() {
-            tracing::warn!("billing delivery did not stop within 15 s; undelivered events go after restart");
+        if tokio::time::timeout(shutdown::BILLING, d).await.is_err() {
+            tracing::warn!("billing delivery did not stop in time; undelivered events go after restart");
         }
     }
     store.close().await;

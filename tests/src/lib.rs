@@ -292,6 +292,7 @@ api_key_env = "MOCK_KEY"
         model("cut-early", "", vec![dep("oa", "mock;cut=0", "")]),
         model("stream-error", "", vec![dep("oa", "mock;stream_error=3", "")]),
         model("slow-stream", "", vec![dep("oa", "mock;chunks=40;delay=25", "")]),
+        model("very-slow-stream", "", vec![dep("oa", "mock;chunks=40;delay=1000", "")]),
         model("huge-stream", "", vec![dep("oa", "mock;chunks=400;pad=400000", "")]),
         model("claude", "", vec![dep("an", "claude-mock", "")]),
         // Behaves like llama.cpp's server: no usage chunk, no max_completion_tokens, repeated tool names.

@@ -156,3 +156,45 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot() {
         "not served after a slot freed"
     );
 }
+
+/// A stream still running when the grace period ends is closed: the gateway does not wait for it
+/// (its state would keep the ledger from draining), and its usage event is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_open_after_the_grace_are_closed_and_their_events_written() {
+    let mock = MockUpstream::start().await;
+    let url = switchyard_tests::temp_sqlite_url();
+    let cfg = standard_config(&mock.base_url()).replace("shutdown_grace_secs = 5", "shutdown_grace_secs = 1");
+    let mut config = switchyard_tests::parse_config(&cfg);
+    config.database.url = url.clone();
+    let mut gw = TestGateway::start_with_ledger(config).await;
+    // About a minute of chunks: far longer than the grace.
+    let r = client()
+        .post(gw.url("/v1/chat/completions"))
+        .header("x-request-id", "outlives-the-grace")
+        .json(&json!({"model": "very-slow-stream", "stream": true, "messages": user("take your time")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut body = r.bytes_stream();
+    assert!(!body.next().await.unwrap().unwrap().is_empty());
+    let reading = tokio::spawn(async move { while let Some(Ok(_)) = body.next().await {} });
+    let started = std::time::Instant::now();
+    gw.begin_shutdown();
+    gw.stop().await.unwrap();
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(8),
+        "stopped in {took:?}: the grace, then a prompt drain"
+    );
+    reading.await.unwrap();
+    let store = switchyard::store::Store::connect(&url, 1).await.unwrap();
+    let f = switchyard::store::RequestFilter {
+        request_id: Some("outlives-the-grace".into()),
+        ..Default::default()
+    };
+    let events = store.latest_requests(&f, None, 10).await.unwrap();
+    assert_eq!(events.len(), 1, "the cut stream's event is in the ledger");
+    assert_eq!(events[0].outcome, Outcome::ClientDisconnect);
+    store.close().await;
+}

@@ -40,7 +40,8 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body_bytes: 8 * 1024 * 1024,
             max_response_bytes: 64 * 1024 * 1024,
-            shutdown_grace_secs: 30,
+            // With the drain after it (see `crate::shutdown`), inside Kubernetes' default 30 s.
+            shutdown_grace_secs: 15,
             header_read_timeout_secs: 30,
             max_connections: 10_000,
             log_format: LogFormat::Text,

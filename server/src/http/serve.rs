@@ -5,8 +5,8 @@
 //! `server.header_read_timeout_secs` (which also closes idle keep-alive connections) and
 //! `server.max_connections` (at the cap, accepting pauses until a connection closes: backpressure
 //! in the kernel's accept queue instead of unbounded memory). Shutdown stops accepting, lets
-//! in-flight connections finish (HTTP/1 ends keep-alive, HTTP/2 sends GOAWAY), and gives up
-//! after the grace period.
+//! in-flight connections finish (HTTP/1 ends keep-alive, HTTP/2 sends GOAWAY), and closes the
+//! ones still open after the grace period.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -54,8 +54,12 @@ pub async fn serve(
         .max_concurrent_streams(256);
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    // Every connection's task, so the ones still open after the grace period can be closed:
+    // each holds the gateway's state, and the ledger drains only once all of it is gone.
+    let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
+        while connections.try_join_next().is_some() {}
         let permit = tokio::select! {
             _ = &mut shutdown => break,
             p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
@@ -88,7 +92,7 @@ pub async fn serve(
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
         let conn = graceful.watch(conn);
-        tokio::spawn(async move {
+        connections.spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
@@ -100,8 +104,11 @@ pub async fn serve(
     tokio::select! {
         _ = graceful.shutdown() => {}
         _ = tokio::time::sleep(limits.shutdown_grace) => {
-            tracing::warn!("grace period over; closing the remaining connections");
+            tracing::warn!(open = connections.len(), "grace period over; closing the remaining connections");
         }
     }
+    // Closed, their requests end as client disconnects and their usage events are recorded.
+    connections.abort_all();
+    while connections.join_next().await.is_some() {}
     Ok(())
 }
