@@ -24,6 +24,8 @@ pub struct App {
     pub gateway: Gateway,
     pub usage: Arc<dyn UsageSink>,
     pub max_body_bytes: usize,
+    /// `server.body_read_timeout_secs`.
+    pub body_read_timeout: Duration,
     /// Set when shutdown begins: `/readyz` turns 503 so load balancers stop sending traffic.
     pub draining: AtomicBool,
     pub store: Store,
@@ -146,6 +148,7 @@ pub fn build_state_with(
         gateway,
         usage,
         max_body_bytes: config.server.max_body_bytes,
+        body_read_timeout: Duration::from_secs(config.server.body_read_timeout_secs.max(1)),
         draining: AtomicBool::new(false),
         keys: Keys::new(store.clone(), Duration::from_secs(config.auth.key_cache_ttl_secs)),
         store,

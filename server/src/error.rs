@@ -130,6 +130,17 @@ impl ApiError {
         .with_code("unsupported_media_type")
     }
 
+    /// The client did not send its whole body in time (a slow or stalled sender).
+    pub fn body_timeout(secs: u64) -> Self {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            "invalid_request_error",
+            format!("The request body did not arrive within {secs} s"),
+        )
+        .with_code("request_timeout")
+    }
+
     pub fn body_too_large(limit: usize) -> Self {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -712,3 +712,44 @@ async fn an_endless_or_forged_upstream_error_page_is_bounded() {
     let msg = v["error"]["message"].as_str().unwrap();
     assert!(msg.contains("admin key leaked") && !msg.contains('\n'), "{msg}");
 }
+
+/// A client that sends its headers and then its body a trickle at a time is answered 408 once
+/// `server.body_read_timeout_secs` has passed, in OpenAI's error shape.
+#[tokio::test]
+async fn a_body_that_does_not_arrive_in_time_is_a_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mock = MockUpstream::start().await;
+    let cfg = standard_config(&mock.base_url()).replace(
+        "shutdown_grace_secs = 5",
+        "shutdown_grace_secs = 5\nbody_read_timeout_secs = 1",
+    );
+    let gw = TestGateway::start(&cfg).await;
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"mo",
+    )
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    out.extend_from_slice(&buf[..n]);
+                    if out.windows(4).any(|w| w == b"\r\n\r\n") && out.ends_with(b"}") {
+                        break;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no answer within 10 s");
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("\"request_timeout\""), "{text}");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900));
+}

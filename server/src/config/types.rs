@@ -23,6 +23,8 @@ pub struct ServerConfig {
     /// Longest wait for a request's headers, and for the next request on an idle keep-alive
     /// connection. Behind a load balancer, set it above the balancer's idle timeout.
     pub header_read_timeout_secs: u64,
+    /// Longest wait for a request's whole body once its headers arrived (408 after it).
+    pub body_read_timeout_secs: u64,
     /// Open client connections at most; at the cap, accepting pauses until one closes.
     pub max_connections: usize,
     /// `text` or `json` logs.
@@ -43,6 +45,7 @@ impl Default for ServerConfig {
             // With the drain after it (see `crate::shutdown`), inside Kubernetes' default 30 s.
             shutdown_grace_secs: 15,
             header_read_timeout_secs: 30,
+            body_read_timeout_secs: 30,
             max_connections: 10_000,
             log_format: LogFormat::Text,
             retry: RetryConfig::default(),

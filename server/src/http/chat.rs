@@ -59,7 +59,7 @@ async fn chat(
             no_cache: a.no_cache || b.no_cache,
             no_store: a.no_store || b.no_store,
         });
-    let (_headers, bytes) = read_json_body(req, state.max_body_bytes).await?;
+    let (_headers, bytes) = read_json_body(req, state.max_body_bytes, state.body_read_timeout).await?;
     let request_bytes = bytes.len();
     let request = ChatRequest::from_body(parse_object(&bytes)?)?;
     let reply = pipeline::chat(

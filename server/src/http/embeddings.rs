@@ -34,7 +34,7 @@ pub(crate) async fn embeddings(
     req: Request,
 ) -> Result<Response, ApiError> {
     let principal = access::authenticate(&state, req.headers(), access::peer_ip(&req)).await?;
-    let (_headers, bytes) = read_json_body(req, state.max_body_bytes).await?;
+    let (_headers, bytes) = read_json_body(req, state.max_body_bytes, state.body_read_timeout).await?;
     let request_bytes = bytes.len();
     let request = EmbeddingsRequest::from_body(parse_object(&bytes)?)?;
     let reply = pipeline::embeddings(

@@ -23,7 +23,7 @@ pub mod serve;
 mod ui;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -194,8 +194,13 @@ fn status_class(s: u16) -> &'static str {
     }
 }
 
-/// Reads a JSON body: checks the content type and the size limit, returns the bytes.
-pub(crate) async fn read_json_body(req: Request, limit: usize) -> Result<(HeaderMap, Bytes), ApiError> {
+/// Reads a JSON body: checks the content type, the size limit and the time it takes (a client
+/// that sends its body a byte at a time is cut off at `deadline`), returns the bytes.
+pub(crate) async fn read_json_body(
+    req: Request,
+    limit: usize,
+    deadline: Duration,
+) -> Result<(HeaderMap, Bytes), ApiError> {
     let (parts, body) = req.into_parts();
     if let Some(ct) = parts.headers.get(http::header::CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or("");
@@ -214,7 +219,10 @@ pub(crate) async fn read_json_body(req: Request, limit: usize) -> Result<(Header
             return Err(ApiError::body_too_large(limit));
         }
     }
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+    let read = tokio::time::timeout(deadline, axum::body::to_bytes(body, limit))
+        .await
+        .map_err(|_| ApiError::body_timeout(deadline.as_secs()))?;
+    let bytes = read.map_err(|e| {
         // `to_bytes` fails either on the limit or on a broken connection; both end the request.
         if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>()) {
             ApiError::body_too_large(limit)

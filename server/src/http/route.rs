@@ -30,7 +30,7 @@ pub(crate) async fn explain_path_route(
 async fn explain(state: Arc<AppState>, path_route: Option<String>, req: Request) -> Result<Response, ApiError> {
     let principal = access::authenticate(&state, req.headers(), access::peer_ip(&req)).await?;
     let prefer = access::prefer_header(req.headers())?;
-    let (_headers, bytes) = read_json_body(req, state.max_body_bytes).await?;
+    let (_headers, bytes) = read_json_body(req, state.max_body_bytes, state.body_read_timeout).await?;
     let request = ChatRequest::from_body(parse_object(&bytes)?)?;
     let call = RouteCall {
         request,

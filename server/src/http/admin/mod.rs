@@ -47,6 +47,8 @@ use wire::LimitsOut;
 
 /// Largest admin request body.
 const MAX_ADMIN_BODY: usize = 64 * 1024;
+/// Longest wait for an admin request's body.
+const ADMIN_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub(crate) use audit::{Actor, CLI_AGENT};
 
@@ -132,7 +134,7 @@ pub(super) fn store_err(e: StoreError) -> ApiError {
 
 /// Parses a JSON body strictly: every problem is a 400 whose `param` is the field's path.
 pub(super) async fn body<T: DeserializeOwned>(req: Request) -> Result<T, ApiError> {
-    let (_h, bytes) = read_json_body(req, MAX_ADMIN_BODY).await?;
+    let (_h, bytes) = read_json_body(req, MAX_ADMIN_BODY, ADMIN_BODY_TIMEOUT).await?;
     let de = &mut serde_json::Deserializer::from_slice(&bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
