@@ -229,6 +229,18 @@ impl ApiError {
             .with_retry_after(Some(retry_after))
     }
 
+    /// The gateway has `server.max_in_flight` requests running already.
+    pub fn overloaded() -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "server_error",
+            "The gateway is at its limit of requests in flight; retry shortly.",
+        )
+        .with_code("server_overloaded")
+        .with_retry_after(Some(Duration::from_secs(1)))
+    }
+
     /// A dependency of the gateway (its database) is unreachable.
     pub fn service_unavailable(message: impl Into<String>) -> Self {
         ApiError::new(

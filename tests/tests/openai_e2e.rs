@@ -753,3 +753,39 @@ async fn a_body_that_does_not_arrive_in_time_is_a_408() {
     assert!(text.contains("\"request_timeout\""), "{text}");
     assert!(started.elapsed() >= std::time::Duration::from_millis(900));
 }
+
+/// At `server.max_in_flight` model requests (a stream counts until its last byte), the next is
+/// refused at once with 503 and `retry-after`; the slot comes back when the stream's client goes.
+#[tokio::test]
+async fn requests_over_the_in_flight_cap_are_refused_at_once() {
+    use futures_util::StreamExt;
+    let mock = MockUpstream::start().await;
+    let cfg = standard_config(&mock.base_url())
+        .replace("shutdown_grace_secs = 5", "shutdown_grace_secs = 5\nmax_in_flight = 1");
+    let gw = TestGateway::start(&cfg).await;
+    let r = client()
+        .post(gw.url("/v1/chat/completions"))
+        .json(&json!({"model": "very-slow-stream", "stream": true, "messages": user("hold on")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut body = r.bytes_stream();
+    assert!(!body.next().await.unwrap().unwrap().is_empty());
+    let (status, h, v) = chat(&gw, json!({"model": "chat", "messages": user("me too")})).await;
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["error"]["code"], "server_overloaded", "{v}");
+    assert_eq!(header(&h, "retry-after"), "1");
+    // Models and health are not model calls.
+    assert_eq!(client().get(gw.url("/v1/models")).send().await.unwrap().status(), 200);
+    drop(body);
+    let mut last = 0;
+    for _ in 0..100 {
+        last = chat(&gw, json!({"model": "chat", "messages": user("now?")})).await.0;
+        if last == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(last, 200, "the slot came back");
+}

@@ -27,6 +27,9 @@ pub struct ServerConfig {
     pub body_read_timeout_secs: u64,
     /// Open client connections at most; at the cap, accepting pauses until one closes.
     pub max_connections: usize,
+    /// Model requests (chat, route, embeddings) running at once, streams until their last byte;
+    /// beyond it a request is refused at once with 503 and `retry-after`.
+    pub max_in_flight: usize,
     /// `text` or `json` logs.
     pub log_format: LogFormat,
     pub retry: RetryConfig,
@@ -47,6 +50,7 @@ impl Default for ServerConfig {
             header_read_timeout_secs: 30,
             body_read_timeout_secs: 30,
             max_connections: 10_000,
+            max_in_flight: 2_048,
             log_format: LogFormat::Text,
             retry: RetryConfig::default(),
             breaker: BreakerConfig::default(),

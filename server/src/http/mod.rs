@@ -43,6 +43,8 @@ pub struct AppState {
     pub app: Arc<App>,
     pub metrics: Option<PrometheusHandle>,
     pub http_metrics: HttpMetrics,
+    /// Model requests running now, at most `server.max_in_flight`.
+    pub in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::ops::Deref for AppState {
@@ -243,12 +245,15 @@ async fn method_not_allowed() -> ApiError {
 
 /// Builds the router for a running gateway.
 pub fn router(app: Arc<App>) -> Router {
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(app.config.server.max_in_flight.max(1)));
     let state = Arc::new(AppState {
         app,
         metrics: crate::telemetry::metrics_handle(),
         http_metrics: HttpMetrics::new(),
+        in_flight,
     });
-    Router::new()
+    // The requests that call models count against `server.max_in_flight`.
+    let model_calls = Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/route", post(route::explain_route))
         .route(
@@ -256,10 +261,13 @@ pub fn router(app: Arc<App>) -> Router {
             post(chat::path_route_chat_completions),
         )
         .route("/r/{route}/v1/route", post(route::explain_path_route))
-        .route("/r/{route}/v1/models", get(models::list_models))
-        .route("/r/{route}/v1/models/{*id}", get(models::get_model_under_route))
         .route("/r/{route}/v1/embeddings", post(embeddings::embeddings_under_route))
         .route("/v1/embeddings", post(embeddings::embeddings))
+        .route_layer(middleware::from_fn_with_state(state.clone(), in_flight_limit));
+    Router::new()
+        .merge(model_calls)
+        .route("/r/{route}/v1/models", get(models::list_models))
+        .route("/r/{route}/v1/models/{*id}", get(models::get_model_under_route))
         .route("/v1/models", get(models::list_models))
         .route("/v1/models/{*id}", get(models::get_model))
         .route("/healthz", get(ops::healthz))
@@ -271,6 +279,22 @@ pub fn router(app: Arc<App>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), request_context))
         .with_state(state)
+}
+
+/// Refuses a model request at once (503, `retry-after`) when `server.max_in_flight` are running;
+/// the slot is held until the response's last byte is sent or the client goes away.
+async fn in_flight_limit(State(state): State<Arc<AppState>>, req: Request, next: middleware::Next) -> Response {
+    let Ok(slot) = state.in_flight.clone().try_acquire_owned() else {
+        metrics::counter!("switchyard_overloaded_total").increment(1);
+        return ApiError::overloaded().into_response();
+    };
+    use http_body_util::BodyExt;
+    next.run(req).await.map(|body| {
+        Body::new(body.map_frame(move |frame| {
+            let _slot = &slot;
+            frame
+        }))
+    })
 }
 
 /// A header value from text that is known to be valid header text (numbers, ids, decimal amounts).
