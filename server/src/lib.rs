@@ -263,6 +263,7 @@ pub async fn run_with(
     let app = http::router(state.clone());
     let limits = http::serve::ServeLimits {
         header_read_timeout: Duration::from_secs(config.server.header_read_timeout_secs),
+        write_stall_timeout: Duration::from_secs(config.server.write_stall_timeout_secs.max(1)),
         max_connections: config.server.max_connections,
         shutdown_grace: Duration::from_secs(config.server.shutdown_grace_secs),
     };

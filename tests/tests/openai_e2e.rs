@@ -789,3 +789,37 @@ async fn requests_over_the_in_flight_cap_are_refused_at_once() {
     }
     assert_eq!(last, 200, "the slot came back");
 }
+
+/// A client that stops reading a stream (but keeps its connection open) is disconnected once its
+/// writes have made no progress for `server.write_stall_timeout_secs`; the request is recorded
+/// as a client disconnect and its slots come back.
+#[tokio::test]
+async fn a_client_that_stops_reading_is_disconnected() {
+    use futures_util::StreamExt;
+    let mock = MockUpstream::start().await;
+    let cfg = standard_config(&mock.base_url()).replace(
+        "shutdown_grace_secs = 5",
+        "shutdown_grace_secs = 5\nwrite_stall_timeout_secs = 1\nmax_in_flight = 1",
+    );
+    let gw = TestGateway::start(&cfg).await;
+    let r = client()
+        .post(gw.url("/v1/chat/completions"))
+        .header("x-request-id", "never-reads")
+        .json(&json!({"model": "huge-stream", "stream": true, "messages": user("big")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut body = r.bytes_stream();
+    assert!(!body.next().await.unwrap().unwrap().is_empty());
+    // Not reading any more, the connection still open.
+    let events = gw.wait_for_events(1, std::time::Duration::from_secs(15)).await;
+    let e = events
+        .iter()
+        .find(|e| e.request_id == "never-reads")
+        .expect("the stalled stream was ended and recorded");
+    assert_eq!(e.outcome, Outcome::ClientDisconnect);
+    let (status, _, _) = chat(&gw, json!({"model": "chat", "messages": user("my turn")})).await;
+    assert_eq!(status, 200, "its in-flight slot came back");
+    drop(body);
+}

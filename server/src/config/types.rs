@@ -25,6 +25,8 @@ pub struct ServerConfig {
     pub header_read_timeout_secs: u64,
     /// Longest wait for a request's whole body once its headers arrived (408 after it).
     pub body_read_timeout_secs: u64,
+    /// A connection whose client stops reading (its writes make no progress) is closed after this.
+    pub write_stall_timeout_secs: u64,
     /// Open client connections at most; at the cap, accepting pauses until one closes.
     pub max_connections: usize,
     /// Model requests (chat, route, embeddings) running at once, streams until their last byte;
@@ -49,6 +51,7 @@ impl Default for ServerConfig {
             shutdown_grace_secs: 15,
             header_read_timeout_secs: 30,
             body_read_timeout_secs: 30,
+            write_stall_timeout_secs: 60,
             max_connections: 10_000,
             max_in_flight: 2_048,
             log_format: LogFormat::Text,

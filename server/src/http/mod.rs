@@ -20,6 +20,7 @@ mod models;
 mod ops;
 mod route;
 pub mod serve;
+mod stall;
 mod ui;
 
 use std::sync::Arc;

@@ -24,6 +24,8 @@ use tokio::sync::Semaphore;
 #[derive(Debug, Clone, Copy)]
 pub struct ServeLimits {
     pub header_read_timeout: Duration,
+    /// A connection whose writes make no progress this long is closed ([`super::stall`]).
+    pub write_stall_timeout: Duration,
     pub max_connections: usize,
     pub shutdown_grace: Duration,
 }
@@ -89,7 +91,10 @@ pub async fn serve(
             },
         ));
         let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .serve_connection_with_upgrades(
+                TokioIo::new(super::stall::StallGuard::new(stream, limits.write_stall_timeout)),
+                service,
+            )
             .into_owned();
         let conn = graceful.watch(conn);
         connections.spawn(async move {
