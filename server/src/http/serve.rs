@@ -90,15 +90,25 @@ pub async fn serve(
                 req
             },
         ));
-        let conn = builder
-            .serve_connection_with_upgrades(
-                TokioIo::new(super::stall::StallGuard::new(stream, limits.write_stall_timeout)),
-                service,
-            )
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let (builder, watcher) = (builder.clone(), graceful.watcher());
         connections.spawn(async move {
-            if let Err(e) = conn.await {
+            // hyper's header timer starts with a request's first byte: a connection that never
+            // sends one would hold its slot for good. It gets the same time to start.
+            let mut first = [0u8; 1];
+            if !matches!(
+                tokio::time::timeout(limits.header_read_timeout, stream.peek(&mut first)).await,
+                Ok(Ok(1))
+            ) {
+                tracing::debug!(%peer, "connection closed: nothing sent in time");
+                return;
+            }
+            let conn = builder
+                .serve_connection_with_upgrades(
+                    TokioIo::new(super::stall::StallGuard::new(stream, limits.write_stall_timeout)),
+                    service,
+                )
+                .into_owned();
+            if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
             drop(permit);
