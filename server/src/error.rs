@@ -188,6 +188,17 @@ impl ApiError {
         .with_code("invalid_api_key")
     }
 
+    /// A browser page of an origin `server.cors_allow_origins` does not list.
+    pub fn origin_not_allowed() -> Self {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "origin_not_allowed",
+            "invalid_request_error",
+            "This origin may not call the API from a browser; see server.cors_allow_origins.",
+        )
+        .with_code("origin_not_allowed")
+    }
+
     /// The key may not use this model.
     pub fn model_not_allowed(model: &str) -> Self {
         ApiError::new(

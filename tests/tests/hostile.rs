@@ -148,3 +148,72 @@ async fn idle_connections_are_closed_and_the_gateway_keeps_serving() {
     }
     gw.stop().await.unwrap();
 }
+
+/// Browsers: cross-origin calls are refused unless the origin is configured; an allowed origin
+/// gets its preflight answered and may read the answer's headers; the admin API never answers
+/// cross-origin.
+#[tokio::test]
+async fn cross_origin_calls_are_closed_unless_configured() {
+    let mock = MockUpstream::start().await;
+    let preflight = |gw: &TestGateway, path: &str, origin: &str| {
+        client()
+            .request(reqwest::Method::OPTIONS, gw.url(path))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization, content-type")
+            .send()
+    };
+    let closed = TestGateway::start(&standard_config(&mock.base_url())).await;
+    let r = preflight(&closed, "/v1/chat/completions", "https://app.example.com")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    let r = client()
+        .post(closed.url("/v1/chat/completions"))
+        .header("origin", "https://app.example.com")
+        .json(&json!({"model": "chat", "messages": user("x")}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.headers().get("access-control-allow-origin").is_none(),
+        "no origin is allowed by default"
+    );
+
+    let cfg = standard_config(&mock.base_url()).replace(
+        "shutdown_grace_secs = 5",
+        "shutdown_grace_secs = 5\ncors_allow_origins = [\"https://app.example.com\"]",
+    );
+    let open = TestGateway::start(&cfg).await;
+    let r = preflight(&open, "/v1/chat/completions", "https://app.example.com")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(r.headers()["access-control-allow-origin"], "https://app.example.com");
+    assert!(r.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .contains("authorization"));
+    let r = client()
+        .post(open.url("/v1/chat/completions"))
+        .header("origin", "https://app.example.com")
+        .json(&json!({"model": "chat", "messages": user("x")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["access-control-allow-origin"], "https://app.example.com");
+    assert_eq!(r.headers()["access-control-expose-headers"], "*");
+    let r = preflight(&open, "/v1/chat/completions", "https://evil.example")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "another origin");
+    let r = preflight(&open, "/admin/v1/keys", "https://app.example.com")
+        .await
+        .unwrap();
+    assert!(
+        r.headers().get("access-control-allow-origin").is_none(),
+        "never the admin API"
+    );
+}

@@ -443,3 +443,32 @@ fn request_log_settings_are_checked_and_the_example_shows_the_defaults() {
     );
     assert!(!c.routes.iter().any(|r| r.store_bodies));
 }
+
+#[test]
+fn server_bounds_and_origins_are_checked() {
+    let text = r#"
+        [server]
+        body_read_timeout_secs = 0
+        write_stall_timeout_secs = 0
+        max_in_flight = 0
+        cors_allow_origins = ["https://app.example.com", "*", "app.example.com", "https://x/path"]
+    "#;
+    let err = load(text).unwrap_err().to_string();
+    for want in [
+        "server.body_read_timeout_secs",
+        "server.write_stall_timeout_secs",
+        "server.max_in_flight",
+        "server.cors_allow_origins[2]",
+        "server.cors_allow_origins[3]",
+    ] {
+        assert!(err.contains(want), "missing {want} in {err}");
+    }
+    assert!(
+        !err.contains("cors_allow_origins[0]") && !err.contains("cors_allow_origins[1]"),
+        "{err}"
+    );
+    assert!(
+        load("").unwrap().server.cors_allow_origins.is_empty(),
+        "closed by default"
+    );
+}

@@ -36,6 +36,9 @@ pub struct ServerConfig {
     pub log_format: LogFormat,
     pub retry: RetryConfig,
     pub breaker: BreakerConfig,
+    /// Browser origins (`https://app.example.com`, or `*`) whose pages may call the OpenAI API
+    /// cross-origin. Empty: none (the admin API and the dashboard never answer them).
+    pub cors_allow_origins: Vec<String>,
     /// Serve `/metrics` and the details of `/readyz` (deployments, breakers, load) without the
     /// master key, for a scraper on a private network. Off: they need the master key.
     pub public_ops: bool,
@@ -58,6 +61,7 @@ impl Default for ServerConfig {
             retry: RetryConfig::default(),
             breaker: BreakerConfig::default(),
             public_ops: false,
+            cors_allow_origins: Vec::new(),
         }
     }
 }

@@ -123,11 +123,27 @@ pub(super) fn validate(
             message: "must be greater than 0".into(),
         });
     }
-    if server.header_read_timeout_secs == 0 {
-        problems.push(Problem {
-            path: "server.header_read_timeout_secs".into(),
-            message: "must be at least 1".into(),
-        });
+    for (name, v) in [
+        ("header_read_timeout_secs", server.header_read_timeout_secs),
+        ("body_read_timeout_secs", server.body_read_timeout_secs),
+        ("write_stall_timeout_secs", server.write_stall_timeout_secs),
+        ("max_in_flight", server.max_in_flight as u64),
+    ] {
+        if v == 0 {
+            problems.push(Problem {
+                path: format!("server.{name}"),
+                message: "must be at least 1".into(),
+            });
+        }
+    }
+    for (i, o) in server.cors_allow_origins.iter().enumerate() {
+        let host = o.strip_prefix("https://").or_else(|| o.strip_prefix("http://"));
+        if o != "*" && !host.is_some_and(|h| !h.is_empty() && !h.contains('/')) {
+            problems.push(Problem {
+                path: format!("server.cors_allow_origins[{i}]"),
+                message: format!("`{o}` is not an origin (`https://host[:port]`, no path) or `*`"),
+            });
+        }
     }
     if server.max_connections == 0 {
         problems.push(Problem {

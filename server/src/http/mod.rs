@@ -14,6 +14,7 @@
 mod access;
 mod admin;
 mod chat;
+mod cors;
 mod embeddings;
 mod headers;
 mod models;
@@ -278,6 +279,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(ui::routes(&state))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), cors::cors))
         .layer(middleware::from_fn_with_state(state.clone(), request_context))
         .with_state(state)
 }
