@@ -1,6 +1,8 @@
-//! Hostile clients meet a bound each (the README's bounds table): nesting, invalid UTF-8, huge
-//! `n` and `max_tokens`, oversized bodies, odd request ids, control characters in headers, and
-//! idle connections; every refusal the gateway itself writes is OpenAI-shaped.
+//! Hostile clients and upstreams meet a bound each (the README's bounds table): nesting, invalid
+//! UTF-8, huge `n` and `max_tokens`, oversized bodies, odd request ids, control characters in
+//! headers, idle connections, slow bodies, readers that stop reading, the in-flight cap, CORS,
+//! and upstream error pages that never end; every refusal the gateway itself writes is
+//! OpenAI-shaped.
 
 mod common;
 
@@ -8,6 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
+use switchyard::records::usage::Outcome;
 use switchyard_tests::{standard_config, MockUpstream, TestGateway};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -216,4 +219,169 @@ async fn cross_origin_calls_are_closed_unless_configured() {
         r.headers().get("access-control-allow-origin").is_none(),
         "never the admin API"
     );
+}
+
+/// An upstream whose error page never ends, or holds a forged log line: the client gets its
+/// error at once (the body is read only up to a bound) with the message on one line.
+#[tokio::test]
+async fn an_endless_or_forged_upstream_error_page_is_bounded() {
+    use axum::routing::post as on_post;
+    let app = axum::Router::new()
+        .route(
+            "/endless/v1/chat/completions",
+            on_post(|| async {
+                use futures_util::StreamExt;
+                let head = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from_static(
+                    br#"{"error":{"message":"busy "#,
+                ))]);
+                let rest = futures_util::stream::repeat_with(|| Ok(bytes::Bytes::from(vec![b'x'; 65536])));
+                (
+                    axum::http::StatusCode::BAD_REQUEST,
+                    axum::body::Body::from_stream(head.chain(rest)),
+                )
+            }),
+        )
+        .route(
+            "/forged/v1/chat/completions",
+            on_post(|| async {
+                (
+                    axum::http::StatusCode::BAD_REQUEST,
+                    r#"{"error":{"message":"no\nERROR switchyard: admin key leaked"}}"#,
+                )
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let toml = format!(
+        "[providers.e]\nkind = \"openai\"\nbase_url = \"http://{addr}/endless/v1\"\n\
+         [providers.f]\nkind = \"openai\"\nbase_url = \"http://{addr}/forged/v1\"\n\
+         [models.endless]\n[[models.endless.deployments]]\nprovider = \"e\"\nmodel = \"m\"\n\
+         input_per_mtok = 1\noutput_per_mtok = 1\ncontext_window = 10000\n\
+         [models.forged]\n[[models.forged.deployments]]\nprovider = \"f\"\nmodel = \"m\"\n\
+         input_per_mtok = 1\noutput_per_mtok = 1\ncontext_window = 10000\n"
+    );
+    let gw = TestGateway::start(&toml).await;
+    let started = std::time::Instant::now();
+    let (status, _, v) = chat(&gw, json!({"model": "endless", "messages": user("x")})).await;
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "the endless page was not waited for"
+    );
+    let (status, _, v) = chat(&gw, json!({"model": "forged", "messages": user("x")})).await;
+    assert_eq!(status, 400, "{v}");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("admin key leaked") && !msg.contains('\n'), "{msg}");
+}
+
+/// A client that sends its headers and then its body a trickle at a time is answered 408 once
+/// `server.body_read_timeout_secs` has passed, in OpenAI's error shape.
+#[tokio::test]
+async fn a_body_that_does_not_arrive_in_time_is_a_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mock = MockUpstream::start().await;
+    let cfg = standard_config(&mock.base_url()).replace(
+        "shutdown_grace_secs = 5",
+        "shutdown_grace_secs = 5\nbody_read_timeout_secs = 1",
+    );
+    let gw = TestGateway::start(&cfg).await;
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"mo",
+    )
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    out.extend_from_slice(&buf[..n]);
+                    if out.windows(4).any(|w| w == b"\r\n\r\n") && out.ends_with(b"}") {
+                        break;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no answer within 10 s");
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("\"request_timeout\""), "{text}");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900));
+}
+
+/// At `server.max_in_flight` model requests (a stream counts until its last byte), the next is
+/// refused at once with 503 and `retry-after`; the slot comes back when the stream's client goes.
+#[tokio::test]
+async fn requests_over_the_in_flight_cap_are_refused_at_once() {
+    use futures_util::StreamExt;
+    let mock = MockUpstream::start().await;
+    let cfg = standard_config(&mock.base_url())
+        .replace("shutdown_grace_secs = 5", "shutdown_grace_secs = 5\nmax_in_flight = 1");
+    let gw = TestGateway::start(&cfg).await;
+    let r = client()
+        .post(gw.url("/v1/chat/completions"))
+        .json(&json!({"model": "very-slow-stream", "stream": true, "messages": user("hold on")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut body = r.bytes_stream();
+    assert!(!body.next().await.unwrap().unwrap().is_empty());
+    let (status, h, v) = chat(&gw, json!({"model": "chat", "messages": user("me too")})).await;
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["error"]["code"], "server_overloaded", "{v}");
+    assert_eq!(header(&h, "retry-after"), "1");
+    // Models and health are not model calls.
+    assert_eq!(client().get(gw.url("/v1/models")).send().await.unwrap().status(), 200);
+    drop(body);
+    let mut last = 0;
+    for _ in 0..100 {
+        last = chat(&gw, json!({"model": "chat", "messages": user("now?")})).await.0;
+        if last == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(last, 200, "the slot came back");
+}
+
+/// A client that stops reading a stream (but keeps its connection open) is disconnected once its
+/// writes have made no progress for `server.write_stall_timeout_secs`; the request is recorded
+/// as a client disconnect and its slots come back.
+#[tokio::test]
+async fn a_client_that_stops_reading_is_disconnected() {
+    use futures_util::StreamExt;
+    let mock = MockUpstream::start().await;
+    let cfg = standard_config(&mock.base_url()).replace(
+        "shutdown_grace_secs = 5",
+        "shutdown_grace_secs = 5\nwrite_stall_timeout_secs = 1\nmax_in_flight = 1",
+    );
+    let gw = TestGateway::start(&cfg).await;
+    let r = client()
+        .post(gw.url("/v1/chat/completions"))
+        .header("x-request-id", "never-reads")
+        .json(&json!({"model": "huge-stream", "stream": true, "messages": user("big")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut body = r.bytes_stream();
+    assert!(!body.next().await.unwrap().unwrap().is_empty());
+    // Not reading any more, the connection still open.
+    let events = gw.wait_for_events(1, std::time::Duration::from_secs(15)).await;
+    let e = events
+        .iter()
+        .find(|e| e.request_id == "never-reads")
+        .expect("the stalled stream was ended and recorded");
+    assert_eq!(e.outcome, Outcome::ClientDisconnect);
+    let (status, _, _) = chat(&gw, json!({"model": "chat", "messages": user("my turn")})).await;
+    assert_eq!(status, 200, "its in-flight slot came back");
+    drop(body);
 }
