@@ -217,7 +217,10 @@ fn usage_from(u: &Value) -> Usage {
     let get = |k: &str| u[k].as_u64().unwrap_or(0);
     let cache_read = get("cache_read_input_tokens");
     Usage {
-        prompt_tokens: get("input_tokens") + cache_read + get("cache_creation_input_tokens"),
+        // Absurd counts are judged later (money::accounting); here they must not overflow.
+        prompt_tokens: get("input_tokens")
+            .saturating_add(cache_read)
+            .saturating_add(get("cache_creation_input_tokens")),
         completion_tokens: get("output_tokens"),
         cached_tokens: cache_read,
     }
@@ -227,7 +230,7 @@ fn usage_json(u: &Usage) -> Value {
     json!({
         "prompt_tokens": u.prompt_tokens,
         "completion_tokens": u.completion_tokens,
-        "total_tokens": u.prompt_tokens + u.completion_tokens,
+        "total_tokens": u.prompt_tokens.saturating_add(u.completion_tokens),
         "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
     })
 }
@@ -557,6 +560,15 @@ mod tests {
         assert!(system.starts_with("Be kind.\n\n"), "{system}");
         assert!(system.contains(r#""required":["k"]"#), "{system}");
         assert!(out.get("response_format").is_none());
+    }
+
+    #[test]
+    fn absurd_usage_saturates_instead_of_overflowing() {
+        let msg = json!({"type": "message", "content": [], "stop_reason": "end_turn",
+            "usage": {"input_tokens": u64::MAX, "cache_read_input_tokens": u64::MAX, "output_tokens": u64::MAX}});
+        let (body, usage) = translate_response(&msg);
+        assert_eq!((usage.prompt_tokens, usage.completion_tokens), (u64::MAX, u64::MAX));
+        assert_eq!(body["usage"]["total_tokens"], u64::MAX);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 pub mod anthropic;
 pub mod mock;
 pub mod openai;
-mod sse;
+pub mod sse;
 
 use std::pin::Pin;
 use std::time::Duration;
