@@ -342,6 +342,11 @@ api_key_env = "MOCK_KEY"
     out
 }
 
+/// [`standard_config`] with more `[server]` settings (TOML lines, e.g. `"max_in_flight = 1"`).
+pub fn standard_config_with_server(mock_base: &str, server: &str) -> String {
+    standard_config(mock_base).replacen("[server]\n", &format!("[server]\n{server}\n"), 1)
+}
+
 /// Starts a mock and a gateway with [`standard_config`].
 pub async fn standard() -> (MockUpstream, TestGateway) {
     let mock = MockUpstream::start().await;

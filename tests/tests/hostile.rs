@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::*;
 use serde_json::{json, Value};
 use switchyard::records::usage::Outcome;
-use switchyard_tests::{standard_config, MockUpstream, TestGateway};
+use switchyard_tests::{standard_config, standard_config_with_server, MockUpstream, TestGateway};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn raw_post(gw: &TestGateway, body: Vec<u8>) -> (u16, Value) {
@@ -123,10 +123,7 @@ async fn hostile_bodies_and_headers_are_refused_in_shape() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_are_closed_and_the_gateway_keeps_serving() {
     let mock = MockUpstream::start().await;
-    let cfg = standard_config(&mock.base_url()).replace(
-        "shutdown_grace_secs = 5",
-        "shutdown_grace_secs = 5\nheader_read_timeout_secs = 1",
-    );
+    let cfg = standard_config_with_server(&mock.base_url(), "header_read_timeout_secs = 1");
     let gw = TestGateway::start(&cfg).await;
     // Connections that send nothing, and one that sends its headers a byte at a time.
     let mut idle = Vec::new();
@@ -281,10 +278,7 @@ async fn an_endless_or_forged_upstream_error_page_is_bounded() {
 async fn a_body_that_does_not_arrive_in_time_is_a_408() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mock = MockUpstream::start().await;
-    let cfg = standard_config(&mock.base_url()).replace(
-        "shutdown_grace_secs = 5",
-        "shutdown_grace_secs = 5\nbody_read_timeout_secs = 1",
-    );
+    let cfg = standard_config_with_server(&mock.base_url(), "body_read_timeout_secs = 1");
     let gw = TestGateway::start(&cfg).await;
     let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     s.write_all(
@@ -322,8 +316,7 @@ async fn a_body_that_does_not_arrive_in_time_is_a_408() {
 async fn requests_over_the_in_flight_cap_are_refused_at_once() {
     use futures_util::StreamExt;
     let mock = MockUpstream::start().await;
-    let cfg = standard_config(&mock.base_url())
-        .replace("shutdown_grace_secs = 5", "shutdown_grace_secs = 5\nmax_in_flight = 1");
+    let cfg = standard_config_with_server(&mock.base_url(), "max_in_flight = 1");
     let gw = TestGateway::start(&cfg).await;
     let r = client()
         .post(gw.url("/v1/chat/completions"))
@@ -359,10 +352,7 @@ async fn requests_over_the_in_flight_cap_are_refused_at_once() {
 async fn a_client_that_stops_reading_is_disconnected() {
     use futures_util::StreamExt;
     let mock = MockUpstream::start().await;
-    let cfg = standard_config(&mock.base_url()).replace(
-        "shutdown_grace_secs = 5",
-        "shutdown_grace_secs = 5\nwrite_stall_timeout_secs = 1\nmax_in_flight = 1",
-    );
+    let cfg = standard_config_with_server(&mock.base_url(), "write_stall_timeout_secs = 1\nmax_in_flight = 1");
     let gw = TestGateway::start(&cfg).await;
     let r = client()
         .post(gw.url("/v1/chat/completions"))

@@ -9,7 +9,7 @@ use common::*;
 use futures_util::StreamExt;
 use serde_json::json;
 use switchyard::records::usage::Outcome;
-use switchyard_tests::{standard, standard_config, MockUpstream, TestGateway};
+use switchyard_tests::{standard, standard_config, standard_config_with_server, MockUpstream, TestGateway};
 
 #[tokio::test]
 async fn shutdown_lets_inflight_streams_finish_and_refuses_new_work() {
@@ -99,10 +99,7 @@ async fn breaker_opens_after_repeated_failures_and_half_opens_after_cooldown() {
 async fn a_client_that_never_finishes_its_headers_is_disconnected() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mock = MockUpstream::start().await;
-    let cfg = standard_config(&mock.base_url()).replace(
-        "shutdown_grace_secs = 5",
-        "shutdown_grace_secs = 5\nheader_read_timeout_secs = 1",
-    );
+    let cfg = standard_config_with_server(&mock.base_url(), "header_read_timeout_secs = 1");
     let gw = TestGateway::start(&cfg).await;
     let mut slow = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     slow.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")
@@ -126,10 +123,7 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
 async fn connections_beyond_the_cap_wait_for_a_free_slot() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mock = MockUpstream::start().await;
-    let cfg = standard_config(&mock.base_url()).replace(
-        "shutdown_grace_secs = 5",
-        "shutdown_grace_secs = 5\nmax_connections = 2",
-    );
+    let cfg = standard_config_with_server(&mock.base_url(), "max_connections = 2");
     let gw = TestGateway::start(&cfg).await;
     let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
     async fn answered(s: &mut tokio::net::TcpStream, within: Duration) -> bool {
