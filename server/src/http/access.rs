@@ -123,3 +123,11 @@ pub(crate) fn prefer_header(headers: &HeaderMap) -> Result<Option<Prefer>, ApiEr
 pub(crate) fn peer_ip(req: &axum::extract::Request) -> Option<std::net::IpAddr> {
     req.extensions().get::<super::Peer>().map(|p| p.0.ip())
 }
+
+/// Whether the request carries the master key as its bearer token.
+pub(crate) fn is_master(state: &AppState, headers: &HeaderMap) -> bool {
+    match (bearer(headers), &state.master_key) {
+        (Some(t), Some(m)) => m.matches(&digest(t)),
+        _ => false,
+    }
+}

@@ -20,11 +20,7 @@ pub(crate) async fn healthz() -> Response {
 
 /// Whether the caller may see operational detail: `server.public_ops`, or the master key.
 fn sees_ops(state: &AppState, headers: &HeaderMap) -> bool {
-    state.config.server.public_ops
-        || match (crate::http::access::bearer(headers), &state.master_key) {
-            (Some(t), Some(m)) => m.matches(&crate::access::keys::digest(t)),
-            _ => false,
-        }
+    state.config.server.public_ops || super::access::is_master(state, headers)
 }
 
 /// Ready unless draining; with the master key (or `server.public_ops`), each deployment's

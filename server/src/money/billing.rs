@@ -305,7 +305,7 @@ impl Deliverer {
                 let text = if status.is_success() {
                     String::new()
                 } else {
-                    bounded_text(r, MAX_ERROR_BODY).await
+                    String::from_utf8_lossy(&crate::providers::read_prefix(r, MAX_ERROR_BODY).await).into_owned()
                 };
                 classify(status.as_u16(), &text)
             }
@@ -316,18 +316,6 @@ impl Deliverer {
 
 /// The most of an error answer's body read (the rest is not waited for).
 const MAX_ERROR_BODY: usize = 4096;
-
-/// The start of an answer's body, at most `max` bytes, as text.
-async fn bounded_text(mut r: reqwest::Response, max: usize) -> String {
-    let mut buf = Vec::new();
-    while buf.len() < max {
-        match r.chunk().await {
-            Ok(Some(c)) => buf.extend_from_slice(&c[..c.len().min(max - buf.len())]),
-            _ => break,
-        }
-    }
-    String::from_utf8_lossy(&buf).into_owned()
-}
 
 /// What an answer of the billing API means for the events sent.
 fn classify(status: u16, body: &str) -> Sent {

@@ -534,7 +534,7 @@ pub(crate) async fn send(rb: reqwest::RequestBuilder) -> Result<reqwest::Respons
         return Ok(resp);
     }
     let retry = retry_after(resp.headers());
-    let body = error_body(resp).await;
+    let body = read_prefix(resp, MAX_ERROR_BODY).await;
     Err(UpstreamError::Status {
         status: status.as_u16(),
         message: error_message(status.as_u16(), &body),
@@ -545,13 +545,13 @@ pub(crate) async fn send(rb: reqwest::RequestBuilder) -> Result<reqwest::Respons
 /// The most of an upstream error body that is read; the rest is not waited for.
 pub(crate) const MAX_ERROR_BODY: usize = 64 * 1024;
 
-/// The start of an error answer's body, at most [`MAX_ERROR_BODY`] bytes: an upstream that
-/// sends an endless or huge error page holds nothing up and fills no memory.
-async fn error_body(mut resp: reqwest::Response) -> Vec<u8> {
+/// The start of an answer's body, at most `max` bytes (the rest is not waited for): a server
+/// that sends an endless or huge error page holds nothing up and fills no memory.
+pub(crate) async fn read_prefix(mut resp: reqwest::Response, max: usize) -> Vec<u8> {
     let mut buf = Vec::new();
-    while buf.len() < MAX_ERROR_BODY {
+    while buf.len() < max {
         match resp.chunk().await {
-            Ok(Some(c)) => buf.extend_from_slice(&c[..c.len().min(MAX_ERROR_BODY - buf.len())]),
+            Ok(Some(c)) => buf.extend_from_slice(&c[..c.len().min(max - buf.len())]),
             _ => break,
         }
     }
