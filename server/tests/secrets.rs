@@ -1,7 +1,8 @@
 //! No secret reaches the logs: a `switchyard` process at `debug` level is given every kind of
 //! secret (the master key, an upstream's API key and an extra header's value, the billing
-//! webhook's key and URL credentials, a dashboard user's password, the virtual keys it issues)
-//! and made to use and fail with each; then its whole output is searched for every one of them.
+//! webhook's key and URL credentials, a dashboard user's password, also typed into the user
+//! field, the virtual keys it issues) and made to use and fail with each; then its whole output
+//! is searched for every one of them.
 
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -133,8 +134,13 @@ context_window = 10000
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    for password in [USER_PASSWORD, "not-the-password", MASTER] {
-        let user = if password == MASTER { "" } else { "fin" };
+    // The last one is a password typed into the user field.
+    for (user, password) in [
+        ("fin", USER_PASSWORD),
+        ("fin", "not-the-password"),
+        ("", MASTER),
+        (USER_PASSWORD, "fin"),
+    ] {
         let r = no_redirect
             .post(format!("{base}/ui/login"))
             .form(&[("user", user), ("password", password), ("next", "/ui")])
@@ -165,6 +171,7 @@ context_window = 10000
         "the upstream failure was logged"
     );
     assert!(log.lines().count() > 10, "a real log: {log}");
+    assert!(log.contains("unknown_user_sha256"), "the refused unknown name is logged hashed");
     for s in [
         MASTER,
         UPSTREAM_KEY,

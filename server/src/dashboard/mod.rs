@@ -83,6 +83,9 @@ impl Dashboard {
         if wait > 0 {
             return Err(SignInError::Throttled(wait));
         }
+        // Whether the name typed is a user's: only then is it logged as typed, since a password
+        // typed into the user field must not reach the log.
+        let mut known = user.is_empty();
         let role = if user.is_empty() {
             self.master
                 .as_ref()
@@ -93,13 +96,19 @@ impl Dashboard {
                 tracing::error!(error = %e, "sign-in: cannot read users");
                 SignInError::Unavailable
             })?;
+            known = stored.is_some();
             let hash = stored.as_ref().map(|u| u.password_hash.clone());
             let ok = verify_password(password.to_string(), hash).await;
             stored.filter(|_| ok).map(|u| u.role)
         };
         let Some(role) = role else {
             self.throttle.failed(&subjects, now);
-            tracing::warn!(user, from, "dashboard sign-in refused");
+            if known {
+                tracing::warn!(user = if user.is_empty() { MASTER_USER } else { user }, from, "dashboard sign-in refused");
+            } else {
+                let typed = hex::encode(&Sha256::digest(user.as_bytes())[..6]);
+                tracing::warn!(unknown_user_sha256 = %typed, from, "dashboard sign-in refused");
+            }
             return Err(SignInError::Wrong);
         };
         self.throttle.succeeded(&subjects);
