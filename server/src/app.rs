@@ -11,6 +11,7 @@ use crate::cache::embed::{self, Embedder};
 use crate::cache::Cache;
 use crate::clock::Clock;
 use crate::config::{Config, EmbedderKind};
+use crate::money::backlog::Backlog;
 use crate::money::meter::UsageSink;
 use crate::money::pricing::PriceBook;
 use crate::proxy::gateway::Gateway;
@@ -23,6 +24,8 @@ use crate::store::Store;
 pub struct App {
     pub gateway: Gateway,
     pub usage: Arc<dyn UsageSink>,
+    /// The ledger's backlog behind `usage`, when it has one: admission closes when it is full.
+    pub ledger: Option<Arc<Backlog>>,
     pub max_body_bytes: usize,
     /// `server.body_read_timeout_secs`.
     pub body_read_timeout: Duration,
@@ -53,11 +56,35 @@ pub struct App {
     pub bodies: Option<Arc<crate::capture::BodyRules>>,
     /// Waits for addresses that keep presenting unknown API keys.
     pub auth_throttle: crate::access::throttle::Throttle,
+    /// The latest reload of the config file, if it changed since the start.
+    pub last_reload: std::sync::Mutex<Option<ReloadOutcome>>,
+}
+
+/// What became of the latest change to the config file (shown by `/readyz` to operators).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReloadOutcome {
+    pub at_ms: i64,
+    pub applied: bool,
+    /// Why the change was refused; the running configuration stays then.
+    pub problems: Option<String>,
 }
 
 impl App {
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Records the outcome of a reload of the config file.
+    pub fn reloaded(&self, problems: Option<String>) {
+        let applied = problems.is_none();
+        metrics::counter!("switchyard_config_reloads_total", "outcome" => if applied { "applied" } else { "refused" })
+            .increment(1);
+        let outcome = ReloadOutcome {
+            at_ms: self.clock.now_ms(),
+            applied,
+            problems,
+        };
+        *self.last_reload.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
     }
 }
 
@@ -146,6 +173,7 @@ pub fn build_state_with(
     };
     Arc::new(App {
         gateway,
+        ledger: usage.backlog(),
         usage,
         max_body_bytes: config.server.max_body_bytes,
         body_read_timeout: Duration::from_secs(config.server.body_read_timeout_secs.max(1)),
@@ -164,5 +192,6 @@ pub fn build_state_with(
         dashboard,
         bodies,
         auth_throttle: crate::access::throttle::Throttle::new(crate::access::throttle::API_KEYS),
+        last_reload: std::sync::Mutex::new(None),
     })
 }

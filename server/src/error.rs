@@ -252,6 +252,18 @@ impl ApiError {
         .with_retry_after(Some(Duration::from_secs(1)))
     }
 
+    /// The usage ledger cannot be written and its buffer has no room for more requests.
+    pub fn ledger_full() -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ledger_full",
+            "server_error",
+            "The gateway cannot record usage at the moment (its database is unreachable and the buffer is full); retry shortly.",
+        )
+        .with_code("service_unavailable")
+        .with_retry_after(Some(Duration::from_secs(5)))
+    }
+
     /// A dependency of the gateway (its database) is unreachable.
     pub fn service_unavailable(message: impl Into<String>) -> Self {
         ApiError::new(

@@ -50,7 +50,7 @@ use tokio::net::TcpListener;
 pub use crate::app::{build_state, build_state_with, router_model, App};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::money::meter::{ChannelSink, UsageSink, USAGE_CHANNEL_CAPACITY};
+use crate::money::meter::{ChannelSink, UsageSink, MAX_PENDING_ESTIMATE_BYTES};
 use crate::store::Store;
 
 /// What a running gateway is built from besides its configuration.
@@ -103,6 +103,7 @@ async fn watch_routes(state: Arc<App>, path: std::path::PathBuf) {
                 // Routes must name models of the running gateway, which the file may have changed.
                 if let Err(e) = state.config.check_route_targets(&new.routes) {
                     tracing::error!(file = %path.display(), problems = %e, "changed routes refused; the running routing table stays");
+                    state.reloaded(Some(e.to_string()));
                     continue;
                 }
                 let current = state.router.get().model.clone();
@@ -121,9 +122,11 @@ async fn watch_routes(state: Arc<App>, path: std::path::PathBuf) {
                     .router
                     .set(router::policy::Router::new(model, new.routes.iter().cloned()));
                 tracing::info!(file = %path.display(), routes = ?names, "routing table reloaded");
+                state.reloaded(None);
             }
             Ok(Err(e)) => {
                 tracing::error!(file = %path.display(), problems = %e, "changed config refused; the running routing table stays");
+                state.reloaded(Some(e.to_string()));
             }
             Err(e) => tracing::error!(error = %e, "config reload task failed"),
         }
@@ -182,7 +185,11 @@ pub async fn run_with(
     let (sink, consumer) = match options.usage {
         Some(s) => (s, None),
         None => {
-            let (sink, rx) = ChannelSink::new(USAGE_CHANNEL_CAPACITY);
+            let backlog = money::backlog::Backlog::new(
+                config.ledger.max_buffered_events,
+                config.server.max_in_flight.saturating_mul(2),
+            );
+            let (sink, rx) = ChannelSink::with_backlog(Arc::new(backlog), MAX_PENDING_ESTIMATE_BYTES);
             let sink: Arc<dyn UsageSink> = sink;
             let writer = money::ledger::LedgerWriter {
                 store: store.clone(),

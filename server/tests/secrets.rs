@@ -171,7 +171,10 @@ context_window = 10000
         "the upstream failure was logged"
     );
     assert!(log.lines().count() > 10, "a real log: {log}");
-    assert!(log.contains("unknown_user_sha256"), "the refused unknown name is logged hashed");
+    assert!(
+        log.contains("unknown_user_sha256"),
+        "the refused unknown name is logged hashed"
+    );
     for s in [
         MASTER,
         UPSTREAM_KEY,

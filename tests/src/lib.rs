@@ -2,10 +2,12 @@
 //!
 //! # Layout
 //! - [`mock`]: the OpenAI/Anthropic-compatible mock upstream (also the `mock-upstream` binary).
+//! - [`cut`]: a TCP relay to a real service that can be cut and restored.
 //! - [`TestGateway`]: `switchyard::run` on `127.0.0.1:0` with an in-memory usage sink.
 //! - [`standard_config`]: a configuration with one model per scenario, all pointing at one mock.
 //! - `src/bin/bench.rs`: the overhead benchmark (direct to the mock vs through the gateway).
 
+pub mod cut;
 pub mod mock;
 
 use std::net::SocketAddr;

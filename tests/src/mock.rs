@@ -15,6 +15,7 @@
 //! | `hang` | never answer (for timeouts) |
 //! | `cut=N` | stream N chunks, then close the connection without `[DONE]` |
 //! | `stream_error=N` | stream N chunks, then an in-band error event |
+//! | `endless` | stream the first content chunk over and over, never ending |
 //! | `dims=N` | embedding dimensions |
 //! | `pad=N` | add N bytes of filler to each streamed content piece (large streams) |
 //! | `error_body` | answer 200 with an error object instead of a completion (OpenAI's shape, or Anthropic's `{"type":"error"}`) |
@@ -62,6 +63,7 @@ pub struct Directives {
     pub hang: bool,
     pub cut: Option<usize>,
     pub stream_error: Option<usize>,
+    pub endless: bool,
     pub dims: usize,
     pub pad: usize,
     pub error_body: bool,
@@ -95,6 +97,7 @@ impl Directives {
                 "hang" => d.hang = true,
                 "cut" => d.cut = num.map(|n| n as usize),
                 "stream_error" => d.stream_error = num.map(|n| n as usize),
+                "endless" => d.endless = true,
                 "dims" => d.dims = num.unwrap_or(16).clamp(1, 4096) as usize,
                 "pad" => d.pad = num.unwrap_or(0).min(4 << 20) as usize,
                 "error_body" => d.error_body = true,
@@ -298,26 +301,31 @@ impl Drop for StreamWatch {
 
 /// Sends SSE frames with `delay` between them; `cut` closes early without the end frame.
 fn sse_response(state: Arc<MockState>, frames: Vec<String>, delay: Duration, end: Option<String>) -> Response {
+    sse_frames(state, frames.into_iter().chain(end), delay)
+}
+
+/// [`sse_response`] of any sequence of frames, endless ones too.
+fn sse_frames(
+    state: Arc<MockState>,
+    items: impl Iterator<Item = String> + Send + 'static,
+    delay: Duration,
+) -> Response {
     let watch = StreamWatch { state, done: false };
-    let items: Vec<String> = frames.into_iter().chain(end).collect();
-    let stream = futures_util::stream::unfold(
-        (items.into_iter(), watch, true),
-        move |(mut it, mut watch, first)| async move {
-            match it.next() {
-                None => {
-                    watch.done = true;
-                    drop(watch);
-                    None
-                }
-                Some(f) => {
-                    if !first && !delay.is_zero() {
-                        tokio::time::sleep(delay).await;
-                    }
-                    Some((Ok::<_, Infallible>(Bytes::from(f)), (it, watch, false)))
-                }
+    let stream = futures_util::stream::unfold((items, watch, true), move |(mut it, mut watch, first)| async move {
+        match it.next() {
+            None => {
+                watch.done = true;
+                drop(watch);
+                None
             }
-        },
-    );
+            Some(f) => {
+                if !first && !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                Some((Ok::<_, Infallible>(Bytes::from(f)), (it, watch, false)))
+            }
+        }
+    });
     Response::builder()
         .header("content-type", "text/event-stream")
         .header("cache-control", "no-cache")
@@ -382,6 +390,12 @@ async fn chat(State(state): State<Arc<MockState>>, headers: HeaderMap, body: Byt
             format!("data: {c}\n\n")
         })
         .collect();
+    if d.endless && frames.len() > 1 {
+        let again = frames[1].clone();
+        frames.truncate(1);
+        let forever = frames.into_iter().chain(std::iter::repeat(again));
+        return sse_frames(state.clone(), forever, Duration::from_millis(d.delay_ms));
+    }
     let mut end = Some("data: [DONE]\n\n".to_string());
     if let Some(n) = d.cut {
         frames.truncate(n);

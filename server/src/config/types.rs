@@ -135,6 +135,10 @@ pub struct LedgerConfig {
     pub lease_ttl_secs: u64,
     /// How often settled spend is written to the database and idle leases are returned.
     pub budget_flush_ms: u64,
+    /// Usage events kept in memory at most while the database cannot be written. Model requests
+    /// are refused (503) once the buffer has only room left for twice `server.max_in_flight`,
+    /// so that every request already admitted keeps its event.
+    pub max_buffered_events: usize,
 }
 
 impl Default for LedgerConfig {
@@ -145,6 +149,7 @@ impl Default for LedgerConfig {
             lease_pct: 10,
             lease_ttl_secs: 60,
             budget_flush_ms: 500,
+            max_buffered_events: 65_536,
         }
     }
 }
@@ -308,6 +313,9 @@ pub struct ProviderConfig {
     pub connect_timeout_ms: u64,
     /// Longest silence tolerated between two chunks of a stream.
     pub stream_idle_timeout_ms: u64,
+    /// Longest a whole stream may last (an upstream that never ends is cut here, or at
+    /// `server.max_response_bytes`).
+    pub stream_max_secs: u64,
     pub anthropic_version: String,
     /// Mock only: delay before the first chunk.
     pub latency_ms: u64,

@@ -48,6 +48,7 @@ struct RawProvider {
     timeout_ms: Option<u64>,
     connect_timeout_ms: Option<u64>,
     stream_idle_timeout_ms: Option<u64>,
+    stream_max_secs: Option<u64>,
     anthropic_version: Option<String>,
     latency_ms: Option<u64>,
     chunk_delay_ms: Option<u64>,
@@ -208,6 +209,15 @@ pub(super) fn validate(
         problems.push(Problem {
             path: "ledger".into(),
             message: "lease_pct must be 1..=100 and lease_ttl_secs at least 1".into(),
+        });
+    }
+    if ledger.max_buffered_events <= server.max_in_flight.saturating_mul(2) {
+        problems.push(Problem {
+            path: "ledger.max_buffered_events".into(),
+            message: format!(
+                "must be more than twice server.max_in_flight ({}): that much room is kept for requests already admitted",
+                server.max_in_flight
+            ),
         });
     }
 
@@ -526,11 +536,14 @@ fn validate_providers(
             compat.dedupe_tool_call_names = c.dedupe_tool_call_names.unwrap_or(compat.dedupe_tool_call_names);
         }
         let timeout_ms = raw.timeout_ms.unwrap_or(600_000);
-        if timeout_ms == 0 {
-            problems.push(Problem {
-                path: format!("{path}.timeout_ms"),
-                message: "must be greater than 0".into(),
-            });
+        let stream_max_secs = raw.stream_max_secs.unwrap_or(3_600);
+        for (field, v) in [("timeout_ms", timeout_ms), ("stream_max_secs", stream_max_secs)] {
+            if v == 0 {
+                problems.push(Problem {
+                    path: format!("{path}.{field}"),
+                    message: "must be greater than 0".into(),
+                });
+            }
         }
         out.insert(
             name,
@@ -542,6 +555,7 @@ fn validate_providers(
                 timeout_ms,
                 connect_timeout_ms: raw.connect_timeout_ms.unwrap_or(5_000),
                 stream_idle_timeout_ms: raw.stream_idle_timeout_ms.unwrap_or(120_000),
+                stream_max_secs,
                 anthropic_version: raw.anthropic_version.unwrap_or_else(|| "2023-06-01".into()),
                 latency_ms: raw.latency_ms.unwrap_or(0),
                 chunk_delay_ms: raw.chunk_delay_ms.unwrap_or(0),

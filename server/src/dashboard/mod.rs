@@ -104,7 +104,11 @@ impl Dashboard {
         let Some(role) = role else {
             self.throttle.failed(&subjects, now);
             if known {
-                tracing::warn!(user = if user.is_empty() { MASTER_USER } else { user }, from, "dashboard sign-in refused");
+                tracing::warn!(
+                    user = if user.is_empty() { MASTER_USER } else { user },
+                    from,
+                    "dashboard sign-in refused"
+                );
             } else {
                 let typed = hex::encode(&Sha256::digest(user.as_bytes())[..6]);
                 tracing::warn!(unknown_user_sha256 = %typed, from, "dashboard sign-in refused");

@@ -284,13 +284,17 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(state)
 }
 
-/// Refuses a model request at once (503, `retry-after`) when `server.max_in_flight` are running;
-/// the slot is held until the response's last byte is sent or the client goes away.
+/// Refuses a model request at once (503, `retry-after`) when `server.max_in_flight` are running,
+/// or when the usage ledger's buffer is full (its database is down); the slot is held until the response's last byte is sent or the client goes away.
 async fn in_flight_limit(State(state): State<Arc<AppState>>, req: Request, next: middleware::Next) -> Response {
     let Ok(slot) = state.in_flight.clone().try_acquire_owned() else {
         metrics::counter!("switchyard_overloaded_total").increment(1);
         return ApiError::overloaded().into_response();
     };
+    if state.ledger.as_ref().is_some_and(|b| b.refuses()) {
+        metrics::counter!("switchyard_ledger_refused_total").increment(1);
+        return ApiError::ledger_full().into_response();
+    }
     use http_body_util::BodyExt;
     next.run(req).await.map(|body| {
         Body::new(body.map_frame(move |frame| {

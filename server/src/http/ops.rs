@@ -13,6 +13,7 @@ use serde_json::json;
 
 use super::{hv, json_response, AppState};
 use crate::error::ApiError;
+use crate::money::backlog::LedgerState;
 
 pub(crate) async fn healthz() -> Response {
     json_response(StatusCode::OK, r#"{"status":"ok"}"#.into())
@@ -23,16 +24,21 @@ fn sees_ops(state: &AppState, headers: &HeaderMap) -> bool {
     state.config.server.public_ops || super::access::is_master(state, headers)
 }
 
-/// Ready unless draining; with the master key (or `server.public_ops`), each deployment's
-/// breaker state and load for operators.
+/// Ready unless draining or unable to record usage: 503 while draining and while the usage
+/// ledger's buffer is full (new model requests are refused then); 200 `degraded` while its
+/// database cannot be written and events are buffered. With the master key (or
+/// `server.public_ops`), the ledger's backlog and each deployment's breaker state and load.
 pub(crate) async fn readyz(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let draining = state.is_draining();
-    let status = if draining {
-        StatusCode::SERVICE_UNAVAILABLE
+    let ledger = state.ledger.as_ref().map(|b| b.state());
+    let (status, word) = if state.is_draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining")
     } else {
-        StatusCode::OK
+        match ledger {
+            Some(LedgerState::Refusing) => (StatusCode::SERVICE_UNAVAILABLE, "ledger_full"),
+            Some(LedgerState::Buffering) => (StatusCode::OK, "degraded"),
+            _ => (StatusCode::OK, "ready"),
+        }
     };
-    let word = if draining { "draining" } else { "ready" };
     if !sees_ops(&state, &headers) {
         return json_response(status, json!({"status": word}).to_string().into());
     }
@@ -53,7 +59,18 @@ pub(crate) async fn readyz(State(state): State<Arc<AppState>>, headers: HeaderMa
             }
         }
     }
-    let body = json!({"status": word, "deployments": deployments});
+    let mut body = json!({"status": word, "deployments": deployments});
+    if let Some(b) = &state.ledger {
+        body["ledger"] = json!({
+            "state": b.state().as_str(),
+            "buffered_events": b.buffered(),
+            "max_buffered_events": b.capacity(),
+            "failing_since_ms": b.failing_since_ms(),
+        });
+    }
+    if let Some(r) = state.last_reload.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        body["config_reload"] = json!(r);
+    }
     json_response(status, body.to_string().into())
 }
 

@@ -59,7 +59,16 @@ pub async fn consume(mut rx: Receiver, writer: Option<LedgerWriter>) {
                 }
             }
         }
-        for (ev, bodies) in finalize_all(taken).await {
+        let n_taken = taken.len();
+        let finalized = finalize_all(taken).await;
+        // Events that could not be finalized (counted as dropped there) leave the backlog now,
+        // and without a writer every event leaves it once observed.
+        rx.backlog.left(if writer.is_some() {
+            n_taken - finalized.len()
+        } else {
+            n_taken
+        });
+        for (ev, bodies) in finalized {
             observe(&ev, &mut per_model);
             if writer.is_some() {
                 oldest.get_or_insert_with(Instant::now);
@@ -88,15 +97,19 @@ pub async fn consume(mut rx: Receiver, writer: Option<LedgerWriter>) {
                             pending_bodies.retain(|b| !written.contains(b.event_id.as_str()));
                         }
                         pending.drain(..n);
+                        rx.backlog.left(n);
+                        rx.backlog.write_succeeded();
                         failures = 0;
                     }
                     Err(e) => {
                         failures += 1;
+                        rx.backlog.write_failed(unix_ms());
                         metrics::counter!("switchyard_ledger_write_errors_total").increment(1);
                         tracing::error!(error = %e, events = pending.len(), attempt = failures, "cannot write usage events; retrying");
                         if closed && failures >= 10 {
                             tracing::error!(events = pending.len(), "giving up on usage events at shutdown");
                             metrics::counter!("switchyard_usage_events_dropped_total").increment(pending.len() as u64);
+                            rx.backlog.left(pending.len());
                             return;
                         }
                         let backoff = (100u64 << failures.min(6)).min(5_000);
@@ -113,19 +126,26 @@ pub async fn consume(mut rx: Receiver, writer: Option<LedgerWriter>) {
     }
 }
 
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// Finalizes events, with the bodies stored for them: on a blocking thread when any needs
 /// counting or redacting (tokenizing a large text would hold up the executor), else right here.
 async fn finalize_all(taken: Vec<Metered>) -> Vec<(UsageEvent, Option<RequestBodies>)> {
     if taken.iter().all(|m| m.estimate.is_none() && m.bodies.is_none()) {
         return taken.into_iter().map(Metered::finalize_with_bodies).collect();
     }
+    let n = taken.len() as u64;
     match tokio::task::spawn_blocking(move || taken.into_iter().map(Metered::finalize_with_bodies).collect()).await {
         Ok(events) => events,
         Err(e) => {
             // The blocking pool is gone (the runtime is shutting down) or a count panicked:
             // nothing to settle or write; say so rather than lose them silently.
             tracing::error!(error = %e, "usage events could not be finalized");
-            metrics::counter!("switchyard_usage_events_dropped_total").increment(1);
+            metrics::counter!("switchyard_usage_events_dropped_total").increment(n);
             Vec::new()
         }
     }

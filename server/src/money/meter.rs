@@ -7,7 +7,8 @@
 //! request ended early. Then the event carries the material for an estimate and the ledger
 //! writer counts it, on a blocking thread, so counting never runs on the request path.
 //!
-//! The sink is bounded twice: by events ([`USAGE_CHANNEL_CAPACITY`]) and by the bytes of text
+//! The sink is bounded twice: by events (`ledger.max_buffered_events`, with admission closing
+//! before it is reached, see [`crate::money::backlog`]) and by the bytes of text
 //! waiting to be counted or stored as bodies ([`MAX_PENDING_ESTIMATE_BYTES`]). Past the second
 //! bound an event is still recorded: without its bodies (counted in
 //! `switchyard_request_bodies_dropped_total`), and if that is not enough, with its tokens
@@ -23,6 +24,7 @@ use tokio::sync::mpsc;
 use crate::access::limits::{ConcurrencyPermit, Settlement};
 use crate::capture::Capture;
 use crate::money::accounting::{self, Accounted, Bounds, Verdict};
+use crate::money::backlog::Backlog;
 use crate::money::pricing::{Nanos, Price};
 use crate::money::tokens::{Encoding, PromptText};
 use crate::proxy::gateway::Deployment;
@@ -170,6 +172,11 @@ impl Metered {
 /// Where usage events go. `record` must never block or await.
 pub trait UsageSink: Send + Sync + 'static {
     fn record(&self, event: Metered);
+
+    /// The ledger's backlog behind this sink, if it has one (admission and `/readyz` read it).
+    fn backlog(&self) -> Option<Arc<Backlog>> {
+        None
+    }
 }
 
 /// The production sink: a bounded channel to the ledger writer. A full channel drops the event,
@@ -180,10 +187,8 @@ pub struct ChannelSink {
     /// Bytes of text waiting in the channel to be counted.
     pending_bytes: Arc<AtomicUsize>,
     max_pending_bytes: usize,
+    backlog: Arc<Backlog>,
 }
-
-/// Events buffered between the request path and the consumer.
-pub const USAGE_CHANNEL_CAPACITY: usize = 65_536;
 
 /// Text waiting in the channel to be counted for estimates, in bytes at most.
 pub const MAX_PENDING_ESTIMATE_BYTES: usize = 64 * 1024 * 1024;
@@ -193,6 +198,8 @@ pub const MAX_PENDING_ESTIMATE_BYTES: usize = 64 * 1024 * 1024;
 pub struct Receiver {
     pub rx: mpsc::Receiver<Metered>,
     pending_bytes: Arc<AtomicUsize>,
+    /// Counts events out as they are written or given up on.
+    pub backlog: Arc<Backlog>,
 }
 
 impl Receiver {
@@ -208,7 +215,12 @@ impl ChannelSink {
     }
 
     pub fn with_byte_bound(capacity: usize, max_pending_bytes: usize) -> (Arc<ChannelSink>, Receiver) {
-        let (tx, rx) = mpsc::channel(capacity);
+        Self::with_backlog(Arc::new(Backlog::new(capacity, 0)), max_pending_bytes)
+    }
+
+    /// A sink whose channel holds `backlog.capacity()` events.
+    pub fn with_backlog(backlog: Arc<Backlog>, max_pending_bytes: usize) -> (Arc<ChannelSink>, Receiver) {
+        let (tx, rx) = mpsc::channel(backlog.capacity().max(1));
         let pending_bytes = Arc::new(AtomicUsize::new(0));
         (
             Arc::new(ChannelSink {
@@ -216,8 +228,13 @@ impl ChannelSink {
                 dropped: AtomicU64::new(0),
                 pending_bytes: pending_bytes.clone(),
                 max_pending_bytes,
+                backlog: backlog.clone(),
             }),
-            Receiver { rx, pending_bytes },
+            Receiver {
+                rx,
+                pending_bytes,
+                backlog,
+            },
         )
     }
 
@@ -255,7 +272,10 @@ impl UsageSink for ChannelSink {
             }
         }
         let bytes = event.held_bytes();
+        // Counted in before it is sent, so the writer never counts it out first.
+        self.backlog.entered();
         if let Err(e) = self.tx.try_send(event) {
+            self.backlog.left(1);
             self.pending_bytes.fetch_sub(bytes, Ordering::Relaxed);
             self.dropped.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("switchyard_usage_events_dropped_total").increment(1);
@@ -264,6 +284,10 @@ impl UsageSink for ChannelSink {
             };
             tracing::error!(request_id = %m.event.request_id, "usage event dropped: sink channel full or closed");
         }
+    }
+
+    fn backlog(&self) -> Option<Arc<Backlog>> {
+        Some(self.backlog.clone())
     }
 }
 
@@ -316,6 +340,9 @@ pub struct Meter {
     bounds: Bounds,
     /// Cost of a discarded cascade attempt, added to whatever the answer costs.
     extra: Nanos,
+    /// The deployment the request was sent to first, while no answer has come: a client gone
+    /// then is billed the prompt at its price.
+    dispatching: Option<Arc<Deployment>>,
 }
 
 impl Meter {
@@ -357,6 +384,7 @@ impl Meter {
             shape: Shape::Chat { max_output: None, n: 1 },
             bounds: Bounds::UNKNOWN,
             extra: Nanos(0),
+            dispatching: None,
         }
     }
 
@@ -491,6 +519,11 @@ impl Meter {
     }
 
     /// When the request arrived, in milliseconds since 1970.
+    /// The request goes upstream, to `d` first.
+    pub fn dispatching(&mut self, d: Option<&Arc<Deployment>>) {
+        self.dispatching = d.cloned();
+    }
+
     pub fn arrived_ms(&self) -> i64 {
         self.event.as_ref().map_or(0, |e| e.event.ts_ms)
     }
@@ -610,166 +643,22 @@ impl Meter {
 impl Drop for Meter {
     /// The request ended without an explicit outcome: the client went away.
     fn drop(&mut self) {
-        if let Some(m) = &self.event {
-            let unaccounted = m.event.usage_source == UsageSource::None && m.estimate.is_none();
-            if unaccounted && m.event.deployment.is_some() {
-                // The upstream was called: the prompt was (likely) billed there, so estimate it.
-                self.account_later(None, String::new());
+        let Some(m) = &self.event else { return };
+        let unaccounted = m.event.usage_source == UsageSource::None && m.estimate.is_none();
+        let known = m.event.deployment.is_some();
+        if unaccounted && !known {
+            if let Some(d) = self.dispatching.take() {
+                self.set_deployment(&d, 1);
             }
-            self.record(499, Outcome::ClientDisconnect, Some("client_disconnect"));
         }
+        if unaccounted && self.ev().deployment.is_some() {
+            // The upstream was called: the prompt was (likely) billed there, so estimate it.
+            self.account_later(None, String::new());
+        }
+        self.record(499, Outcome::ClientDisconnect, Some("client_disconnect"));
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::money::pricing::PicoPerToken;
-
-    fn meter(sink: &Arc<MemorySink>) -> Meter {
-        Meter::start(sink.clone(), Instant::now(), "r1", "chat", "m", true, 10)
-    }
-
-    fn reported(p: u64, c: u64) -> Reported {
-        Reported::from(Usage {
-            prompt_tokens: p,
-            completion_tokens: c,
-            cached_tokens: 0,
-        })
-    }
-
-    #[test]
-    fn exactly_one_event_per_meter_whatever_the_path() {
-        let sink = Arc::new(MemorySink::default());
-        let m = meter(&sink);
-        m.finish(200, Outcome::Success, None);
-        let m = meter(&sink);
-        drop(m);
-        let mut m = meter(&sink);
-        m.account_later(Some(&reported(1, 1)), String::new());
-        m.finish(502, Outcome::UpstreamError, Some("upstream_5xx"));
-        let ev = sink.events();
-        assert_eq!(ev.len(), 3);
-        assert_eq!(ev[0].outcome, Outcome::Success);
-        assert_eq!(ev[1].outcome, Outcome::ClientDisconnect);
-        assert_eq!(ev[1].status, 499);
-        assert_eq!(ev[2].error_kind.as_deref(), Some("upstream_5xx"));
-        assert_eq!(ev[2].usage_source, UsageSource::Reported);
-    }
-
-    fn priced(m: &mut Meter) {
-        m.price = Price {
-            input: PicoPerToken(1_000_000),
-            output: PicoPerToken(2_000_000),
-            cached_input: PicoPerToken(1_000_000),
-        };
-        m.set_prompt(Arc::new(PromptText::new("hello world".into(), 1, 0)));
-    }
-
-    #[test]
-    fn missing_usage_is_estimated_later_and_flagged() {
-        let sink = Arc::new(MemorySink::default());
-        let mut m = meter(&sink);
-        priced(&mut m);
-        m.account_later(None, "hello world".into());
-        m.finish(200, Outcome::Success, None);
-        let ev = &sink.events()[0];
-        assert_eq!(ev.usage_source, UsageSource::Estimated);
-        assert_eq!(ev.prompt_tokens, 2 + 3 + 3);
-        assert_eq!(ev.completion_tokens, 2);
-        assert_eq!(ev.cost_nanos, (8 * 1_000_000 + 2 * 2_000_000) / 1000);
-        assert_eq!(ev.usage_flag, None, "a missing report is not a suspicious one");
-    }
-
-    #[test]
-    fn an_absurd_report_is_estimated_and_flagged() {
-        let sink = Arc::new(MemorySink::default());
-        let mut m = meter(&sink);
-        priced(&mut m);
-        m.bounds = Bounds {
-            prompt: 100,
-            completion: 10,
-        };
-        let absurd = Reported {
-            prompt_tokens: Some(1 << 62),
-            ..reported(0, 2)
-        };
-        m.account_later(Some(&absurd), "hello world".into());
-        m.finish(200, Outcome::Success, None);
-        let ev = &sink.events()[0];
-        assert_eq!(ev.usage_source, UsageSource::Estimated);
-        assert_eq!(ev.usage_flag.as_deref(), Some("prompt_over_window"));
-        assert_eq!((ev.prompt_tokens, ev.completion_tokens), (8, 2));
-    }
-
-    #[test]
-    fn full_channel_counts_drops() {
-        let (sink, _rx) = ChannelSink::new(1);
-        let s: Arc<dyn UsageSink> = sink.clone();
-        Meter::start(s.clone(), Instant::now(), "a", "chat", "m", false, 0).finish(200, Outcome::Success, None);
-        Meter::start(s, Instant::now(), "b", "chat", "m", false, 0).finish(200, Outcome::Success, None);
-        assert_eq!(sink.dropped(), 1);
-    }
-
-    #[test]
-    fn text_waiting_to_be_counted_is_bounded_by_bytes() {
-        let (sink, mut rx) = ChannelSink::with_byte_bound(16, 1000);
-        let s: Arc<dyn UsageSink> = sink.clone();
-        let send = |text: &str| {
-            let mut m = Meter::start(s.clone(), Instant::now(), "r", "chat", "m", true, 0);
-            m.set_prompt(Arc::new(PromptText::new(text.to_string(), 1, 0)));
-            m.account_later(None, String::new());
-            m.finish(200, Outcome::Success, None);
-        };
-        send(&"a".repeat(600));
-        assert_eq!(sink.pending_bytes(), 600);
-        send(&"b".repeat(600));
-        assert_eq!(sink.pending_bytes(), 600, "the second would pass the bound");
-        let first = rx.rx.try_recv().unwrap();
-        let second = rx.rx.try_recv().unwrap();
-        assert!(first.estimate.is_some() && first.event.usage_flag.is_none());
-        assert!(second.estimate.is_none(), "approximated at once");
-        assert_eq!(second.event.usage_flag.as_deref(), Some("approximate"));
-        assert_eq!(second.event.prompt_tokens, 150);
-        rx.taken(&first);
-        rx.taken(&second);
-        assert_eq!(sink.pending_bytes(), 0);
-    }
-
-    #[test]
-    fn bodies_count_against_the_byte_bound_and_go_first() {
-        use crate::capture::{BodyRules, Capture};
-        let rules = Arc::new(BodyRules::new(&crate::config::RequestLogConfig::default()).unwrap());
-        let (sink, mut rx) = ChannelSink::with_byte_bound(16, 1000);
-        let s: Arc<dyn UsageSink> = sink.clone();
-        let send = |body: &str, prompt: &str| {
-            let mut m = Meter::start(s.clone(), Instant::now(), "r", "chat", "m", false, 0);
-            m.capture_bodies(Capture::new(rules.clone(), bytes::Bytes::from(body.to_string())));
-            m.add_response(b"answer");
-            if !prompt.is_empty() {
-                m.set_prompt(Arc::new(PromptText::new(prompt.to_string(), 1, 0)));
-                m.account_later(None, String::new());
-            }
-            m.finish(200, Outcome::Success, None);
-        };
-        send(&"a".repeat(500), "");
-        assert_eq!(sink.pending_bytes(), 506, "the request and the answer held");
-        // Over the bound with its bodies, within it without: the event keeps its estimate.
-        send(&"b".repeat(600), &"p".repeat(300));
-        assert_eq!(sink.pending_bytes(), 806);
-        let first = rx.rx.try_recv().unwrap();
-        let second = rx.rx.try_recv().unwrap();
-        assert!(first.bodies.is_some());
-        assert!(
-            second.bodies.is_none() && second.estimate.is_some(),
-            "bodies dropped, not usage"
-        );
-        rx.taken(&first);
-        rx.taken(&second);
-        assert_eq!(sink.pending_bytes(), 0);
-        let (ev, b) = first.finalize_with_bodies();
-        let b = b.unwrap();
-        assert_eq!((b.event_id, b.ts_ms), (ev.event_id, ev.ts_ms));
-        assert_eq!((b.request.len(), b.response.as_str()), (500, "answer"));
-    }
-}
+#[path = "meter_tests.rs"]
+mod tests;

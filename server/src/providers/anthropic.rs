@@ -438,7 +438,7 @@ impl Provider for Anthropic {
             let resp = tokio::time::timeout(limits.timeout, send(rb))
                 .await
                 .map_err(|_| UpstreamError::Timeout)??;
-            let events = Box::pin(sse::events(resp, limits.idle_timeout));
+            let events = Box::pin(sse::events(resp, limits));
             let state = (
                 events,
                 StreamTranslator::new(),

@@ -394,6 +394,9 @@ pub enum UpstreamError {
     Protocol(String),
     /// The stream ended before its end marker.
     Cut,
+    /// A stream went past one of the gateway's own bounds (its length or duration); the text
+    /// is the gateway's, never the upstream's.
+    OverBound(String),
 }
 
 impl UpstreamError {
@@ -406,6 +409,7 @@ impl UpstreamError {
             UpstreamError::Timeout | UpstreamError::Connect(_) | UpstreamError::Cut | UpstreamError::Protocol(_) => {
                 true
             }
+            UpstreamError::OverBound(_) => false,
         }
     }
 
@@ -414,7 +418,7 @@ impl UpstreamError {
         match self {
             UpstreamError::Status { status, .. } => matches!(status, 408 | 409 | 529) || *status >= 500,
             UpstreamError::Timeout | UpstreamError::Connect(_) | UpstreamError::Cut => true,
-            UpstreamError::Protocol(_) => false,
+            UpstreamError::Protocol(_) | UpstreamError::OverBound(_) => false,
         }
     }
 
@@ -436,6 +440,7 @@ impl UpstreamError {
             UpstreamError::Connect(_) => "upstream_connect",
             UpstreamError::Protocol(_) => "upstream_protocol",
             UpstreamError::Cut => "upstream_cut",
+            UpstreamError::OverBound(_) => "upstream_over_bound",
         }
     }
 }
@@ -448,6 +453,7 @@ impl std::fmt::Display for UpstreamError {
             UpstreamError::Connect(e) => write!(f, "upstream connection failed: {e}"),
             UpstreamError::Protocol(e) => write!(f, "upstream protocol error: {e}"),
             UpstreamError::Cut => write!(f, "upstream stream ended early"),
+            UpstreamError::OverBound(why) => write!(f, "upstream stream cut: {why}"),
         }
     }
 }
@@ -459,7 +465,9 @@ pub struct CallLimits {
     pub timeout: Duration,
     /// Longest silence between two chunks of a stream.
     pub idle_timeout: Duration,
-    /// Largest complete body read.
+    /// Longest a whole stream may last.
+    pub max_stream: Duration,
+    /// Largest complete body read, and most bytes a stream may send.
     pub max_response_bytes: usize,
 }
 
@@ -583,12 +591,36 @@ pub(crate) fn map_reqwest(e: reqwest::Error) -> UpstreamError {
     if e.is_timeout() {
         UpstreamError::Timeout
     } else if e.is_connect() {
-        UpstreamError::Connect("connection refused or unreachable".into())
+        UpstreamError::Connect(connect_failure(&e))
     } else if e.is_body() || e.is_decode() {
         UpstreamError::Cut
     } else {
         UpstreamError::Connect("request failed".into())
     }
+}
+
+/// What went wrong while connecting, in words of our own (never the upstream's): refused, TLS
+/// (a handshake or certificate the client does not accept), or unreachable.
+fn connect_failure(e: &reqwest::Error) -> String {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        // io errors wrap io errors (hyper's connector around rustls's) out of `source`'s sight.
+        let mut io = s.downcast_ref::<std::io::Error>();
+        while let Some(err) = io {
+            match err.kind() {
+                std::io::ErrorKind::ConnectionRefused => return "connection refused".into(),
+                // rustls reports handshake and certificate failures as invalid data.
+                std::io::ErrorKind::InvalidData => {
+                    let mut why = err.get_ref().map_or_else(|| err.to_string(), |r| r.to_string());
+                    why.truncate(why.floor_char_boundary(200));
+                    return format!("TLS handshake failed ({why})");
+                }
+                _ => io = err.get_ref().and_then(|r| r.downcast_ref::<std::io::Error>()),
+            }
+        }
+        source = s.source();
+    }
+    "connection refused or unreachable".into()
 }
 
 /// An HTTP client for one provider: pooled connections, bounded connect time, no redirects.
@@ -607,6 +639,39 @@ pub fn http_client(connect_timeout: Duration) -> reqwest::Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn connect_failures_say_refused_or_tls_in_our_words() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                use tokio::io::AsyncWriteExt;
+                let _ = s
+                    .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                    .await;
+            }
+        });
+        let c = http_client(Duration::from_secs(2));
+        let e = c.get(format!("https://{addr}/")).send().await.unwrap_err();
+        let mut chain = vec![format!("{e:?}")];
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            chain.push(format!("{s:?}"));
+            src = s.source();
+        }
+        let UpstreamError::Connect(why) = map_reqwest(e) else {
+            panic!("not a connect error")
+        };
+        assert!(why.starts_with("TLS handshake failed"), "{why}: {chain:#?}");
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let e = c.get(format!("http://{closed}/")).send().await.unwrap_err();
+        assert!(matches!(map_reqwest(e), UpstreamError::Connect(w) if w == "connection refused"));
+    }
 
     #[test]
     fn only_plain_content_skips_parsing() {

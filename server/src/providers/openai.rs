@@ -98,7 +98,7 @@ impl Serialize for ForwardBody<'_> {
 /// Turns an OpenAI-style SSE body into chunks. `[DONE]` ends it; an end without `[DONE]` is
 /// [`UpstreamError::Cut`]; an `error` payload mid-stream becomes an error.
 pub fn chunk_stream(resp: reqwest::Response, limits: CallLimits, compat: Compat) -> super::ChunkStream {
-    let events = Box::pin(sse::events(resp, limits.idle_timeout));
+    let events = Box::pin(sse::events(resp, limits));
     let names = compat.dedupe_tool_call_names.then(ToolCallNames::default);
     Box::pin(futures_util::stream::unfold(
         Some((events, names)),

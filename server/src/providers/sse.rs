@@ -7,12 +7,10 @@
 //! instructions per event under callgrind, almost half of what relaying a stream chunk costs;
 //! this one finds line ends with `memchr`, scans each byte once and copies each event's data once.
 
-use std::time::Duration;
-
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 
-use super::{map_reqwest, UpstreamError};
+use super::{map_reqwest, CallLimits, UpstreamError};
 
 /// The largest single event accepted from an upstream; beyond it the stream is treated as broken
 /// instead of buffering without bound.
@@ -144,35 +142,58 @@ impl Parser {
 /// or grows past [`MAX_EVENT_BYTES`].
 pub fn events(
     resp: reqwest::Response,
-    idle: Duration,
+    limits: CallLimits,
 ) -> impl Stream<Item = Result<Event, UpstreamError>> + Send + 'static {
-    parse(resp.bytes_stream().map(|p| p.map_err(map_reqwest)), idle)
+    parse(resp.bytes_stream().map(|p| p.map_err(map_reqwest)), limits)
 }
 
-/// [`events`] over any stream of bytes.
+/// [`events`] over any stream of bytes. Bounded three ways, so that neither a stalled nor an
+/// endless upstream holds a client: `idle_timeout` between two reads, `max_stream` for the whole
+/// stream, and `max_response_bytes` in all.
 pub fn parse(
     bytes: impl Stream<Item = Result<Bytes, UpstreamError>> + Send + 'static,
-    idle: Duration,
+    limits: CallLimits,
 ) -> impl Stream<Item = Result<Event, UpstreamError>> + Send + 'static {
-    let state = (Box::pin(bytes), Parser::default(), false);
-    futures_util::stream::unfold(state, move |(mut bytes, mut parser, done)| async move {
+    let deadline = tokio::time::Instant::now() + limits.max_stream;
+    let state = (Box::pin(bytes), Parser::default(), false, 0usize);
+    futures_util::stream::unfold(state, move |(mut bytes, mut parser, done, mut read)| async move {
         if done {
             return None;
         }
         loop {
             if let Some(ev) = parser.next_event() {
-                return Some((Ok(ev), (bytes, parser, false)));
+                return Some((Ok(ev), (bytes, parser, false, read)));
             }
             if parser.pending() > MAX_EVENT_BYTES {
                 let e = UpstreamError::Protocol("an upstream event exceeded the size limit".into());
-                return Some((Err(e), (bytes, parser, true)));
+                return Some((Err(e), (bytes, parser, true, read)));
             }
-            match tokio::time::timeout(idle, bytes.next()).await {
-                Err(_) => return Some((Err(UpstreamError::Timeout), (bytes, parser, true))),
+            if read > limits.max_response_bytes {
+                let e = UpstreamError::OverBound(format!(
+                    "the upstream stream exceeded {} bytes (server.max_response_bytes)",
+                    limits.max_response_bytes
+                ));
+                return Some((Err(e), (bytes, parser, true, read)));
+            }
+            let wait = limits
+                .idle_timeout
+                .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+            match tokio::time::timeout(wait, bytes.next()).await {
+                Err(_) if tokio::time::Instant::now() >= deadline => {
+                    let e = UpstreamError::OverBound(format!(
+                        "the upstream stream lasted longer than {} s (stream_max_secs)",
+                        limits.max_stream.as_secs_f64()
+                    ));
+                    return Some((Err(e), (bytes, parser, true, read)));
+                }
+                Err(_) => return Some((Err(UpstreamError::Timeout), (bytes, parser, true, read))),
                 // The end: an unfinished event is dropped, as the standard says.
                 Ok(None) => return None,
-                Ok(Some(Err(e))) => return Some((Err(e), (bytes, parser, true))),
-                Ok(Some(Ok(part))) => parser.feed(&part),
+                Ok(Some(Err(e))) => return Some((Err(e), (bytes, parser, true, read))),
+                Ok(Some(Ok(part))) => {
+                    read = read.saturating_add(part.len());
+                    parser.feed(&part);
+                }
             }
         }
     })
@@ -181,6 +202,7 @@ pub fn parse(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn all(input: &[u8]) -> Vec<Event> {
         let mut p = Parser::default();
@@ -244,8 +266,62 @@ mod tests {
         let parts = futures_util::stream::iter(
             std::iter::once(Ok(Bytes::from_static(b"data: "))).chain(std::iter::repeat_n(Ok(big), 10)),
         );
-        let mut s = Box::pin(parse(parts, Duration::from_secs(5)));
+        let mut s = Box::pin(parse(parts, limits(5_000, 3_600_000, 1 << 30)));
         assert!(matches!(s.next().await, Some(Err(UpstreamError::Protocol(_)))));
         assert!(s.next().await.is_none());
+    }
+
+    fn limits(idle_ms: u64, max_ms: u64, max_bytes: usize) -> CallLimits {
+        CallLimits {
+            timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_millis(idle_ms),
+            max_stream: Duration::from_millis(max_ms),
+            max_response_bytes: max_bytes,
+        }
+    }
+
+    /// Small events, forever.
+    fn endless() -> impl Stream<Item = Result<Bytes, UpstreamError>> + Send + 'static {
+        futures_util::stream::repeat_with(|| Ok(Bytes::from_static(b"data: {\"x\":1}\n\n")))
+    }
+
+    #[tokio::test]
+    async fn an_endless_stream_is_cut_at_its_byte_bound() {
+        let s = parse(endless(), limits(5_000, 3_600_000, 10_000));
+        let got: Vec<_> = s.collect().await;
+        let (last, events) = got.split_last().unwrap();
+        assert!(events.iter().all(Result::is_ok));
+        assert!(
+            (700..=800).contains(&events.len()),
+            "{} events of 14 bytes",
+            events.len()
+        );
+        assert!(
+            matches!(last, Err(UpstreamError::OverBound(m)) if m.contains("max_response_bytes")),
+            "{last:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_slow_endless_stream_is_cut_at_its_time_bound() {
+        let slow = endless().then(|part| async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            part
+        });
+        let got: Vec<_> = parse(slow, limits(500, 1_000, 1 << 30)).collect().await;
+        let (last, events) = got.split_last().unwrap();
+        assert!(
+            (5..=10).contains(&events.len()),
+            "one event each 100 ms for 1 s: {}",
+            events.len()
+        );
+        assert!(
+            matches!(last, Err(UpstreamError::OverBound(m)) if m.contains("stream_max_secs")),
+            "{last:?}"
+        );
+        // A stall is still an idle timeout.
+        let stalled = futures_util::stream::pending::<Result<Bytes, UpstreamError>>();
+        let got: Vec<_> = parse(stalled, limits(100, 1_000, 1 << 30)).collect().await;
+        assert!(matches!(got.as_slice(), [Err(UpstreamError::Timeout)]), "{got:?}");
     }
 }

@@ -202,6 +202,7 @@ impl Gateway {
                         limits: CallLimits {
                             timeout: Duration::from_millis(d.timeout_ms.unwrap_or(pc.timeout_ms)),
                             idle_timeout: Duration::from_millis(pc.stream_idle_timeout_ms),
+                            max_stream: Duration::from_secs(pc.stream_max_secs),
                             max_response_bytes: config.server.max_response_bytes,
                         },
                         inflight: AtomicU32::new(0),
@@ -633,7 +634,13 @@ impl Gateway {
                     UpstreamError::Status { status, .. } => {
                         ApiError::upstream_error(format!("The upstream provider failed (status {status})"))
                     }
-                    UpstreamError::Connect(_) => ApiError::upstream_error("Could not reach the upstream provider"),
+                    // The words are the gateway's own (refused, TLS, unreachable), never the upstream's.
+                    UpstreamError::Connect(why) => {
+                        ApiError::upstream_error(format!("Could not reach the upstream provider: {why}"))
+                    }
+                    UpstreamError::OverBound(why) => {
+                        ApiError::upstream_error(format!("The upstream stream was cut: {why}"))
+                    }
                     UpstreamError::Protocol(_) => {
                         ApiError::upstream_error("The upstream provider sent a malformed response")
                     }

@@ -377,7 +377,10 @@ pub async fn chat(app: &Arc<App>, call: ChatCall) -> ChatReply {
             });
             (run.dispatched, run.model)
         }
-        None => (app.gateway.chat(&model, &request).await, model),
+        None => {
+            meter.dispatching(model.deployments.first());
+            (app.gateway.chat(&model, &request).await, model)
+        }
     };
     // An admitted conversation that went (or escalated) to the strong tier stays there.
     if let Some(d) = decision.as_ref() {

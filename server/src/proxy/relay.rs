@@ -334,6 +334,7 @@ impl Relay {
         }
         let api = match e {
             UpstreamError::Timeout => ApiError::upstream_timeout(),
+            UpstreamError::OverBound(why) => ApiError::upstream_error(format!("The upstream stream was cut: {why}")),
             _ => ApiError::upstream_error("The upstream provider failed mid-stream"),
         };
         frame(out, &api.to_json());
