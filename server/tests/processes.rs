@@ -44,6 +44,19 @@ struct Gateway {
 }
 
 impl Gateway {
+    /// Waits for the process to exit cleanly after a signal.
+    fn wait_exit(mut self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                assert!(s.success(), "exit status {s}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn start(config: &std::path::Path) -> Gateway {
         let mut child = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
@@ -237,6 +250,222 @@ async fn two_processes_on_one_database_never_overshoot_a_budget() {
             ok(&rb),
             ledger.cost_nanos
         );
+        store.close().await;
+    }
+}
+
+/// One request with its own id; whether it got a whole answer (`[DONE]` for a stream).
+async fn one(client: &reqwest::Client, base: &str, key: &str, id: &str, stream: bool) -> bool {
+    let sent = client
+        .post(format!("{base}/v1/chat/completions"))
+        .bearer_auth(key)
+        .header("x-request-id", id)
+        .json(&json!({
+            "model": "slow",
+            "messages": [{"role": "user", "content": format!("tell me about {id}")}],
+            "max_tokens": 40,
+            "stream": stream,
+        }))
+        .send()
+        .await;
+    let Ok(r) = sent else { return false };
+    if r.status() != 200 {
+        return false;
+    }
+    match r.text().await {
+        Ok(body) => !stream || body.contains("data: [DONE]"),
+        Err(_) => false,
+    }
+}
+
+fn crash_config(db_url: &str) -> String {
+    format!(
+        r#"
+[auth]
+required = true
+[server]
+shutdown_grace_secs = 10
+[database]
+url = "{db_url}"
+[ledger]
+budget_flush_ms = 50
+flush_interval_ms = 20
+lease_pct = 100
+lease_ttl_secs = 3
+[providers.m]
+kind = "mock"
+latency_ms = 20
+chunk_delay_ms = 60
+[models.slow]
+[[models.slow.deployments]]
+provider = "m"
+model = "slow"
+input_per_mtok = "1000"
+output_per_mtok = "2000"
+context_window = 100000
+max_output_tokens = 100
+"#
+    )
+}
+
+async fn new_key(client: &reqwest::Client, gw: &Gateway, budget_usd: &str) -> (String, String) {
+    let created: Value = client
+        .post(gw.url("/admin/v1/keys"))
+        .bearer_auth(MASTER)
+        .json(&json!({"name": "k", "limits": {"budget": {"limit_usd": budget_usd, "period": "total"}}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (
+        created["id"].as_str().unwrap().to_string(),
+        created["key"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{created}"))
+            .to_string(),
+    )
+}
+
+/// The request ids of the key's events (the SQLite file is shared by this file's tests).
+async fn ids_in_ledger(store: &Store, key_id: &str) -> std::collections::HashSet<String> {
+    let f = UsageFilter {
+        key_id: Some(key_id.to_string()),
+        ..Default::default()
+    };
+    let rows = store.usage_page(&f, None, 10_000).await.unwrap();
+    rows.into_iter().map(|e| e.request_id).collect()
+}
+
+/// SIGTERM while 48 streams and JSON calls are running: every one of them is finished, the
+/// process exits cleanly, and the ledger holds exactly one event per request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_heavy_streaming_finishes_every_request_and_loses_no_event() {
+    for (backend, url) in databases().await {
+        let dir = std::env::temp_dir().join(format!("switchyard-term-{}-{backend}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join("switchyard.toml");
+        std::fs::write(&cfg, crash_config(&url)).unwrap();
+        let gw = Gateway::start(&cfg);
+        let client = reqwest::Client::new();
+        let (key_id, key) = new_key(&client, &gw, "1000.00").await;
+        let calls: Vec<_> = (0..48)
+            .map(|i| {
+                let (client, url, key) = (client.clone(), gw.url(""), key.clone());
+                tokio::spawn(async move { one(&client, &url, &key, &format!("term-{i}"), i % 4 != 0).await })
+            })
+            .collect();
+        // Well into the streams (each lasts over a second), stop the process.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let pid = gw.child.id();
+        let ok = Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+        assert!(ok.success());
+        let mut finished = 0;
+        for c in calls {
+            finished += usize::from(c.await.unwrap());
+        }
+        assert_eq!(finished, 48, "{backend}: every running request was finished");
+        gw.wait_exit(Duration::from_secs(30));
+        let store = Store::connect(&url, 2).await.unwrap();
+        let ids = ids_in_ledger(&store, &key_id).await;
+        let ours = (0..48).filter(|i| ids.contains(&format!("term-{i}"))).count();
+        assert_eq!(ours, 48, "{backend}: one event per request");
+        assert_eq!(ids.len(), 48, "{backend}: and no other");
+        store.close().await;
+    }
+}
+
+/// kill -9 under load: every request answered more than the ledger's flush window before the
+/// kill is in the ledger (what is lost is bounded by that window and the requests in flight),
+/// and the budget the dead process had leased comes back once its lease expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_loses_at_most_the_flush_window_and_its_leases_come_back() {
+    for (backend, url) in databases().await {
+        let dir = std::env::temp_dir().join(format!("switchyard-kill-{}-{backend}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join("switchyard.toml");
+        std::fs::write(&cfg, crash_config(&url)).unwrap();
+        let mut a = Gateway::start(&cfg);
+        let client = reqwest::Client::new();
+        let (key_id, key) = new_key(&client, &a, "50.00").await;
+        // With lease_pct = 100, A's first request leases the whole budget.
+        assert!(one(&client, &a.url(""), &key, "warm", false).await);
+        let started = Instant::now();
+        let done = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, Duration)>::new()));
+        let workers: Vec<_> = (0..8)
+            .map(|w| {
+                let (client, url, key, done) = (client.clone(), a.url(""), key.clone(), done.clone());
+                tokio::spawn(async move {
+                    for i in 0.. {
+                        let id = format!("kill-{w}-{i}");
+                        if !one(&client, &url, &key, &id, i % 2 == 0).await {
+                            return;
+                        }
+                        done.lock().unwrap().push((id, started.elapsed()));
+                    }
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let killed_at = started.elapsed();
+        a.child.kill().unwrap();
+        a.child.wait().unwrap();
+        for w in workers {
+            w.await.unwrap();
+        }
+        let done = done.lock().unwrap().clone();
+        assert!(done.len() > 20, "{backend}: load ran: {}", done.len());
+        let store = Store::connect(&url, 2).await.unwrap();
+        let ids = ids_in_ledger(&store, &key_id).await;
+        // The writer flushes every 20 ms; half a second is the margin for a loaded machine.
+        let window = Duration::from_millis(500);
+        let must: Vec<&String> = done
+            .iter()
+            .filter(|(_, at)| *at + window < killed_at)
+            .map(|(id, _)| id)
+            .collect();
+        let missing: Vec<&&String> = must.iter().filter(|id| !ids.contains(**id)).collect();
+        assert!(
+            missing.is_empty(),
+            "{backend}: answered well before the kill, not in the ledger: {missing:?}"
+        );
+        let lost = done.iter().filter(|(id, _)| !ids.contains(id)).count();
+        eprintln!(
+            "{backend}: {} answered, {} in the ledger, {lost} lost (all within {window:?} of the kill)",
+            done.len(),
+            ids.len()
+        );
+
+        // A held the whole budget: B is refused until A's lease expires, then serves.
+        let b = Gateway::start(&cfg);
+        let refused_from = Instant::now();
+        let first = client
+            .post(b.url("/v1/chat/completions"))
+            .bearer_auth(&key)
+            .json(&json!({"model": "slow", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}))
+            .send()
+            .await
+            .unwrap();
+        let mut recovered = first.status() == 200;
+        if !recovered {
+            assert_eq!(first.status(), 429, "{backend}: the budget is held by the dead lease");
+        }
+        while !recovered {
+            assert!(
+                refused_from.elapsed() < Duration::from_secs(15),
+                "{backend}: the dead process's lease never came back"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            recovered = one(&client, &b.url(""), &key, "after", false).await;
+        }
+        eprintln!(
+            "{backend}: the lease came back {:?} after B started",
+            refused_from.elapsed()
+        );
+        let spent = store.spent(&format!("key:{key_id}"), 0).await.unwrap();
+        assert!(spent > 0, "{backend}: A's settled spend was written");
+        b.stop();
         store.close().await;
     }
 }
