@@ -1,8 +1,8 @@
 //! The fault matrix, the faults no other test covers: the database down and back (events
 //! buffered within their bound, admission closed before it, all written once the database
-//! returns, `/readyz` saying so), a TLS failure, an endless and a slow-drip stream, a client gone
-//! before admission and while waiting for the first byte, and a config file reloaded broken.
-//! The README's fault matrix names the test of every row.
+//! returns, `/readyz` saying so), a 429 storm, a TLS failure, an endless and a slow-drip
+//! stream, a client gone before admission and while waiting for the first byte, and a config
+//! file reloaded broken. The README's fault matrix names the test of every row.
 
 use std::time::{Duration, Instant};
 
@@ -522,4 +522,43 @@ async fn a_broken_config_reload_changes_nothing_and_is_reported() {
     reload(false).await;
     assert_eq!(chat(&gw, "sk-x", "auto").await.0, 200, "a removed file changes nothing");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A storm of 429s: every client is told to wait as the upstream said, with one event each; the
+/// gateway adds no retry storm of its own (one attempt per request on a rate-limited
+/// deployment), and the breaker stays closed, since a 429 is not a sick deployment.
+#[tokio::test]
+async fn a_429_storm_is_passed_on_without_amplification() {
+    let mock = MockUpstream::start().await;
+    let p = format!(
+        "[providers.p]\nkind = \"openai\"\nbase_url = \"{}\"\n[server.breaker]\nfailure_threshold = 3\ncooldown_secs = 30\n",
+        mock.base_url()
+    );
+    let gw = TestGateway::start(&one_model(&p, "mock;error=429;retry_after=7", "public_ops = true")).await;
+    let calls = (0..40).map(|_| chat(&gw, "sk-x", "m"));
+    let answers = futures_util::future::join_all(calls).await;
+    for (status, v) in &answers {
+        assert_eq!(*status, 429, "{v}");
+        assert_eq!(v["error"]["code"], "rate_limit_exceeded");
+    }
+    assert_eq!(
+        mock.state.count_for("mock;error=429;retry_after=7"),
+        40,
+        "one upstream call each"
+    );
+    let ev = gw.wait_for_events(40, Duration::from_secs(3)).await;
+    assert_eq!(ev.len(), 40);
+    assert!(ev
+        .iter()
+        .all(|e| e.status == 429 && e.error_kind.as_deref() == Some("upstream_rate_limited")));
+    let (_, _, detail) = readyz(&gw).await;
+    let breakers: Vec<&Value> = detail["deployments"].as_object().unwrap().values().collect();
+    assert!(breakers.iter().all(|d| d["breaker"] == "closed"), "{detail}");
+    let r = client()
+        .post(gw.url("/v1/chat/completions"))
+        .json(&json!({"model": "m", "messages": [{"role": "user", "content": "x"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["retry-after"], "7", "the upstream's wait, passed on");
 }

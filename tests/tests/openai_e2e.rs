@@ -289,6 +289,13 @@ async fn upstream_5xx_is_retried_then_502_never_200() {
     assert_eq!(v["error"]["type"], "server_error");
     assert_eq!(header(&h, "x-switchyard-attempts"), "2");
     assert_eq!(mock.state.count_for("mock;error=500"), 2);
+    let ev = gw.wait_for_events(1, Duration::from_secs(2)).await;
+    assert_eq!(ev.len(), 1, "one event for both attempts");
+    assert_eq!(
+        (ev[0].outcome, ev[0].status, ev[0].attempts),
+        (Outcome::UpstreamError, 502, 2)
+    );
+    assert_eq!(ev[0].error_kind.as_deref(), Some("upstream_5xx"));
     // An error sent with a 200 status is still a failure: retried, then 502, never 200.
     let (status, _, v) = chat(&gw, json!({"model": "error-as-200", "messages": user("x")})).await;
     assert_eq!(status, 502, "{v}");
@@ -344,6 +351,13 @@ async fn upstream_timeout_is_504() {
     assert_eq!(v["error"]["code"], "upstream_timeout");
     let (status, _, _, _) = stream(&gw, json!({"model": "hangs", "stream": true, "messages": user("x")})).await;
     assert_eq!(status, 504);
+    let ev = gw.wait_for_events(2, Duration::from_secs(2)).await;
+    assert_eq!(ev.len(), 2, "one event each");
+    for e in &ev {
+        assert_eq!((e.outcome, e.status), (Outcome::UpstreamError, 504), "{e:?}");
+        assert_eq!(e.error_kind.as_deref(), Some("upstream_timeout"));
+        assert_eq!(e.cost_nanos, 0, "nothing came back, nothing billed");
+    }
 }
 
 #[tokio::test]

@@ -62,26 +62,20 @@ impl Backlog {
 
     /// An event entered the buffer.
     pub fn entered(&self) {
-        let n = self.buffered.fetch_add(1, Ordering::Relaxed) + 1;
-        metrics::gauge!("switchyard_ledger_buffered_events").set(n as f64);
+        self.buffered.fetch_add(1, Ordering::Relaxed);
     }
 
     /// `n` events left the buffer: written, or counted as dropped.
     pub fn left(&self, n: usize) {
-        let mut now = self.buffered.load(Ordering::Relaxed);
-        loop {
-            let next = now.saturating_sub(n);
-            match self
-                .buffered
-                .compare_exchange_weak(now, next, Ordering::Relaxed, Ordering::Relaxed)
-            {
-                Ok(_) => {
-                    metrics::gauge!("switchyard_ledger_buffered_events").set(next as f64);
-                    return;
-                }
-                Err(seen) => now = seen,
-            }
-        }
+        let _ = self
+            .buffered
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(n)));
+    }
+
+    /// Publishes the backlog as `switchyard_ledger_buffered_events` (the writer does, once a
+    /// tick, rather than every request).
+    pub fn publish(&self) {
+        metrics::gauge!("switchyard_ledger_buffered_events").set(self.buffered() as f64);
     }
 
     /// A write failed at `now_ms`.

@@ -45,6 +45,7 @@ pub async fn consume(mut rx: Receiver, writer: Option<LedgerWriter>) {
     let mut closed = false;
     loop {
         tick.tick().await;
+        rx.backlog.publish();
         let mut taken: Vec<Metered> = Vec::new();
         while pending.len() + taken.len() < max_pending {
             match rx.rx.try_recv() {

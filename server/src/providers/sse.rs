@@ -291,10 +291,10 @@ mod tests {
         let got: Vec<_> = s.collect().await;
         let (last, events) = got.split_last().unwrap();
         assert!(events.iter().all(Result::is_ok));
-        assert!(
-            (700..=800).contains(&events.len()),
-            "{} events of 14 bytes",
-            events.len()
+        assert_eq!(
+            events.len(),
+            10_000 / 15 + 1,
+            "events of 15 bytes, up to the first past the bound"
         );
         assert!(
             matches!(last, Err(UpstreamError::OverBound(m)) if m.contains("max_response_bytes")),
