@@ -2,14 +2,14 @@
 //! store and spends them in memory, and together they never overshoot. Runs on an SQLite file
 //! and, when `SWITCHYARD_TEST_POSTGRES_URL` is set, on a fresh Postgres schema.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use switchyard::store::{Store, UsageFilter};
 
-const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+mod common;
+
 const MASTER: &str = "processes-master-key-0123";
 const LIMIT_NANOS: i64 = 2_000_000_000;
 
@@ -40,66 +40,29 @@ max_output_tokens = 100
 
 struct Gateway {
     child: Child,
-    addr: String,
+    /// `http://127.0.0.1:PORT`.
+    base: String,
 }
 
 impl Gateway {
-    /// Waits for the process to exit cleanly after a signal.
-    fn wait_exit(mut self, within: Duration) {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                assert!(s.success(), "exit status {s}");
-                return;
-            }
-            assert!(Instant::now() < deadline, "did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
     fn start(config: &std::path::Path) -> Gateway {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-            .arg(config)
-            .env("SWITCHYARD_MASTER_KEY", MASTER)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let addr = loop {
-            assert!(Instant::now() < deadline, "no listening line");
-            let line = lines.next().expect("a log line").unwrap();
-            if let Some(i) = line.find("http://") {
-                break line[i + 7..].split_whitespace().next().unwrap().to_string();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Gateway { child, addr }
+        let (child, base) = common::spawn(config, MASTER, "info");
+        Gateway { child, base }
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("{}{path}", self.base)
+    }
+
+    /// Waits for the process to exit cleanly after a signal.
+    fn wait_exit(mut self, within: Duration) {
+        common::wait_exit(&mut self.child, within);
     }
 
     /// SIGTERM, then waits for a clean exit (ledger drained, spend written, leases returned).
-    fn stop(mut self) {
-        let ok = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                assert!(s.success(), "exit status {s}");
-                return;
-            }
-            assert!(Instant::now() < deadline, "did not exit after SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    fn stop(self) {
+        common::sigterm(&self.child);
+        self.wait_exit(Duration::from_secs(30));
     }
 }
 
@@ -139,6 +102,15 @@ async fn burst(client: &reqwest::Client, gws: [&Gateway; 2], key: &str, n: usize
     out
 }
 
+/// Writes `text` as a config file of its own; its path.
+fn config_file(what: &str, backend: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("switchyard-{what}-{}-{backend}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("switchyard.toml");
+    std::fs::write(&cfg, text).unwrap();
+    cfg
+}
+
 async fn databases() -> Vec<(&'static str, String)> {
     let dir = std::env::temp_dir().join(format!("switchyard-procs-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -165,10 +137,7 @@ async fn databases() -> Vec<(&'static str, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_on_one_database_never_overshoot_a_budget() {
     for (backend, url) in databases().await {
-        let dir = std::env::temp_dir().join(format!("switchyard-procs-{}-{backend}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let cfg = dir.join("switchyard.toml");
-        std::fs::write(&cfg, config(&url)).unwrap();
+        let cfg = config_file("procs", backend, &config(&url));
         let a = Gateway::start(&cfg);
         let b = Gateway::start(&cfg);
         let client = reqwest::Client::new();
@@ -343,10 +312,7 @@ async fn ids_in_ledger(store: &Store, key_id: &str) -> std::collections::HashSet
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_heavy_streaming_finishes_every_request_and_loses_no_event() {
     for (backend, url) in databases().await {
-        let dir = std::env::temp_dir().join(format!("switchyard-term-{}-{backend}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let cfg = dir.join("switchyard.toml");
-        std::fs::write(&cfg, crash_config(&url)).unwrap();
+        let cfg = config_file("term", backend, &crash_config(&url));
         let gw = Gateway::start(&cfg);
         let client = reqwest::Client::new();
         let (key_id, key) = new_key(&client, &gw, "1000.00").await;
@@ -358,9 +324,7 @@ async fn sigterm_under_heavy_streaming_finishes_every_request_and_loses_no_event
             .collect();
         // Well into the streams (each lasts over a second), stop the process.
         tokio::time::sleep(Duration::from_millis(400)).await;
-        let pid = gw.child.id();
-        let ok = Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
-        assert!(ok.success());
+        common::sigterm(&gw.child);
         let mut finished = 0;
         for c in calls {
             finished += usize::from(c.await.unwrap());
@@ -382,10 +346,7 @@ async fn sigterm_under_heavy_streaming_finishes_every_request_and_loses_no_event
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_loses_at_most_the_flush_window_and_its_leases_come_back() {
     for (backend, url) in databases().await {
-        let dir = std::env::temp_dir().join(format!("switchyard-kill-{}-{backend}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let cfg = dir.join("switchyard.toml");
-        std::fs::write(&cfg, crash_config(&url)).unwrap();
+        let cfg = config_file("kill", backend, &crash_config(&url));
         let mut a = Gateway::start(&cfg);
         let client = reqwest::Client::new();
         let (key_id, key) = new_key(&client, &a, "50.00").await;

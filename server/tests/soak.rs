@@ -11,8 +11,6 @@
 //!   cargo test --release -p switchyard --test soak -- --nocapture
 //! ```
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,7 +18,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use switchyard::store::{Store, UsageFilter};
 
-const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+mod common;
+
 const MASTER: &str = "soak-master-key-0123456789";
 const WORKERS: usize = 12;
 
@@ -85,29 +84,6 @@ struct Tally {
     other: AtomicU64,
     /// Latencies (µs) since the last sample.
     latencies: Mutex<Vec<u64>>,
-}
-
-fn start(config: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(config)
-        .env("SWITCHYARD_MASTER_KEY", MASTER)
-        .env("RUST_LOG", "warn,switchyard=info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let addr = loop {
-        assert!(Instant::now() < deadline, "no listening line");
-        let line = lines.next().expect("a log line").unwrap();
-        if let Some(i) = line.find("http://") {
-            break line[i..].split_whitespace().next().unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (child, addr)
 }
 
 async fn key(client: &reqwest::Client, base: &str, name: &str, budget_usd: &str) -> String {
@@ -265,7 +241,7 @@ async fn a_soak_keeps_memory_flat_and_the_ledger_whole() {
     let db = format!("sqlite://{}", dir.join("soak.db").display());
     let cfg = dir.join("switchyard.toml");
     std::fs::write(&cfg, config(&db)).unwrap();
-    let (mut child, base) = start(&cfg);
+    let (mut child, base) = common::spawn(&cfg, MASTER, "warn,switchyard=info");
     let pid = child.id();
     let client = reqwest::Client::new();
     let mut keys = Vec::new();
@@ -314,10 +290,8 @@ async fn a_soak_keeps_memory_flat_and_the_ledger_whole() {
     for w in workers {
         w.await.unwrap();
     }
-    let ok = Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
-    assert!(ok.success());
-    let exit = child.wait().unwrap();
-    assert!(exit.success(), "exit status {exit}");
+    common::sigterm(&child);
+    common::wait_exit(&mut child, Duration::from_secs(60));
 
     let (ok, refused, other) = (
         tally.ok.load(Ordering::Relaxed),
