@@ -44,4 +44,16 @@ export RAYON_NUM_THREADS=${RAYON_NUM_THREADS:-1} CANDLE_NUM_THREADS=${CANDLE_NUM
 # In the full suite a missing SDK, browser, model or dashboard bundle is a failure, not a skip.
 export SWITCHYARD_REQUIRE_SDK=1 SWITCHYARD_REQUIRE_MODEL=1 SWITCHYARD_REQUIRE_WASM=1
 echo "==> cargo test"
-exec cargo test --workspace --all-targets "$@"
+log=target/test-run.log
+mkdir -p target
+status=0
+cargo test --workspace --all-targets "$@" 2>&1 | tee "$log" || status=$?
+# No secret the tests use may reach the run's output: the harness's master keys
+# (tests/src/lib.rs, server/tests/*.rs), the mock's provider key, and any virtual key.
+secrets='sy-master-test-0123456789|mock-secret|processes-master-key|cli-master-key|soak-master-key|secret-master-key|sk-upstream-secret|sk-sy-[A-Za-z0-9]{40}'
+if grep -nE "$secrets" "$log"; then
+  echo "==> a test secret is in the output of the test run (the lines above)" >&2
+  exit 1
+fi
+echo "==> no test secret in the output of the test run ($log)"
+exit "$status"
