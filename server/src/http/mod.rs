@@ -285,7 +285,8 @@ pub fn router(app: Arc<App>) -> Router {
 }
 
 /// Refuses a model request at once (503, `retry-after`) when `server.max_in_flight` are running,
-/// or when the usage ledger's buffer is full (its database is down); the slot is held until the response's last byte is sent or the client goes away.
+/// or when the usage ledger's buffer is full (its database is down); the slot is held until the
+/// response's last byte is sent or the client goes away.
 async fn in_flight_limit(State(state): State<Arc<AppState>>, req: Request, next: middleware::Next) -> Response {
     let Ok(slot) = state.in_flight.clone().try_acquire_owned() else {
         metrics::counter!("switchyard_overloaded_total").increment(1);
