@@ -197,8 +197,12 @@ async fn the_database_down_and_back_loses_no_usage_event() {
             refused.is_some(),
             "{backend}: admission closes before the buffer overflows"
         );
-        // 40 buffered at most, less twice max_in_flight kept for requests already running.
-        assert_eq!(served, 32, "{backend}: served until the bound");
+        // 40 buffered at most, less twice max_in_flight kept for requests already running (one
+        // more if an event entered the buffer just after its answer was read).
+        assert!(
+            (32..=33).contains(&served),
+            "{backend}: served until the bound: {served}"
+        );
         let (status, anon, detail) = readyz(&gw).await;
         assert_eq!(
             (status, anon["status"].as_str()),
@@ -206,7 +210,7 @@ async fn the_database_down_and_back_loses_no_usage_event() {
             "{detail}"
         );
         assert_eq!(detail["ledger"]["state"], "refusing");
-        assert_eq!(detail["ledger"]["buffered_events"], 32);
+        assert_eq!(detail["ledger"]["buffered_events"], served);
         assert_eq!(detail["ledger"]["max_buffered_events"], 40);
         assert_eq!(events_in(&store).await, 5, "{backend}: nothing written while down");
 
