@@ -258,7 +258,7 @@ impl ApiError {
             StatusCode::SERVICE_UNAVAILABLE,
             "ledger_full",
             "server_error",
-            "The gateway cannot record usage at the moment (its database is unreachable and the buffer is full); retry shortly.",
+            "The gateway cannot record usage at the moment (its database is unreachable or too slow, and the buffer of usage events is full); retry shortly.",
         )
         .with_code("service_unavailable")
         .with_retry_after(Some(Duration::from_secs(5)))

@@ -107,12 +107,14 @@ async fn watch_routes(state: Arc<App>, path: std::path::PathBuf) {
                     continue;
                 }
                 let current = state.router.get().model.clone();
+                let mut problem = None;
                 let model = match &new.router_model {
                     None => router::policy::builtin_model().clone(),
                     Some(p) => match router::model::RouterModel::load(p) {
                         Ok(m) => Arc::new(m),
                         Err(e) => {
                             tracing::error!(error = %e, "cannot load the changed router model; keeping the running one");
+                            problem = Some(format!("router model not loaded, the running one kept: {e}"));
                             current
                         }
                     },
@@ -122,7 +124,7 @@ async fn watch_routes(state: Arc<App>, path: std::path::PathBuf) {
                     .router
                     .set(router::policy::Router::new(model, new.routes.iter().cloned()));
                 tracing::info!(file = %path.display(), routes = ?names, "routing table reloaded");
-                state.reloaded(None);
+                state.reloaded(problem);
             }
             Ok(Err(e)) => {
                 tracing::error!(file = %path.display(), problems = %e, "changed config refused; the running routing table stays");

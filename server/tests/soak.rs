@@ -8,7 +8,7 @@
 //!
 //! ```text
 //! SWITCHYARD_SOAK_SECS=1800 SWITCHYARD_SOAK_OUT=docs/soak \
-//!   cargo test --release -p switchyard --test soak -- --nocapture
+//!   cargo test -p switchyard --test soak -- --nocapture
 //! ```
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -24,7 +24,8 @@ pub enum LedgerState {
     Writing,
     /// Writes fail; events are kept in memory and requests are still admitted.
     Buffering,
-    /// Writes fail and the buffer is at its bound: new model requests are refused.
+    /// The buffer is at its bound (the database is down, or slower than the traffic): new model
+    /// requests are refused.
     Refusing,
 }
 

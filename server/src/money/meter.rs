@@ -27,7 +27,7 @@ use crate::money::accounting::{self, Accounted, Bounds, Verdict};
 use crate::money::backlog::Backlog;
 use crate::money::pricing::{Nanos, Price};
 use crate::money::tokens::{Encoding, PromptText};
-use crate::proxy::gateway::Deployment;
+use crate::proxy::gateway::{Attempting, Deployment};
 use crate::records::bodies::RequestBodies;
 use crate::records::keys::Principal;
 use crate::records::usage::{Outcome, Reported, Tags, Usage, UsageEvent, UsageSource};
@@ -340,9 +340,9 @@ pub struct Meter {
     bounds: Bounds,
     /// Cost of a discarded cascade attempt, added to whatever the answer costs.
     extra: Nanos,
-    /// The deployment the request was sent to first, while no answer has come: a client gone
+    /// The deployment the request is being sent to, while no answer has come: a client gone
     /// then is billed the prompt at its price.
-    dispatching: Option<Arc<Deployment>>,
+    dispatching: Option<Attempting>,
 }
 
 impl Meter {
@@ -519,9 +519,9 @@ impl Meter {
     }
 
     /// When the request arrived, in milliseconds since 1970.
-    /// The request goes upstream, to `d` first.
-    pub fn dispatching(&mut self, d: Option<&Arc<Deployment>>) {
-        self.dispatching = d.cloned();
+    /// The request goes upstream: the returned cell is to hold the deployment being tried.
+    pub fn dispatching(&mut self) -> Attempting {
+        self.dispatching.get_or_insert_with(Attempting::default).clone()
     }
 
     pub fn arrived_ms(&self) -> i64 {
@@ -647,7 +647,11 @@ impl Drop for Meter {
         let unaccounted = m.event.usage_source == UsageSource::None && m.estimate.is_none();
         let known = m.event.deployment.is_some();
         if unaccounted && !known {
-            if let Some(d) = self.dispatching.take() {
+            let tried = self
+                .dispatching
+                .take()
+                .and_then(|cell| cell.lock().unwrap_or_else(|p| p.into_inner()).clone());
+            if let Some(d) = tried {
                 self.set_deployment(&d, 1);
             }
         }

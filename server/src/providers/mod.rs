@@ -609,11 +609,16 @@ fn connect_failure(e: &reqwest::Error) -> String {
         while let Some(err) = io {
             match err.kind() {
                 std::io::ErrorKind::ConnectionRefused => return "connection refused".into(),
-                // rustls reports handshake and certificate failures as invalid data.
-                std::io::ErrorKind::InvalidData => {
-                    let mut why = err.get_ref().map_or_else(|| err.to_string(), |r| r.to_string());
-                    why.truncate(why.floor_char_boundary(200));
-                    return format!("TLS handshake failed ({why})");
+                // rustls reports handshake and certificate failures as invalid data. Its text
+                // can quote the upstream's certificate, so it goes to the log only.
+                std::io::ErrorKind::InvalidData if e.url().is_some_and(|u| u.scheme() == "https") => {
+                    let detail = err.get_ref().map_or_else(|| err.to_string(), |r| r.to_string());
+                    tracing::warn!(detail = %detail, "TLS with the upstream failed");
+                    return if detail.to_ascii_lowercase().contains("certificate") {
+                        "TLS failed: the upstream's certificate was not accepted".into()
+                    } else {
+                        "TLS handshake failed".into()
+                    };
                 }
                 _ => io = err.get_ref().and_then(|r| r.downcast_ref::<std::io::Error>()),
             }

@@ -26,7 +26,7 @@ async fn connect_failures_say_refused_or_tls_in_our_words() {
     let UpstreamError::Connect(why) = map_reqwest(e) else {
         panic!("not a connect error")
     };
-    assert!(why.starts_with("TLS handshake failed"), "{why}: {chain:#?}");
+    assert_eq!(why, "TLS handshake failed", "{chain:#?}");
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .unwrap()

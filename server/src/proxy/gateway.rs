@@ -23,6 +23,9 @@ use crate::money::tokens::Encoding;
 use crate::providers::{self, CallLimits, ChatOutcome, Chunk, ChunkStream, Complete, Provider, UpstreamError};
 use crate::proxy::request::{ChatRequest, EmbeddingsRequest, Needs};
 
+/// The deployment a request is being sent to, shared with its meter.
+pub type Attempting = Arc<std::sync::Mutex<Option<Arc<Deployment>>>>;
+
 /// Consecutive failures and the moment a tripped breaker lets a trial call through.
 #[derive(Debug, Default)]
 pub struct Breaker {
@@ -491,6 +494,17 @@ impl Gateway {
 
     /// Dispatches a chat request, retrying and falling back before the first byte.
     pub async fn chat(&self, model: &LogicalModel, req: &ChatRequest) -> Result<Routed<ChatAnswer>, DispatchError> {
+        self.chat_attempting(model, req, &Attempting::default()).await
+    }
+
+    /// [`Gateway::chat`], keeping in `attempting` the deployment each attempt goes to, so that
+    /// whoever holds it knows where the request went if it is dropped before an answer.
+    pub async fn chat_attempting(
+        &self,
+        model: &LogicalModel,
+        req: &ChatRequest,
+        attempting: &Attempting,
+    ) -> Result<Routed<ChatAnswer>, DispatchError> {
         let candidates = self.chat_candidates(model, req).map_err(|error| DispatchError {
             kind: error.kind(),
             error,
@@ -499,6 +513,7 @@ impl Gateway {
         })?;
         self.run_attempts(&model.name, candidates, |d| {
             let d = d.clone();
+            *attempting.lock().unwrap_or_else(|p| p.into_inner()) = Some(d.clone());
             let fut = d.provider.chat(&d.config, req, d.limits);
             async move {
                 match fut.await? {

@@ -378,8 +378,8 @@ pub async fn chat(app: &Arc<App>, call: ChatCall) -> ChatReply {
             (run.dispatched, run.model)
         }
         None => {
-            meter.dispatching(model.deployments.first());
-            (app.gateway.chat(&model, &request).await, model)
+            let attempting = meter.dispatching();
+            (app.gateway.chat_attempting(&model, &request, &attempting).await, model)
         }
     };
     // An admitted conversation that went (or escalated) to the strong tier stays there.
