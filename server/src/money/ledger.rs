@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
+use crate::clock::{Clock, SystemClock};
 use crate::money::meter::{Metered, Receiver};
 use crate::records::bodies::RequestBodies;
 use crate::records::usage::UsageEvent;
@@ -104,7 +105,7 @@ pub async fn consume(mut rx: Receiver, writer: Option<LedgerWriter>) {
                     }
                     Err(e) => {
                         failures += 1;
-                        rx.backlog.write_failed(unix_ms());
+                        rx.backlog.write_failed(SystemClock.now_ms());
                         metrics::counter!("switchyard_ledger_write_errors_total").increment(1);
                         tracing::error!(error = %e, events = pending.len(), attempt = failures, "cannot write usage events; retrying");
                         if closed && failures >= 10 {
@@ -125,12 +126,6 @@ pub async fn consume(mut rx: Receiver, writer: Option<LedgerWriter>) {
             return;
         }
     }
-}
-
-fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Finalizes events, with the bodies stored for them: on a blocking thread when any needs

@@ -17,12 +17,13 @@
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use tokio::sync::mpsc;
 
 use crate::access::limits::{ConcurrencyPermit, Settlement};
 use crate::capture::Capture;
+use crate::clock::{Clock, SystemClock};
 use crate::money::accounting::{self, Accounted, Bounds, Verdict};
 use crate::money::backlog::Backlog;
 use crate::money::pricing::{Nanos, Price};
@@ -313,13 +314,6 @@ impl UsageSink for MemorySink {
     }
 }
 
-fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// What bounds a plausible usage report of this request.
 #[derive(Debug, Clone, Copy)]
 enum Shape {
@@ -358,7 +352,7 @@ impl Meter {
         let mut event = UsageEvent::new(
             crate::access::keys::new_id("evt"),
             request_id.to_string(),
-            unix_ms(),
+            SystemClock.now_ms(),
             endpoint,
             model.to_string(),
         );
